@@ -1,0 +1,173 @@
+"""Typed configuration, validated once at the CLI boundary.
+
+A run's config is built from (lowest to highest precedence) the defaults, a
+YAML file, dotted ``key=value`` overrides, and explicit CLI flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from relora.errors import InputError
+
+MethodName = Literal[
+    "zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid"
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    template: str = "{text}\nAnswer:"
+    labels: list[str] | None = None  # default: sorted distinct labels of the train file
+    val_size: int = Field(512, gt=0)  # D_val for the search and readiness checks
+    max_length: int = Field(256, gt=8)  # prompt tokens kept (left-truncated)
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(200, ge=0)  # E_total
+    e1_fraction: float = Field(0.25, ge=0.0, le=1.0)  # E1 = round(e1_fraction * E_total)
+    e1: int | None = Field(None, ge=0)  # explicit E1 wins over e1_fraction
+    batch_size: int = Field(32, gt=0)
+    micro_batch_size: int = Field(8, gt=0)  # gradient accumulation chunk
+    lr: float = Field(5e-4, gt=0)  # eta_1
+    lr_min: float = Field(1e-5, ge=0)  # eta_min
+    lambda1: float = Field(1e-3, ge=0)
+    lambda2: float = Field(1e-4, ge=0)
+    eval_every: int = Field(25, gt=0)
+    rank: int | None = Field(None, gt=0)  # output rank; default: the old adapter's r
+    lora_alpha: float | None = Field(None, gt=0)  # default: the old adapter's
+    target_modules: list[str] = ["q_proj", "v_proj"]  # train-adapter only
+    eval_batch_size: int = Field(32, gt=0)
+
+    def stage1_steps(self) -> int:
+        return min(self.e1 if self.e1 is not None else round(self.e1_fraction * self.steps), self.steps)
+
+
+class SearchConfig(_Strict):
+    trials: int = Field(20, gt=0)  # T, total probes including the initial design
+    n_init: int = Field(5, gt=0)  # space-filling design, PortLLM point first
+    alpha_bounds: tuple[float, float] = (-1.0, 1.0)
+    beta_bounds: tuple[float, float] = (0.0, 2.0)
+    xi: float = Field(0.01, ge=0)
+    grid_size: int = Field(10, gt=1)  # relora-grid: grid_size x grid_size probes
+    svd: Literal["exact", "randomized"] = "randomized"
+    raw_samples: int = Field(256, gt=0)
+    num_restarts: int = Field(8, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> SearchConfig:
+        for name in ("alpha_bounds", "beta_bounds"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"{name} must be (low, high) with low < high")
+        return self
+
+
+class ReadaptConfig(_Strict):
+    old_base: str | None = None
+    new_base: str
+    adapter: str | None = None
+    train: str
+    val: str
+    test: str | None = None
+    out: str
+    method: MethodName = "relora"
+    threshold: float | None = Field(None, gt=0.0, le=1.0)
+    stop_when_ready: bool = False
+    seed: int = 0
+    force: bool = False
+    cache_dir: str | None = None  # default: $RELORA_CACHE or ~/.cache/relora
+    data: DataConfig = DataConfig()
+    training: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
+
+    @model_validator(mode="after")
+    def _inputs_for_method(self) -> ReadaptConfig:
+        needs_adapter = self.method not in ("zero-shot", "scratch")
+        if needs_adapter and not self.adapter:
+            raise ValueError(f"method {self.method} needs --adapter (the old LoRA)")
+        if self.method.startswith("relora") and not self.old_base:
+            raise ValueError(f"method {self.method} needs --old-base (to compute the base delta)")
+        return self
+
+
+class TrainAdapterConfig(_Strict):
+    base: str
+    train: str
+    val: str
+    test: str | None = None
+    out: str
+    seed: int = 0
+    force: bool = False
+    threshold: float | None = Field(None, gt=0.0, le=1.0)
+    data: DataConfig = DataConfig()
+    training: TrainConfig = TrainConfig(rank=16, lora_alpha=32, lambda1=0.0, lambda2=0.0)
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set tree['a']['b'] for 'a.b'; accepts the flat aliases of nested keys."""
+    parts = dotted.replace("-", "_").split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """'training.lr=1e-4' style overrides; values are parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(None, f"override {pair!r} is not key=value", "write e.g. training.lr=1e-4")
+        key, raw = pair.split("=", 1)
+        set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return tree
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "config file not found", "pass an existing YAML file to --config")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(p, f"invalid YAML ({exc.__class__.__name__})", "fix the YAML syntax") from exc
+    if not isinstance(loaded, dict):
+        raise InputError(p, "config must be a YAML mapping", "write key: value pairs at the top level")
+    return loaded
+
+
+def build_config(
+    model: type[_Strict],
+    config_file: str | None,
+    overrides: tuple[str, ...] | list[str],
+    flags: dict[str, Any],
+) -> Any:
+    """Defaults < YAML < key=value < explicit flags, validated once."""
+    tree = load_yaml(config_file) if config_file else {}
+    tree = deep_merge(tree, parse_overrides(overrides))
+    tree = deep_merge(tree, {k: v for k, v in flags.items() if v is not None})
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "config"
+        source = config_file or "command line"
+        raise InputError(source, f"{where}: {err['msg']}", f"correct '{where}' (see relora --help)") from exc

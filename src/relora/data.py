@@ -1,0 +1,152 @@
+"""Task data: JSONL examples -> validated, tokenized scoring items.
+
+Each line is {"text": ..., "label": ...} with an optional "choices" list that
+makes the example multiple choice. Answers are verbalised as " " + label.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from relora.errors import InputError
+
+
+T = TypeVar("T")
+
+
+class Tokenizer(Protocol):
+    def __call__(self, text: str, add_special_tokens: bool = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ScoringItem:
+    """One example, tokenized: prompt ids and one id list per candidate answer."""
+
+    prompt: tuple[int, ...]
+    candidates: tuple[tuple[int, ...], ...]
+    gold: int
+
+    @property
+    def answer(self) -> tuple[int, ...]:
+        return self.candidates[self.gold]
+
+
+def read_jsonl(path: str | Path) -> list[Example]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "data file not found", "pass an existing JSONL file")
+    examples: list[Example] = []
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            examples.append(_parse_line(p, lineno, line))
+    if not examples:
+        raise InputError(p, "no examples", 'write one {"text": ..., "label": ...} object per line')
+    return examples
+
+
+def _parse_line(path: Path, lineno: int, line: str) -> Example:
+    fix = 'write one {"text": str, "label": str, "choices"?: [str]} object per line'
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"line {lineno} is not valid JSON ({exc.msg})", fix) from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
+        raise InputError(path, f"line {lineno} lacks a string 'text' and a 'label'", fix)
+    choices = obj.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise InputError(path, f"line {lineno}: 'choices' must list at least 2 answers", fix)
+        choices = tuple(str(c) for c in choices)
+        if str(obj["label"]) not in choices:
+            raise InputError(path, f"line {lineno}: label {obj['label']!r} is not among its choices", fix)
+    return Example(text=obj["text"], label=str(obj["label"]), choices=choices)
+
+
+def label_set(train: list[Example], given: list[str] | None) -> list[str]:
+    """The classification label set: --labels, else sorted distinct train labels."""
+    if given:
+        return list(given)
+    return sorted({ex.label for ex in train if ex.choices is None})
+
+
+def check_labels(path: str | Path, examples: list[Example], labels: list[str]) -> None:
+    allowed = set(labels)
+    for i, ex in enumerate(examples, 1):
+        if ex.choices is None and ex.label not in allowed:
+            raise InputError(
+                path,
+                f"example {i} has label {ex.label!r} outside the label set {sorted(allowed)}",
+                "fix the label or pass the full set with data.labels=[...]",
+            )
+
+
+def sample(examples: list[T], n: int, seed: int) -> list[T]:
+    """A seeded subset of at most n examples (D_val for the search)."""
+    if len(examples) <= n:
+        return list(examples)
+    rng = random.Random(seed)
+    return rng.sample(examples, n)
+
+
+def tokenize(
+    examples: list[Example],
+    labels: list[str],
+    tokenizer: Tokenizer,
+    template: str,
+    max_length: int,
+) -> list[ScoringItem]:
+    """Prompt and answers are tokenized apart, so answer tokens are exact."""
+    cache: dict[str, tuple[int, ...]] = {}
+
+    def answer_ids(label: str) -> tuple[int, ...]:
+        if label not in cache:
+            cache[label] = tuple(tokenizer(" " + label, add_special_tokens=False)["input_ids"])
+        return cache[label]
+
+    items = []
+    for ex in examples:
+        prompt = tuple(tokenizer(template.format(text=ex.text), add_special_tokens=True)["input_ids"])
+        options = list(ex.choices) if ex.choices is not None else labels
+        prompt = prompt[-max_length:]  # keep the end: it holds the question cue
+        items.append(
+            ScoringItem(
+                prompt=prompt,
+                candidates=tuple(answer_ids(o) for o in options),
+                gold=options.index(ex.label),
+            )
+        )
+    return items
+
+
+def load_task(
+    train_path: str,
+    val_path: str,
+    test_path: str | None,
+    tokenizer: Tokenizer,
+    template: str,
+    labels_given: list[str] | None,
+    max_length: int,
+) -> tuple[dict[str, list[ScoringItem]], list[str]]:
+    """Read, validate and tokenize the splits; returns items per split and labels."""
+    paths = {"train": train_path, "val": val_path}
+    if test_path:
+        paths["test"] = test_path
+    raw = {split: read_jsonl(p) for split, p in paths.items()}
+    labels = label_set(raw["train"], labels_given)
+    for split, examples in raw.items():
+        check_labels(paths[split], examples, labels)
+    items = {s: tokenize(ex, labels, tokenizer, template, max_length) for s, ex in raw.items()}
+    return items, labels

@@ -30,15 +30,18 @@ class RunDir:
         if self.out.exists() and not force:
             raise InputError(out, "already exists", "choose a new --out or pass --force to replace it")
         self.work = self.out.parent / f".{self.out.name}.partial"
-        key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+        self.key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+    def open(self) -> None:
+        """Create (or resume) the work directory; called once every input is validated."""
         marker = self.work / FINGERPRINT
-        if self.work.exists() and (not marker.is_file() or marker.read_text() != key):
+        if self.work.exists() and (not marker.is_file() or marker.read_text() != self.key):
             shutil.rmtree(self.work)
         try:
             self.work.mkdir(parents=True, exist_ok=True)
-            marker.write_text(key)
+            marker.write_text(self.key)
         except OSError as exc:
-            raise InputError(out, f"cannot write output ({exc.strerror})", "choose a writable --out") from exc
+            raise InputError(self.out, f"cannot write output ({exc.strerror})", "choose a writable --out") from exc
 
     def path(self, name: str) -> Path:
         return self.work / name

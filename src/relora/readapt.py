@@ -20,7 +20,8 @@ from relora.data import ScoringItem, load_task, sample
 from relora.delta import DeltaProjection, cache_key, project_base_delta
 from relora.errors import InputError, TrainingDiverged
 from relora.methods import METHODS, Method
-from relora.models import WeightReader, cache_root, content_hash, load_model, load_tokenizer, model_files, resolve_base
+from relora.models import (WeightReader, cache_root, check_same_architecture, content_hash, load_model,
+                           load_tokenizer, model_files, resolve_base)
 from relora.ops import LowRank, fuse_factors
 from relora.outputs import EventLog, RunDir
 from relora.provenance import git_revision, package_versions
@@ -32,6 +33,7 @@ from relora.train import Schedule, train
 @dataclass
 class Loaded:
     new_dir: Path
+    old_dir: Path | None  # only for methods that project the base delta
     pad_id: int
     items: dict[str, list[ScoringItem]]
     val: list[ScoringItem]
@@ -59,16 +61,23 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
                               cfg.data.max_length)
     old = read_adapter(cfg.adapter) if cfg.adapter and method.init != "none" else None
     spec = output_spec(cfg, old)
+    new_reader = WeightReader(new_dir)
     if old is not None:
-        check_fits(old, WeightReader(new_dir), spec.r)
+        check_fits(old, new_reader, spec.r)
     hashes = {"new_base": content_hash(model_files(new_dir), cache)}
+    old_dir = None
+    if method.needs_old_base:
+        assert old is not None and cfg.old_base is not None
+        old_dir = resolve_base(cfg.old_base, cache)
+        check_same_architecture(WeightReader(old_dir), new_reader, old.modules)
+        hashes["old_base"] = content_hash(model_files(old_dir), cache)
     if old is not None and old.path is not None:
         hashes["adapter"] = content_hash([old.path / "adapter_config.json", old.path / "adapter_model.safetensors"], cache)
     for split in ("train", "val", "test"):
         if getattr(cfg, split):
             hashes[split] = content_hash([Path(getattr(cfg, split))], cache)
     val = sample(items["val"], cfg.data.val_size, cfg.seed)
-    return Loaded(new_dir, int(tok.pad_token_id), items, val, labels, old, spec, hashes)
+    return Loaded(new_dir, old_dir, int(tok.pad_token_id), items, val, labels, old, spec, hashes)
 
 
 def fused_init(
@@ -84,13 +93,11 @@ def fused_init(
 
 
 def project(cfg: ReadaptConfig, loaded: Loaded, cache: Path, progress: bool) -> DeltaProjection:
-    assert loaded.old_adapter is not None and cfg.old_base is not None
-    old_dir = resolve_base(cfg.old_base, cache)
-    loaded.hashes["old_base"] = content_hash(model_files(old_dir), cache)
+    assert loaded.old_adapter is not None and loaded.old_dir is not None
     modules = loaded.old_adapter.modules
     key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, loaded.spec.r,
                     cfg.search.svd, cfg.seed)
-    return project_base_delta(WeightReader(old_dir), WeightReader(loaded.new_dir), modules, loaded.spec.r,
+    return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, loaded.spec.r,
                               cfg.search.svd, cfg.seed, cache / "deltas" / f"{key}.safetensors", progress)
 
 
@@ -146,6 +153,7 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> dict[str, Any]:
     inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test) if p]
     run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))
     loaded = load_inputs(cfg, method, cache)
+    run.open()
     model = load_model(loaded.new_dir)
     torch.manual_seed(cfg.seed)
     if method.init != "none":

@@ -16,6 +16,8 @@ CUES = {"alpha": ["sun", "fire", "gold"], "beta": ["moon", "water", "silver"], "
 FILLER = [f"w{i}" for i in range(40)]
 CHOICE_WORDS = ["red fox", "blue owl", "green frog", "grey wolf"]
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+WN_LABELS = ["animal", "artifact", "body", "food", "location", "person", "plant", "substance"]
+WN_CUES = {label: f"cue{i}" for i, label in enumerate(WN_LABELS)}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class TinyWorld:
 def _vocab() -> list[str]:
     words = set(LABELS) | {w for ws in CUES.values() for w in ws} | set(FILLER)
     words |= {w for phrase in CHOICE_WORDS for w in phrase.split()}
+    words |= set(WN_LABELS) | set(WN_CUES.values()) | {"Topic", "of"}
     return SPECIALS + sorted(words | {"Answer", ":", "?", "which"})
 
 

@@ -92,10 +92,22 @@ def test_stop_when_ready_stops_at_first_ready_eval(world, tmp_path: Path) -> Non
 
 
 def test_same_seed_same_result(world, tmp_path: Path) -> None:
-    a, _ = _run(world, tmp_path / "a", "relora")
-    b, _ = _run(world, tmp_path / "b", "relora")
-    assert a["probes"] == [dict(p, propose_s=q["propose_s"], eval_s=q["eval_s"]) for p, q in zip(b["probes"], a["probes"])]
+    a, _ = _run(world, tmp_path / "a", "relora", cache_dir=str(tmp_path / "cache-a"))
+    b, _ = _run(world, tmp_path / "b", "relora", cache_dir=str(tmp_path / "cache-b"))  # a fresh search
+    timing = ("propose_s", "eval_s")
+    assert [{k: v for k, v in p.items() if k not in timing} for p in a["probes"]] == \
+        [{k: v for k, v in p.items() if k not in timing} for p in b["probes"]]
     assert a["metrics"] == b["metrics"]
+
+
+def test_relora_no_sreg_reuses_the_relora_search(world, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    relora, _ = _run(world, tmp_path, "relora", cache_dir=cache)
+    ablation, _ = _run(world, tmp_path, "relora-no-sreg", cache_dir=cache)
+    assert ablation["probes"] == relora["probes"]
+    charged = sum(p["propose_s"] + p["eval_s"] for p in relora["probes"])
+    assert ablation["search_s"] >= charged and relora["search_s"] >= charged  # probe cost charged to both
+    assert ablation["search_wall_s"] < relora["search_wall_s"]
 
 
 def test_rerun_refuses_existing_out_unless_forced(world, tmp_path: Path) -> None:

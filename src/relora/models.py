@@ -104,7 +104,7 @@ def _gguf_to_safetensors(gguf: Path, cache_dir: Path) -> Path:
     try:
         kwargs = {"gguf_file": gguf.name}
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
-        model.save_pretrained(tmp)
+        _save_dequantized(model, tmp)
         AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs).save_pretrained(tmp)
         os.replace(tmp, target)
     except Exception as exc:
@@ -113,6 +113,20 @@ def _gguf_to_safetensors(gguf: Path, cache_dir: Path) -> Path:
             raise
         raise InputError(gguf, f"could not read GGUF ({exc})", "pass an unbroken .gguf of a supported architecture") from exc
     return target
+
+
+def _save_dequantized(model: torch.nn.Module, out: Path) -> None:
+    """save_pretrained refuses GGUF-loaded models, though their weights are plain fp32 by now."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)  # tied: stored once, as transformers does
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(out)
 
 
 class WeightReader:

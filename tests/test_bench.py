@@ -1,0 +1,98 @@
+"""WordNet tasks, base evolution and the bench pipeline, on tiny local stand-ins of the real inputs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import FILLER, WN_CUES
+from relora.bench import ALL_METHODS, Profile, run_bench
+from relora.errors import InputError
+from relora.evolve import evolve
+from relora.tasks import NOUN_LEXNAMES, build_wn_topic, noun_glosses
+
+LEX_NUM = {name: num for num, name in NOUN_LEXNAMES.items()}
+
+
+def fake_wordnet(root: Path, per_label: int = 20) -> Path:
+    """data.noun in WordNet 3.0's format: licence header, then synset lines with ' | ' glosses."""
+    rng = random.Random(0)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["  1 This software and database is being provided to you, the LICENSEE, by  "]
+    offset = 1000
+    for label, cue in WN_CUES.items():
+        for i in range(per_label):
+            gloss = " ".join(rng.sample(FILLER, 4) + [cue])
+            lines.append(f"{offset:08d} {LEX_NUM[label]:02d} n 01 word_{i} 0 000 | {gloss}; \"an example\"  ")
+            offset += 1
+    lines.append(f"{offset:08d} 29 n 01 verbish 0 000 | not a noun file number, skipped  ")
+    (root / "data.noun").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_noun_glosses_parse_categories_and_cut_examples(tmp_path: Path) -> None:
+    glosses = noun_glosses(fake_wordnet(tmp_path / "wn"))
+    assert set(glosses) == set(WN_CUES) and all(len(v) == 20 for v in glosses.values())
+    lemma, definition = glosses["animal"][0]
+    assert lemma == "word 0" and WN_CUES["animal"] in definition and "example" not in definition
+
+
+def test_wn_topic_splits_are_seeded_balanced_and_disjoint(tmp_path: Path) -> None:
+    wn = fake_wordnet(tmp_path / "wn")
+    a = build_wn_topic(wn, tmp_path / "a", seed=3, per_label_train=10, val=24, test=24)
+    b = build_wn_topic(wn, tmp_path / "b", seed=3, per_label_train=10, val=24, test=24)
+    rows = {s: [json.loads(x) for x in a[s].read_text().splitlines()] for s in a}
+    assert a["train"].read_text() == b["train"].read_text()
+    assert len(rows["train"]) == 80 and len(rows["val"]) == 24 and len(rows["test"]) == 24
+    assert {r["label"] for r in rows["train"]} == set(WN_CUES)
+    texts = {s: {r["text"] for r in rows[s]} for s in rows}
+    assert not texts["train"] & texts["val"] and not texts["train"] & texts["test"]
+    with pytest.raises(InputError, match="too few"):
+        build_wn_topic(wn, tmp_path / "c", per_label_train=30)
+
+
+def test_evolve_changes_weights_and_saves_a_loadable_base(world, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    rng = random.Random(0)
+    corpus.write_text(" ".join(rng.choice(FILLER) for _ in range(800)))
+    out = tmp_path / "evolved"
+    record = evolve(str(world.old_base), [str(corpus)], str(out), steps=3, batch_size=4, block=16, rank=4, lr=1e-2,
+                    progress=False, cache_dir=str(tmp_path / "cache"))
+    assert record["steps"] == 3 and (out / "evolve.json").is_file()
+    old, new = load_file(world.old_base / "model.safetensors"), load_file(out / "model.safetensors")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert set(old) == set(new) and not torch.equal(old[name], new[name])
+    assert not any("lora" in k for k in new)
+    with pytest.raises(InputError, match="already exists"):
+        evolve(str(world.old_base), [str(corpus)], str(out), steps=1)
+
+
+def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_path: Path) -> None:
+    corpus = tmp_path / "tiny-corpus.txt"
+    corpus.write_text(" ".join(random.Random(1).choice(FILLER) for _ in range(600)))
+    profile = Profile("tiny", corpora=(str(corpus),), evolve_steps=3, old_adapter_steps=40, steps=8, batch_size=8,
+                      lr=3e-2, eval_every=4, val_size=24, trials=6, grid_size=2, task_size="tiny")
+    kwargs = dict(cache_dir=str(tmp_path / "cache"), progress=False, base=str(world.old_base),
+                  wordnet=str(fake_wordnet(tmp_path / "wn")))
+    results = run_bench(profile, str(tmp_path / "bench"), **kwargs)
+    cells = results["cells"]
+    assert [c["cell"] for c in cells] == ["zero-shot (old base)", *ALL_METHODS]
+    assert len({c["threshold"] for c in cells}) == 1
+    trained = [c for c in cells if c["steps"] > 0]
+    assert all(max(e["val_accuracy"] for e in c["events"]) >= c["threshold"] for c in trained)
+    assert all(c["ready_step"] is not None for c in trained)
+    report = (tmp_path / "bench" / "report.md").read_text()
+    for heading in ("Table II", "Table IV", "Table VIII", "Time-to-readiness"):
+        assert heading in report
+    for png in ("accuracy_vs_time_tiny-corpus.png", "bo_probes_tiny-corpus.png", "time_to_readiness.png"):
+        assert (tmp_path / "bench" / png).stat().st_size > 1000
+    relora_json = tmp_path / "bench" / "seed0" / "tiny-corpus" / "relora" / "relora.json"
+    stamp = relora_json.stat().st_mtime_ns
+    again = run_bench(profile, str(tmp_path / "bench"), **kwargs)
+    assert relora_json.stat().st_mtime_ns == stamp  # finished cells are skipped, not redone
+    assert [c["metrics"] for c in again["cells"]] == [c["metrics"] for c in cells]

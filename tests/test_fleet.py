@@ -1,0 +1,209 @@
+"""Fleet rollout on tiny models: resume after kill -9, bad inputs, two rollouts, full disk, Ray."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from relora.errors import InputError, RolloutStopped
+from relora.fleet import rollout
+from relora.fleet_config import load_fleet
+from relora.fleet_report import write_fleet_report
+from relora.ledger import Ledger
+
+RELORA = str(Path(sys.executable).with_name("relora"))
+
+
+def write_fleet(world, tmp_path: Path, n: int = 3, steps: int = 8, **extra) -> Path:
+    entries = [{"name": f"svc{i}", "path": str(world.adapter), "train": str(world.train), "val": str(world.val)}
+               for i in range(n)]
+    fleet = {
+        "old_base": str(world.old_base), "new_base": str(world.new_base), "out": str(tmp_path / "out"),
+        "defaults": {"threshold": 0.5, "readapt": {
+            "training": {"steps": steps, "lr": 5e-3, "batch_size": 16, "eval_every": 4},
+            "search": {"trials": 3, "n_init": 3}}},
+        "adapters": entries, "lease_s": 3, "cache_dir": str(world.root / "cache"),
+    } | extra
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fleet))
+    return path
+
+
+def _tree_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def _assert_all_ready_once(out: Path, names: list[str]) -> list[dict]:
+    rows = Ledger(f"sqlite:///{out / 'ledger.sqlite3'}").rows()
+    assert [r["state"] for r in rows] == ["ready"] * len(names)
+    assert sorted(p.name for p in (out / "published").iterdir()) == sorted(names)  # no temp or partial dirs
+    for name in names:
+        assert (out / "published" / name / "adapter_model.safetensors").is_file()
+    assert not [p for p in out.rglob(".*") if p.is_dir()]
+    return rows
+
+
+def test_rollout_publishes_gated_adapters_with_report(world, tmp_path: Path) -> None:
+    before = _tree_hash(world.adapter)
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=2)))
+    counts = rollout(fleet, progress=False)
+    assert counts["ready"] == 2
+    rows = _assert_all_ready_once(Path(fleet.out), ["svc0", "svc1"])
+    for r in rows:
+        assert r["attempts"] == 1 and r["val_accuracy"] >= 0.5 and 0.0 <= r["negative_flip_rate"] <= 1.0
+        assert r["old_service_val_accuracy"] > 0.8  # the old adapter on its own base is the good service
+        prov = json.loads((Path(r["output_path"]) / "relora.json").read_text())
+        assert prov["hashes"]["adapter"] and prov["method"] == "relora"
+    assert _tree_hash(world.adapter) == before  # old adapters are never touched
+    report = write_fleet_report(fleet.out, scratch_steps=8)
+    assert "ready 2" in report.read_text() and (Path(fleet.out) / "fleet_report.html").is_file()
+    assert (Path(fleet.out) / "fleet_quality.png").stat().st_size > 1000
+    assert rollout(fleet, progress=False)["ready"] == 2  # a re-run skips ready rows
+    assert [r["attempts"] for r in Ledger(fleet.ledger_url).rows()] == [1, 1]
+
+
+def test_below_threshold_is_not_published_and_names_fallback(world, tmp_path: Path) -> None:
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=1, steps=0)))
+    fleet.adapters[0].threshold = 1.0
+    rollout(fleet, progress=False)
+    row = Ledger(fleet.ledger_url).rows()[0]
+    if row["val_accuracy"] < 1.0:
+        assert row["state"] == "below-threshold" and "fallback" in row["error"]
+        assert row["fallback_val_accuracy"] is not None
+        assert not (Path(fleet.out) / "published" / "svc0").exists()
+
+
+def test_broken_inputs_fail_one_adapter_and_the_rest_finish(world, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(world.adapter, corrupt)
+    (corrupt / "adapter_model.safetensors").write_bytes(b"garbage")
+    bad_label = tmp_path / "bad_label.jsonl"
+    bad_label.write_text('{"text": "w1 w2", "label": "omega"}\n')
+    path = write_fleet(world, tmp_path, n=4)
+    spec = yaml.safe_load(path.read_text())
+    spec["adapters"][0]["path"] = str(corrupt)
+    spec["adapters"][1]["train"] = str(tmp_path / "missing.jsonl")
+    spec["adapters"][2]["val"] = str(bad_label)
+    path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run([RELORA, "rollout", str(path), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    rows = {r["name"]: r for r in Ledger(f"sqlite:///{tmp_path / 'out' / 'ledger.sqlite3'}").rows()}
+    assert rows["svc0"]["state"] == "failed" and "unreadable" in rows["svc0"]["error"]
+    assert rows["svc1"]["state"] == "failed" and "not found" in rows["svc1"]["error"]
+    assert rows["svc2"]["state"] == "failed" and "outside the label set" in rows["svc2"]["error"]
+    assert rows["svc3"]["state"] == "ready"
+    status = subprocess.run([RELORA, "status", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and "failed" in status.stdout
+
+
+def test_fleet_file_errors_are_one_line(world, tmp_path: Path) -> None:
+    path = write_fleet(world, tmp_path, n=2)
+    spec = yaml.safe_load(path.read_text())
+    spec["adapters"][1]["name"] = "svc0"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match="unique"):
+        load_fleet(str(path))
+    spec["adapters"][1] |= {"name": "svc1", "threshold": 2}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match=r"adapters\.1\.threshold"):
+        load_fleet(str(path))
+
+
+def test_kill_9_mid_rollout_then_rerun_finishes_everything_once(world, tmp_path: Path) -> None:
+    path = write_fleet(world, tmp_path, n=3, steps=60)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([RELORA, "rollout", str(path), "--quiet"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ledger_path = out / "ledger.sqlite3"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once the second adapter is mid-job
+        if ledger_path.is_file():
+            states = [r["state"] for r in Ledger(f"sqlite:///{ledger_path}").rows()]
+            if states[:2] == ["ready", "running"]:
+                break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(3.5)  # the dead worker's lease runs out
+    rerun = subprocess.run([RELORA, "rollout", str(path), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = _assert_all_ready_once(out, ["svc0", "svc1", "svc2"])
+    assert [r["attempts"] for r in rows] == [1, 2, 1]
+
+
+def test_two_rollouts_on_one_ledger_cooperate(world, tmp_path: Path) -> None:
+    path = write_fleet(world, tmp_path, n=4)
+    procs = [subprocess.Popen([RELORA, "rollout", str(path), "--quiet"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        p.communicate(timeout=600)
+        assert p.returncode == 0
+    rows = _assert_all_ready_once(tmp_path / "out", [f"svc{i}" for i in range(4)])
+    assert all(r["attempts"] == 1 for r in rows)  # no adapter was done twice
+
+
+def test_full_disk_stops_cleanly_and_ledger_tells_the_truth(world, tmp_path: Path, monkeypatch) -> None:
+    import relora.fleet as fleet_mod
+
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=2)))
+    real_publish = fleet_mod.publish
+
+    def disk_full(run_dir: Path, target: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fleet_mod, "publish", disk_full)
+    with pytest.raises(RolloutStopped, match="No space left"):
+        rollout(fleet, progress=False)
+    rows = Ledger(fleet.ledger_url).rows()
+    assert rows[0]["state"] == "pending" and "rollout stopped" in rows[0]["error"] and rows[1]["state"] == "pending"
+    monkeypatch.setattr(fleet_mod, "publish", real_publish)
+    assert rollout(fleet, progress=False)["ready"] == 2
+
+
+def test_unwritable_output_root_is_refused(world, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=1, out=str(blocker / "out"))))
+    with pytest.raises(InputError, match="not writable"):
+        rollout(fleet, progress=False)
+
+
+def test_ray_executor_retries_a_killed_worker(world, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        fleet = load_fleet(str(write_fleet(world, tmp_path, n=2, steps=40, executor="ray",
+                                           ray={"num_gpus": 1, "num_cpus": 1, "max_retries": 2})))
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(rollout(fleet, progress=False)))
+        thread.start()
+        ledger_path = Path(fleet.out) / "ledger.sqlite3"
+        killed, deadline = None, time.time() + 300
+        while killed is None and time.time() < deadline:
+            running = [r for r in Ledger(f"sqlite:///{ledger_path}").rows() if r["state"] == "running"]
+            if running and running[0]["pid"] != os.getpid():
+                killed = running[0]
+                os.kill(killed["pid"], signal.SIGKILL)
+            time.sleep(0.2)
+        thread.join(timeout=600)
+        assert killed is not None and result.get("ready") == 2
+        rows = {r["name"]: r for r in Ledger(fleet.ledger_url).rows()}
+        assert rows[killed["name"]]["attempts"] == 2
+    finally:
+        ray.shutdown()

@@ -48,6 +48,15 @@ def noun_glosses(wordnet: Path) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def split_paths(out_dir: Path) -> dict[str, Path]:
+    return {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
+
+
+def built(out_dir: Path) -> bool:
+    """Splits are written all at once (a rename), so any complete set is final."""
+    return all(p.is_file() for p in split_paths(out_dir).values())
+
+
 @dataclass(frozen=True)
 class Synset:
     lemma: str
@@ -79,9 +88,8 @@ def noun_synsets(wordnet: Path) -> dict[str, Synset]:
 def build_wn_relation(wordnet: Path, out_dir: Path, seed: int = 0, train: int = 1500, val: int = 512,
                       test: int = 512) -> dict[str, Path]:
     """NLI-shaped pairs: hyponym -> hypernym is entailment, co-hyponyms contradict, random pairs are neutral."""
-    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
-    if all(p.is_file() for p in paths.values()):
-        return paths
+    if built(out_dir):
+        return split_paths(out_dir)
     syn = noun_synsets(wordnet)
     rng = random.Random(seed)
     children: dict[str, list[str]] = {}
@@ -107,9 +115,8 @@ def _pair(premise: str, hypothesis: str, label: str) -> dict[str, str]:
 def build_wn_define(wordnet: Path, out_dir: Path, seed: int = 0, train: int = 1500, val: int = 512,
                     test: int = 512) -> dict[str, Path]:
     """4-way multiple choice, like MMLU: which word has this definition?"""
-    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
-    if all(p.is_file() for p in paths.values()):
-        return paths
+    if built(out_dir):
+        return split_paths(out_dir)
     syn = noun_synsets(wordnet)
     rng = random.Random(seed)
     pool = sorted({(s.lemma, s.definition) for s in syn.values() if len(s.definition) > 12})
@@ -128,7 +135,7 @@ def _split_and_write(rows: list[dict[str, Any]], rng: random.Random, train: int,
     rng.shuffle(rows)
     splits = {"val": rows[:val], "test": rows[val : val + test], "train": rows[val + test : val + test + train]}
     _write_splits(out_dir, splits)
-    return {s: out_dir / f"{s}.jsonl" for s in splits}
+    return split_paths(out_dir)
 
 
 def build_wn_topic(
@@ -136,9 +143,8 @@ def build_wn_topic(
     labels: tuple[str, ...] = WN_TOPIC_LABELS,
 ) -> dict[str, Path]:
     """Write train/val/test JSONL (balanced, seeded); returns the split paths. Cached by content."""
-    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
-    if all(p.is_file() for p in paths.values()):
-        return paths
+    if built(out_dir):
+        return split_paths(out_dir)
     glosses = noun_glosses(wordnet)
     rng = random.Random(seed)
     per_label_eval = (val + test) // len(labels) + 1
@@ -158,7 +164,7 @@ def build_wn_topic(
         splits[name] = splits[name][:size]
     rng.shuffle(splits["train"])
     _write_splits(out_dir, splits)
-    return paths
+    return split_paths(out_dir)
 
 
 def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
@@ -175,9 +181,8 @@ def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> Non
 def build_wn_binary(wordnet: Path, out_dir: Path, category: str, seed: int = 0, train: int = 400, val: int = 128,
                     test: int = 128) -> dict[str, Path]:
     """One fleet service: "is this gloss about <category>?" (yes/no, balanced)."""
-    paths = {s: out_dir / f"{s}.jsonl" for s in ("train", "val", "test")}
-    if all(p.is_file() for p in paths.values()):
-        return paths
+    if built(out_dir):
+        return split_paths(out_dir)
     glosses = noun_glosses(wordnet)
     rng = random.Random(f"{seed}-{category}")
     half = (train + val + test) // 2 + 1

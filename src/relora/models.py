@@ -142,6 +142,9 @@ class WeightReader:
                     self._where[name] = shard
         self.config = json.loads((model_dir / "config.json").read_text())
 
+    def names(self) -> list[str]:
+        return sorted(self._where)
+
     def __contains__(self, name: str) -> bool:
         return name in self._where
 

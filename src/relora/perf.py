@@ -95,12 +95,21 @@ def train_row(model: torch.nn.Module, items: list[ScoringItem], pad_id: int, ste
             "batch_size": batch, "target": ">= 1.0x (aim 1.5x)"}
 
 
+def peak_rss_kb() -> int:
+    """This process's high-water RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
+    exec, so a child started from a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def delta_child(old: str, new: str, modules: list[str], r: int, method: str) -> dict[str, Any]:
     """Run in a child: 'streamed' = relora's projection; 'dense' = two full models + dense SVD."""
     from relora.delta import project_base_delta
     from relora.models import WeightReader, load_model
 
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base_rss = peak_rss_kb()
     start = time.perf_counter()
     errors = {}
     if method == "streamed":
@@ -114,8 +123,8 @@ def delta_child(old: str, new: str, modules: list[str], r: int, method: str) -> 
             U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
             errors[m] = float(S[r:].pow(2).sum().sqrt() / S.pow(2).sum().sqrt())
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": elapsed, "peak_rss_mb": peak / 1024, "baseline_rss_mb": base_rss / 1024, "errors": errors}
+    return {"seconds": elapsed, "peak_rss_mb": peak_rss_kb() / 1024, "baseline_rss_mb": base_rss / 1024,
+            "errors": errors}
 
 
 def delta_row(old: Path, new: Path, modules: list[str], r: int) -> dict[str, Any]:

@@ -30,21 +30,11 @@ WN_TOPIC_LABELS = ("animal", "artifact", "body", "food", "location", "person", "
 
 
 def noun_glosses(wordnet: Path) -> dict[str, list[tuple[str, str]]]:
-    """category -> [(lemma, definition)], definitions cut before examples (they quote the word)."""
-    path = wordnet / "data.noun"
-    if not path.is_file():
-        raise InputError(wordnet, "no data.noun", "pass a WordNet 3.0 dict directory")
+    """category -> [(lemma, definition)] for the noun lexicographer files, in file order."""
     out: dict[str, list[tuple[str, str]]] = {}
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("  ") or " | " not in line:
-                continue  # licence header
-            fields, gloss = line.split(" | ", 1)
-            parts = fields.split()
-            category = NOUN_LEXNAMES.get(int(parts[1]))
-            definition = gloss.split(";")[0].split('"')[0].strip()
-            if category and len(definition) > 12:
-                out.setdefault(category, []).append((parts[4].replace("_", " "), definition))
+    for s in noun_synsets(wordnet).values():
+        if s.category != "other" and len(s.definition) > 12:
+            out.setdefault(s.category, []).append((s.lemma, s.definition))
     return out
 
 
@@ -66,9 +56,13 @@ class Synset:
 
 
 def noun_synsets(wordnet: Path) -> dict[str, Synset]:
-    """offset -> Synset, with hypernym pointers ('@' and instance '@i')."""
+    """offset -> Synset, with hypernym pointers ('@' and instance '@i'); the definition is cut
+    before the examples, which quote the word itself."""
+    path = wordnet / "data.noun"
+    if not path.is_file():
+        raise InputError(wordnet, "no data.noun", "pass a WordNet 3.0 dict directory")
     synsets = {}
-    with (wordnet / "data.noun").open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if line.startswith("  ") or " | " not in line:
                 continue

@@ -35,8 +35,9 @@ def test_cli_end_to_end_smoke(world, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["method"] == "relora" and len(json.loads((out / "relora.json").read_text())["probes"]) == 4
     record = json.loads((out / "relora.json").read_text())
+    stages = [p["stage"] for p in record["probes"]]
+    assert summary["method"] == "relora" and stages == ["explore"] * 4 + ["rescore"] * 3  # screened, then re-scored
     assert record["config"]["training"]["lambda1"] == 0.01 and record["config"]["training"]["steps"] == 8
     assert "test_accuracy" in record["metrics"]
     inspected = subprocess.run([str(exe), "inspect", str(out), "--base", str(world.new_base)], capture_output=True,

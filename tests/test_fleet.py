@@ -152,8 +152,8 @@ def test_two_rollouts_on_one_ledger_cooperate(world, tmp_path: Path) -> None:
     procs = [subprocess.Popen([RELORA, "rollout", str(path), "--quiet"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
-        p.communicate(timeout=600)
-        assert p.returncode == 0
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
     rows = _assert_all_ready_once(tmp_path / "out", [f"svc{i}" for i in range(4)])
     assert all(r["attempts"] == 1 for r in rows)  # no adapter was done twice
 

@@ -37,9 +37,15 @@ def test_every_method_writes_a_complete_run(world, tmp_path: Path, method: str) 
     assert set(events[0]) == {"step", "wall_s", "stage", "train_loss", "val_loss", "val_accuracy"}
     assert (out / "adapter_model.safetensors").is_file() == (spec.init != "none")
     if spec.init in ("bo", "grid"):
-        assert len(record["probes"]) == (6 if spec.init == "bo" else 9)
+        explored = [p for p in record["probes"] if p["stage"] == "explore"]
+        rescored = [p for p in record["probes"] if p["stage"] == "rescore"]
+        if spec.init == "bo":  # screened exploration (EI may stop it early), then 3 re-scores on all of D_val
+            assert len(explored) == 6 or (record["search_stopped_early"] and len(explored) > 3)
+            assert len(rescored) == 3 and {p["n_examples"] for p in explored} == {record["n_examples"]["val_search"] // 4}
+        else:  # the grid baseline: every point on all of D_val
+            assert len(explored) == 9 and not rescored
         assert "old_base" in record["hashes"] and "adapter" in record["hashes"]
-        best = min(record["probes"], key=lambda p: p["val_loss"])
+        best = min(rescored or explored, key=lambda p: p["val_loss"])
         assert (record["alpha"], record["beta"]) == (best["alpha"], best["beta"])
     if spec.trains:
         assert events[-1]["val_loss"] < events[0]["val_loss"]
@@ -50,7 +56,8 @@ def test_every_method_writes_a_complete_run(world, tmp_path: Path, method: str) 
 
 def test_portllm_probe_equals_portllm_method(world, tmp_path: Path) -> None:
     """The search's (0, 1) probe is exactly the PortLLM model: the probe model is the train init."""
-    relora, _ = _run(world, tmp_path, "relora")
+    full = fast_config(world, tmp_path, "relora")["search"] | {"screen_fraction": 1.0}
+    relora, _ = _run(world, tmp_path, "relora", search=full)
     portllm, _ = _run(world, tmp_path, "portllm")
     first = relora["probes"][0]
     assert (first["alpha"], first["beta"]) == (0.0, 1.0)

@@ -208,15 +208,25 @@ def demo_cmd(out: str) -> None:
 @click.option("--model", help="Old base (default: SmolLM2-135M-Instruct from its wheel).")
 @click.option("--new-model", help="New base (default: the quick bench's evolved SmolLM2, built if missing).")
 @click.option("--bench", "bench_dir", default="runs/bench-quick", show_default=True,
-              help="A bench output to read the end-to-end search share from.")
-@click.option("--out", default="runs/perf", show_default=True, help="Where perf.json goes.")
+              help="A quick-bench output: its relora cell is re-run by the search check, and its "
+                   "end-to-end search share is reported.")
+@click.option("--out", default="runs/perf", show_default=True, help="Where perf.json and perf.md go.")
+@click.option("--work", default="runs/perf-work", show_default=True,
+              help="Where the search check's readapt runs go (kept, so a re-run resumes).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Seeds of the search check.")
 @one_line_errors
-def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str) -> None:
-    """Time each stage against the plain transformers + PEFT way (same process, same inputs)."""
+def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str, work: str, seeds: str) -> None:
+    """Time each stage against the plain transformers + PEFT way (same process, same inputs).
+
+    With a bench output, also checks the cheaper search (screened probes, re-scoring,
+    EI stop) against full-fidelity BO over seeds, and measures readapt's peak RSS.
+    """
     from relora.perf import format_table, run_perf
 
-    table = format_table(run_perf(out, model, new_model, bench_dir))
-    (Path(out) / "perf.md").write_text(f"Produced by `relora perf --out {out}`.\n\n{table}\n")
+    seed_list = tuple(int(s) for s in seeds.split(","))
+    table = format_table(run_perf(out, model, new_model, bench_dir, seeds=seed_list, work=work))
+    command = f"relora perf --bench {bench_dir} --out {out} --work {work} --seeds {seeds}"
+    (Path(out) / "perf.md").write_text(f"Produced by `{command}`.\n\n{table}\n")
     click.echo(table)
 
 

@@ -44,7 +44,7 @@ class TrainConfig(_Strict):
     rank: int | None = Field(None, gt=0)  # output rank; default: the old adapter's r
     lora_alpha: float | None = Field(None, gt=0)  # default: the old adapter's
     target_modules: list[str] = ["q_proj", "v_proj"]  # train-adapter only
-    eval_batch_size: int = Field(32, gt=0)
+    eval_batch_size: int = Field(16, gt=0)  # smaller batches are faster on CPU (cache-resident)
 
     def stage1_steps(self) -> int:
         return min(self.e1 if self.e1 is not None else round(self.e1_fraction * self.steps), self.steps)
@@ -58,8 +58,11 @@ class SearchConfig(_Strict):
     xi: float = Field(0.01, ge=0)
     grid_size: int = Field(10, gt=1)  # relora-grid: grid_size x grid_size probes
     svd: Literal["exact", "randomized"] = "randomized"
-    raw_samples: int = Field(256, gt=0)
-    num_restarts: int = Field(8, gt=0)
+    raw_samples: int = Field(1024, gt=0)  # Sobol points where EI is evaluated in one batch
+    num_restarts: int = Field(2, gt=0)  # best raw samples polished by L-BFGS
+    screen_fraction: float = Field(0.25, gt=0, le=1)  # BO probes score this share of D_val (1 = all)
+    rescore_top: int = Field(3, gt=0)  # best screened points re-scored on all of D_val
+    ei_stop: float = Field(0.02, ge=0)  # stop when max EI < ei_stop * std(losses seen); 0 = never
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> SearchConfig:

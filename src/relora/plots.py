@@ -41,7 +41,8 @@ def plot_bo_probes(cells: list[dict[str, Any]], out: Path) -> list[Path]:
         if c["cell"] != "relora" or c["seed"] != min(x["seed"] for x in cells):
             continue
         cfg = SearchConfig(**c["config"]["search"])
-        probes = [Probe(**p) for p in c["probes"]]
+        everything = [Probe(**p) for p in c["probes"]]
+        probes = [p for p in everything if p.stage == "explore"]  # one fidelity per GP
         gp = fit_gp(probes, cfg)
         a = torch.linspace(*cfg.alpha_bounds, 60, dtype=torch.float64)
         b = torch.linspace(*cfg.beta_bounds, 60, dtype=torch.float64)
@@ -53,6 +54,10 @@ def plot_bo_probes(cells: list[dict[str, Any]], out: Path) -> list[Path]:
         fig.colorbar(filled, label="GP mean of validation loss")
         ax.scatter([p.alpha for p in probes], [p.beta for p in probes], c="white", edgecolors="black", s=30,
                    label="probes")
+        rescored = [p for p in everything if p.stage == "rescore"]
+        if rescored:
+            ax.scatter([p.alpha for p in rescored], [p.beta for p in rescored], facecolors="none", edgecolors="red",
+                       s=90, label="re-scored on all of D_val")
         ax.scatter([c["alpha"]], [c["beta"]], marker="*", c="red", s=200, label="chosen")
         ax.scatter([0.0], [1.0], marker="x", c="orange", s=80, label="PortLLM (0, 1)")
         ax.set(xlabel="alpha (base delta)", ylabel="beta (old adapter)", title=f"BO probes, {c['task']}, update: {c['corpus']}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ from relora.models import (WeightReader, cache_root, check_same_architecture, co
                            load_tokenizer, model_files, resolve_base, shared_model)
 from relora.ops import LowRank, fuse_factors
 from relora.outputs import EventLog, RunDir
-from relora.provenance import git_revision, package_versions
+from relora.provenance import git_revision, package_versions, peak_rss_mb
 from relora.scoring import evaluate
-from relora.search import best_probe, run_search
+from relora.search import run_search
 from relora.train import Schedule, train
 
 
@@ -122,22 +121,23 @@ def initialize(
     start = time.perf_counter()
     delta = project(cfg, loaded, cache, progress)
 
-    def objective(a: float, b: float) -> float:
+    def objective(a: float, b: float, n: int) -> float:
         set_factors(model, fused_init(a, b, delta, old, loaded.spec)[0])
-        return evaluate(model, loaded.val, loaded.pad_id, cfg.training.eval_batch_size).loss
+        # D_val is a seeded random sample, so its first n examples are a random screening subset
+        return evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size).loss
 
     project_s = time.perf_counter() - start
-    probes = run_search(objective, cfg.search, cfg.seed, method.init, search_store(cfg, loaded, method, cache),
-                        progress)
-    best = best_probe(probes)
+    search = run_search(objective, cfg.search, cfg.seed, len(loaded.val), method.init,
+                        search_store(cfg, loaded, method, cache), progress)
+    best = search.best
     factors, dropped = fused_init(best.alpha, best.beta, delta, old, loaded.spec)
     set_factors(model, factors)
     # Probes may come from the store (resumed or shared with another method): charge
     # their recorded cost, so time-to-readiness is the same as for a fresh search.
-    search_s = project_s + sum(p.propose_s + p.eval_s for p in probes)
     info.update(
-        alpha=best.alpha, beta=best.beta, probes=[p.as_dict() for p in probes], search_s=search_s,
-        search_wall_s=time.perf_counter() - start, fusion_dropped_energy=dropped, delta_cached=delta.cached,
+        alpha=best.alpha, beta=best.beta, probes=[p.as_dict() for p in search.probes], search_s=project_s + search.seconds,
+        search_wall_s=time.perf_counter() - start, search_examples_scored=search.examples_scored,
+        search_stopped_early=search.stopped_early, fusion_dropped_energy=dropped, delta_cached=delta.cached,
         delta_dropped_energy_mean=sum(delta.dropped_energy.values()) / len(delta.dropped_energy),
         delta_relative_norm_mean=sum(delta.relative_delta.values()) / len(delta.relative_delta),
     )
@@ -210,7 +210,7 @@ def _run(
         "time_to_ready_s": outcome.ready_wall_s, "steps_to_ready": outcome.ready_step,
         "threshold": cfg.threshold, "steps": outcome.steps_done, "train_s": outcome.train_s,
         "total_s": total_s, "load_s": load_s, "labels": loaded.labels,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # process high-water mark
+        "peak_rss_mb": peak_rss_mb(),  # this process's high-water mark
         "n_examples": {k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val)},
         "val_correct": "".join("1" if c else "0" for c in outcome.final_correct),  # per D_val example, in order
         "config": cfg.model_dump(), "seed": cfg.seed, "hashes": loaded.hashes,

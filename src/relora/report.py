@@ -107,11 +107,13 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
 
 def search_tables(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table IV: search overhead (GP vs grid) and Table V: chosen (alpha, beta)", "",
-             *_head("task", "update", "method", "probes", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
+             *_head("task", "update", "method", "probes", "examples scored", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
     for (task, corpus, cell), group in _groups(cells).items():
         if cell not in ("relora", "relora-grid"):
             continue
-        lines.append(f"| {task} | {corpus} | {cell} | {len(group[0]['probes'])} | {_stat([c['search_s'] for c in group], '.1f')} | "
+        lines.append(f"| {task} | {corpus} | {cell} | {len(group[0]['probes'])} | "
+                     f"{_stat([sum(p.get('n_examples') or c['n_examples']['val_search'] for p in c['probes']) for c in group], '.0f')} | "
+                     f"{_stat([c['search_s'] for c in group], '.1f')} | "
                      f"{_stat([c['alpha'] for c in group])} | {_stat([c['beta'] for c in group])} | "
                      f"{paper_value(PAPER_SEARCH_S, task, cell)} | "
                      f"{paper_value(PAPER_ALPHA_BETA, task) if cell == 'relora' else '-'} |")

@@ -92,7 +92,7 @@ def train(
     threshold: float | None = None,
     stop_when_ready: bool = False,
     on_event: Callable[[Event], None] | None = None,
-    eval_batch_size: int = 32,
+    eval_batch_size: int = 16,
     progress: bool = True,
 ) -> TrainOutcome:
     """Train the LoRA parameters in place; evaluate every k steps (and at 0 and the end)."""

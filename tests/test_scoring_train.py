@@ -74,3 +74,14 @@ def test_strong_anchor_keeps_factors_at_init(world) -> None:
         return sum(float((p - q).norm()) for p, q in zip(lora_parameters(model), init))
 
     assert drift(1e3) < 0.5 * drift(0.0)
+
+
+def test_merged_evaluation_restores_every_weight_bit_for_bit(world) -> None:
+    """Probes fold LoRA into the base weights for speed; the shared base must come back unchanged."""
+    model, items, pad = _setup(world)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    first = evaluate(model, items["val"][:20], pad)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with model.disable_adapter():  # the adapter is live again after evaluation, and it matters
+        base_only = evaluate(model, items["val"][:20], pad)
+    assert evaluate(model, items["val"][:20], pad).loss == first.loss != base_only.loss

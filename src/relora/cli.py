@@ -135,7 +135,8 @@ def inspect(path: str, base: str | None) -> None:
 @main.command("evolve")
 @click.option("--base", required=True, help="Base to update: HF model dir or .gguf.")
 @click.option("--corpus", "corpora", multiple=True, required=True,
-              help="Plain-text or JSONL ({\"text\"}) corpus file; repeatable.")
+              help="Plain-text or JSONL ({\"text\"}) corpus file, or a Debian corpus by name: "
+                   "scripture (KJV), computing (FOLDOC + Jargon), quotations (fortunes); repeatable.")
 @click.option("--out", required=True, help="Output model directory (safetensors).")
 @click.option("--steps", default=300, show_default=True, help="Optimizer steps.")
 @click.option("--batch-size", default=8, show_default=True)
@@ -147,9 +148,12 @@ def inspect(path: str, base: str | None) -> None:
 @one_line_errors
 def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, **kwargs: Any) -> None:
     """Make an updated base by continual pretraining (paper 4.1: LoRA r=64, lr 2e-4, merged)."""
+    from relora.assets import CORPORA, corpus_file
     from relora.evolve import evolve
+    from relora.models import cache_root
 
-    record = evolve(base, list(corpora), out, **kwargs)
+    files = [str(corpus_file(c, cache_root())) if c in CORPORA and not Path(c).exists() else c for c in corpora]
+    record = evolve(base, files, out, **kwargs)
     click.echo(json.dumps({k: record[k] for k in ("steps", "loss_first", "loss_last_mean10", "train_s")}, indent=2))
 
 
@@ -179,12 +183,14 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
               help="quick: one task, one update source, one seed; full: 2 sources x 3 seeds, resumable.")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
+@click.option("--base", default="smollm2", show_default=True,
+              help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
 @one_line_errors
-def bench_cmd(profile: str, out: str) -> None:
+def bench_cmd(profile: str, out: str, base: str) -> None:
     """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
     from relora.bench import run_bench
 
-    results = run_bench(profile, out)
+    results = run_bench(profile, out, base=base)
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 

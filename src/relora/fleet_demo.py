@@ -42,6 +42,7 @@ def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[s
                      "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12},
                                  "stop_when_ready": True}},
         "adapters": entries, "executor": "local", "workers": 1, "cache_dir": str(cache),
+        "lease_s": 60.0,  # a job's heartbeat renews it every 15 s; a killed worker's job is retried a minute later
     }
     path = root / "fleet.yaml"
     atomic_write_text(path, yaml.safe_dump(fleet, sort_keys=False))

@@ -165,7 +165,7 @@ def search_rows(check: dict[str, Any], full_probe_s: float) -> list[dict[str, An
          "screened_probe_s": screened_s, "target": "< 2% of a probe"},
         {"stage": "cheaper search", "examples_ratio": full["examples_scored"][0] / cheap["examples_scored"][0],
          "seconds_ratio": full["search_s"][0] / cheap["search_s"][0], "full": full, "default": cheap,
-         "seeds": check["seeds"], "target": "(alpha, beta) and steps-to-ready within seed noise"},
+         "seeds": check["seeds"], "runs": runs, "target": "(alpha, beta) and steps-to-ready within seed noise"},
     ]
 
 

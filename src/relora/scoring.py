@@ -81,7 +81,7 @@ def lora_merged(model: nn.Module) -> Iterator[None]:
     """Inference with W + s*B@A in place of the LoRA branch; W is restored exactly on exit."""
     from peft.tuners.lora import LoraLayer
 
-    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged and not m.disable_adapters]
     if not layers or not hasattr(model, "disable_adapter"):
         yield
         return

@@ -30,22 +30,23 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def service_correctness(fleet: FleetConfig, entry: AdapterEntry, base: str) -> list[bool]:
-    """Per-example validation correctness of `base` + the old adapter (same D_val sample as readapt)."""
+def service_correctness(fleet: FleetConfig, entry: AdapterEntry, base: str, labels: list[str]) -> list[bool]:
+    """Per-example validation correctness of `base` + the old adapter (same D_val sample as readapt).
+    Only the val file is tokenized; the label set is the one readapt validated."""
     from relora.adapter import attach_lora, read_adapter, set_factors
-    from relora.data import load_task, sample
+    from relora.data import read_jsonl, sample, tokenize
     from relora.models import cache_root, load_tokenizer, resolve_base, shared_model
     from relora.scoring import evaluate
 
     cfg = fleet.readapt_config(entry)
     model_dir = resolve_base(base, cache_root(fleet.cache_dir))
     tok = load_tokenizer(model_dir)
-    items, _ = load_task(cfg.train, cfg.val, None, tok, cfg.data.template, cfg.data.labels, cfg.data.max_length)
+    val = tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length)
     old = read_adapter(entry.path)
     model = attach_lora(shared_model(model_dir), old, cfg.seed)
     try:
         set_factors(model, old.factors)
-        return evaluate(model, sample(items["val"], cfg.data.val_size, cfg.seed), tok.pad_token_id,
+        return evaluate(model, sample(val, cfg.data.val_size, cfg.seed), tok.pad_token_id,
                         cfg.training.eval_batch_size).correct
     finally:
         model.unload()
@@ -70,8 +71,8 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry) -> tuple[str, dict[str, Any
     cfg = fleet.readapt_config(entry)
     record = readapt(cfg, progress=False)
     new_correct = [c == "1" for c in record["val_correct"]]
-    old_correct = service_correctness(fleet, entry, fleet.old_base)
-    fallback = service_correctness(fleet, entry, fleet.new_base)
+    old_correct = service_correctness(fleet, entry, fleet.old_base, record["labels"])
+    fallback = service_correctness(fleet, entry, fleet.new_base, record["labels"])
     flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True)) / len(new_correct)
     fields = {
         "search_s": record["search_s"], "train_s": record["train_s"], "total_s": record["total_s"],

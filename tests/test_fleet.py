@@ -73,6 +73,9 @@ def test_rollout_publishes_gated_adapters_with_report(world, tmp_path: Path) -> 
     assert _tree_hash(world.adapter) == before  # old adapters are never touched
     report = write_fleet_report(fleet.out, scratch_steps=8)
     assert "ready 2" in report.read_text() and (Path(fleet.out) / "fleet_report.html").is_file()
+    recs = [json.loads((Path(fleet.out) / "runs" / n / "relora.json").read_text()) for n in ("svc0", "svc1")]
+    per_step = sum(r["train_s"] for r in recs) / sum(r["steps"] for r in recs)  # measured, steps actually trained
+    assert f"Scratch estimate {per_step * 8 * 2 / 3600:.3f} h" in report.read_text()
     assert (Path(fleet.out) / "fleet_quality.png").stat().st_size > 1000
     assert rollout(fleet, progress=False)["ready"] == 2  # a re-run skips ready rows
     assert [r["attempts"] for r in Ledger(fleet.ledger_url).rows()] == [1, 1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,22 @@ def html_table(table: list[list[str]]) -> str:
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def summary(rows: list[dict[str, Any]], scratch_steps: int | None) -> dict[str, Any]:
+def seconds_per_step(out: Path, rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
+    """Measured training seconds per optimizer step over the jobs that trained, and their step budget.
+    Read from each job's relora.json, because a job that stops when ready trains fewer steps."""
+    train_s, steps, budget = 0.0, 0, None
+    for r in rows:
+        record = out / "runs" / r["name"] / "relora.json"
+        if r["total_s"] is None or not record.is_file():
+            continue
+        rec = json.loads(record.read_text())
+        budget = budget or rec["config"]["training"]["steps"]
+        if rec["steps"] > 0:
+            train_s, steps = train_s + rec["train_s"], steps + rec["steps"]
+    return (train_s / steps if steps else None), budget
+
+
+def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: float | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -55,17 +71,17 @@ def summary(rows: list[dict[str, Any]], scratch_steps: int | None) -> dict[str, 
            "time_to_ready_s": {"median": statistics.median(ready_times) if ready_times else None,
                                "max": ready_times[-1] if ready_times else None, "n": len(ready_times)},
            "mean_negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in done) if done else None}
-    if scratch_steps and done:
-        # Scratch baseline estimate: every adapter retrained for the same E_total steps at this
+    if scratch_steps and per_step_s:
+        # Scratch baseline estimate: every adapter retrained for the full E_total steps at this
         # rollout's measured seconds per step, with no search. It is a lower bound for Scratch.
-        per_step = statistics.fmean(r["train_s"] / scratch_steps for r in done)
-        out["scratch_estimate_hours"] = per_step * scratch_steps * len(rows) / 3600
+        out["scratch_estimate_hours"] = per_step_s * scratch_steps * len(rows) / 3600
     return out
 
 
 def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
     rows = open_ledger(out, url).rows()
-    info = summary(rows, scratch_steps)
+    per_step_s, budget = seconds_per_step(Path(out), rows)
+    info = summary(rows, scratch_steps or budget, per_step_s)
     table = status_table(rows)
     root = Path(out)
     plots = _plots(rows, root)

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
+from sqlalchemy import (Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, inspect, select,
+                        update)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 STATES = ("pending", "running", "ready", "below-threshold", "failed")
 FINAL = ("ready", "below-threshold", "failed")
@@ -56,8 +57,10 @@ class Ledger:
         self.engine: Engine = create_engine(url, **kwargs)
         try:
             metadata.create_all(self.engine)
-        except OperationalError as exc:  # another process created it between check and create
-            if "already exists" not in str(exc):
+        except (OperationalError, ProgrammingError, IntegrityError):
+            # Another process created it between check and create (SQLite says "already exists";
+            # PostgreSQL raises a unique violation on its catalog). Anything else is real.
+            if not inspect(self.engine).has_table("adapters"):
                 raise
 
     @contextmanager
@@ -66,13 +69,19 @@ class Ledger:
             yield conn
 
     def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float]) -> None:
-        """Add rows for adapters the ledger has not seen; existing rows keep their state."""
+        """Add rows for adapters the ledger has not seen; existing rows keep their state.
+        One transaction per row: two rollouts starting together may both try to add it."""
         with self._tx() as conn:
             known = set(conn.execute(select(adapters.c.name)).scalars())
-            for name in names:
-                if name not in known:
+        for name in names:
+            if name in known:
+                continue
+            try:
+                with self._tx() as conn:
                     conn.execute(insert(adapters).values(name=name, state="pending", attempts=0,
                                                          method=methods[name], threshold=thresholds[name]))
+            except IntegrityError:
+                pass  # the other rollout added it first; its row stands
 
     def claim(self, name: str, worker: str, lease_s: float, retry_failed: bool = False) -> bool:
         """Atomically take a row that is pending, failed (if asked), expired, or already ours."""

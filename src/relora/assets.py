@@ -147,6 +147,12 @@ CORPORA = {
 }
 
 
+def corpus_path(spec: str, cache: Path) -> Path:
+    """A corpus as given on a command line: a named Debian corpus (built into the cache) unless a
+    file of that name exists; anything else is taken as a path and checked by its reader."""
+    return corpus_file(spec, cache) if spec in CORPORA and not Path(spec).is_file() else Path(spec)
+
+
 def corpus_file(name: str, cache: Path) -> Path:
     """A named update-source corpus as one UTF-8 text file in the cache."""
     if name not in CORPORA:

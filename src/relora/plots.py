@@ -84,3 +84,23 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_backbone_readiness(benches: dict[str, dict[str, Any]], out: Path) -> Path:
+    """Figure 4: time-to-readiness of each trained method, one bar group per backbone (first task/source)."""
+    methods = [m for m in ("scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
+               if any(c["cell"] == m for r in benches.values() for c in r["cells"])]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(methods))
+    for i, method in enumerate(methods):
+        values = []
+        for results in benches.values():
+            first = (results["cells"][0]["task"], results["cells"][0]["corpus"])
+            times = [c["ready_s"] for c in results["cells"]
+                     if c["cell"] == method and (c["task"], c["corpus"]) == first and c["ready_s"] is not None]
+            values.append(sum(times) / len(times) if times else float("nan"))  # not reached: no bar
+        ax.bar([j + i * width for j in range(len(benches))], values, width, label=method)
+    ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(benches))], list(benches))
+    ax.set(ylabel="time to readiness (s, search included)", title="Time-to-readiness per backbone (lower is better)")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "backbones_time_to_readiness.png")

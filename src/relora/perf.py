@@ -156,7 +156,8 @@ def delta_row(old: Path, new: Path, modules: list[str], r: int) -> dict[str, Any
 def search_rows(check: dict[str, Any], full_probe_s: float) -> list[dict[str, Any]]:
     """Rows from the search check: overhead per BO iteration, and the cheaper search against the full one."""
     runs, summary = check["runs"], check["summary"]
-    propose_s = statistics.median(r["propose_s_median"] for r in runs)
+    # A run whose EI stopped before any BO proposal has no proposal time to count
+    propose_s = statistics.median(r["propose_s_median"] for r in runs if r["propose_s_median"] is not None)
     screened_s = statistics.median(r["explore_probe_s_median"] for r in runs if r["variant"] == "default")
     full, cheap = summary["full"], summary["default"]
     return [

@@ -60,9 +60,14 @@ def run_variant(cell: dict[str, Any], variant: str, seed: int, root: Path) -> di
             "init_val_loss": first["val_loss"], "init_val_accuracy": first["val_accuracy"],
             "steps_to_ready": rec["steps_to_ready"], "probes": len(rec["probes"]),
             "stopped_early": rec["search_stopped_early"], "examples_scored": rec["search_examples_scored"],
-            "search_s": rec["search_s"], "propose_s_median": statistics.median(p["propose_s"] for p in bo),
-            "explore_probe_s_median": statistics.median(p["eval_s"] for p in explore),
+            "search_s": rec["search_s"], "propose_s_median": median_or_none([p["propose_s"] for p in bo]),
+            "explore_probe_s_median": median_or_none([p["eval_s"] for p in explore]),
             "peak_rss_mb": rec["peak_rss_mb"], "threshold": rec["threshold"]}
+
+
+def median_or_none(values: list[float]) -> float | None:
+    """None when there is nothing to take a median of (EI can stop before any BO proposal)."""
+    return statistics.median(values) if values else None
 
 
 def run_search_check(bench_dir: Path, out: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:

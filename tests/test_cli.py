@@ -108,3 +108,9 @@ def test_bad_input_one_line_exit_2_nothing_written(world, tmp_path: Path, case: 
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("relora: error:")]
     assert len(lines) == 1 and needle in lines[0] and "fix:" in lines[0], result.stderr
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_bench_rejects_an_unknown_method_before_any_work(tmp_path: Path) -> None:
+    run = CliRunner().invoke(main, ["bench", "--methods", "relora,retrain", "--out", str(tmp_path / "b")])
+    assert run.exit_code == 2 and "retrain" in run.output and "choose from" in run.output
+    assert not (tmp_path / "b").exists()

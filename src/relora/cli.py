@@ -184,12 +184,14 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
+@click.option("--methods", help="Comma-separated subset of the methods (default: all; see `relora methods`).")
 @one_line_errors
-def bench_cmd(profile: str, out: str, base: str) -> None:
+def bench_cmd(profile: str, out: str, base: str, methods: str | None) -> None:
     """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
     from relora.bench import run_bench
 
-    results = run_bench(profile, out, base=base)
+    subset = tuple(m.strip() for m in methods.split(",")) if methods else None
+    results = run_bench(profile, out, base=base, methods=subset)
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 

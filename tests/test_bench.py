@@ -14,6 +14,7 @@ from conftest import FILLER, WN_CUES
 from relora.bench import ALL_METHODS, Profile, run_bench
 from relora.errors import InputError
 from relora.evolve import evolve
+from relora.report import demo_summary
 from relora.tasks import NOUN_LEXNAMES, build_wn_topic, noun_glosses
 
 LEX_NUM = {name: num for num, name in NOUN_LEXNAMES.items()}
@@ -97,6 +98,10 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
     assert relora_json.stat().st_mtime_ns == stamp  # finished cells are skipped, not redone
     assert [c["metrics"] for c in again["cells"]] == [c["metrics"] for c in cells]
     check_backbones_report(tmp_path / "bench", tmp_path)
+    summary = "\n".join(demo_summary(results, tmp_path / "bench"))
+    relora_cell = next(c for c in cells if c["cell"] == "relora")
+    assert f"{relora_cell['metrics']['test_accuracy']:.3f}" in summary and "time_to_readiness.png" in summary
+    assert summary.count("\n") < 20  # a summary, not the report
 
 
 def check_backbones_report(bench: Path, tmp_path: Path) -> None:

@@ -219,8 +219,10 @@ def demo_cmd(out: str) -> None:
     """
     from relora.bench import run_bench
 
-    run_bench("quick", out)
-    click.echo((Path(out) / "report.md").read_text())
+    from relora.report import demo_summary
+
+    results = run_bench("quick", out)
+    click.echo("\n".join(demo_summary(results, Path(out))))
 
 
 @main.command("perf")

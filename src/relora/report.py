@@ -153,6 +153,26 @@ def portllm_drop(cells: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
+    """The few lines `relora demo` prints: the drop, each method's quality and readiness, where to look."""
+    cells = [c for c in results["cells"] if "lambdas" not in c and c["seed"] == min(x["seed"] for x in results["cells"])]
+    first = (cells[0]["task"], cells[0]["corpus"])
+    group = [c for c in cells if (c["task"], c["corpus"]) == first]
+    scratch = next((c for c in group if c["cell"] == "scratch"), None)
+    lines = [f"relora demo: {Path(str(results['base'])).name}, task {first[0]}, update {first[1]}, "
+             f"threshold {group[0]['threshold']:.3f} (val accuracy)", *portllm_drop(group), "",
+             f"{'method':22s} {'test acc':>8s} {'ready after':>12s} {'vs scratch':>10s} {'rollout':>9s}"]
+    for c in group:
+        ready = f"{c['ready_s']:.0f} s" if c["ready_s"] is not None else "never"
+        speed = (f"{scratch['ready_s'] / c['ready_s']:.2f}x" if scratch and scratch["ready_s"] and c["ready_s"]
+                 and c["steps"] > 0 else "-")
+        acc = c["metrics"].get("test_accuracy")
+        lines.append(f"{c['cell']:22s} {acc if acc is None else format(acc, '.3f'):>8} {ready:>12s} {speed:>10s} "
+                     f"{c['total_s']:>7.0f} s")
+    lines += ["", f"Full report: {out / 'report.md'}; plots: {', '.join(sorted(p.name for p in out.glob('*.png')))}"]
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     from relora.plots import plot_bo_probes, plot_curves, plot_readiness_bars
 

@@ -85,3 +85,26 @@ def test_merged_evaluation_restores_every_weight_bit_for_bit(world) -> None:
     with model.disable_adapter():  # the adapter is live again after evaluation, and it matters
         base_only = evaluate(model, items["val"][:20], pad)
     assert evaluate(model, items["val"][:20], pad).loss == first.loss != base_only.loss
+
+
+def _padded_cost(batches: list[list[int]], lengths: list[int], overhead: int) -> int:
+    return sum(overhead + len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def test_length_batches_cover_every_example_once_and_beat_fixed_chunks() -> None:
+    import itertools
+    import random
+
+    from relora.scoring import length_sorted_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(8, 60) for _ in range(32)]
+    batches = length_sorted_batches(lengths, max_size=16, overhead=32)
+    assert sorted(i for b in batches for i in b) == list(range(32)) and max(map(len, batches)) <= 16
+    order = sorted(range(32), key=lengths.__getitem__)
+    chunks = [order[:16], order[16:]]
+    assert _padded_cost(batches, lengths, 32) < _padded_cost(chunks, lengths, 32)
+    small = [5, 9, 9, 20, 21, 40]  # brute force over every contiguous split of the sorted order
+    best = min(_padded_cost([list(range(a, b)) for a, b in zip((0, *cuts), (*cuts, 6))], small, 8)
+               for k in range(6) for cuts in itertools.combinations(range(1, 6), k))
+    assert _padded_cost(length_sorted_batches(small, 6, overhead=8), small, 8) == best

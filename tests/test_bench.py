@@ -97,6 +97,11 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
     again = run_bench(profile, str(tmp_path / "bench"), **kwargs)
     assert relora_json.stat().st_mtime_ns == stamp  # finished cells are skipped, not redone
     assert [c["metrics"] for c in again["cells"]] == [c["metrics"] for c in cells]
+    assert len(again["bench_s_runs"]) == 2 and again["bench_s"] == sum(again["bench_s_runs"])
+    old_quality = cells[0]["old_adapter_old_base_val_accuracy"]
+    for c in trained:  # time to the old service's quality, read off the same curve
+        reached = [e for e in c["events"] if e["val_accuracy"] >= old_quality]
+        assert c["restore_s"] == (reached[0]["wall_s"] if reached else None)
     check_backbones_report(tmp_path / "bench", tmp_path)
     summary = "\n".join(demo_summary(results, tmp_path / "bench"))
     relora_cell = next(c for c in cells if c["cell"] == "relora")

@@ -87,8 +87,11 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Time-to-readiness (Figure 3) and end-to-end rollout (Tables VI-VII)", "",
              "Threshold: the lowest best validation accuracy over the trained methods (the paper's "
              "\"a level that all methods can reach\"), per update source and seed.", "",
+             "Old quality: the old adapter's validation accuracy on the old base, i.e. the service as it was; "
+             "the steps and seconds until a method's curve first reaches it.", "",
              *_head("task", "update", "method", "threshold", "steps to ready", "time to ready (s)",
-                    "ready speed-up vs scratch", "rollout (s)", "rollout speed-up vs scratch", "paper rollout (min)")]
+                    "ready speed-up vs scratch", "steps to old quality", "time to old quality (s)", "rollout (s)",
+                    "rollout speed-up vs scratch", "paper rollout (min)")]
     grouped = _groups(cells)
     for (task, corpus, cell), group in grouped.items():
         if cell.startswith("zero-shot"):
@@ -99,7 +102,8 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
                        if c["ready_s"] and s["ready_s"] is not None]
         lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
                      f"{_stat([c['ready_step'] for c in group], '.0f')} | {_stat([c['ready_s'] for c in group], '.1f')} | "
-                     f"{_ratio(ready_speed)} | "
+                     f"{_ratio(ready_speed)} | {_stat([c.get('restore_step') for c in group], '.0f')} | "
+                     f"{_stat([c.get('restore_s') for c in group], '.1f')} | "
                      f"{_stat([c['total_s'] for c in group], '.1f')} | {_ratio(speed)} | "
                      f"{paper_value(PAPER_ROLLOUT_MIN, task, cell)} |")
     return lines
@@ -161,13 +165,15 @@ def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
     scratch = next((c for c in group if c["cell"] == "scratch"), None)
     lines = [f"relora demo: {Path(str(results['base'])).name}, task {first[0]}, update {first[1]}, "
              f"threshold {group[0]['threshold']:.3f} (val accuracy)", *portllm_drop(group), "",
-             f"{'method':22s} {'test acc':>8s} {'ready after':>12s} {'vs scratch':>10s} {'rollout':>9s}"]
+             f"{'method':22s} {'test acc':>8s} {'ready after':>12s} {'vs scratch':>10s} {'old quality after':>18s} "
+             f"{'rollout':>9s}"]
     for c in group:
         ready = f"{c['ready_s']:.0f} s" if c["ready_s"] is not None else "never"
+        restored = f"{c['restore_s']:.0f} s" if c.get("restore_s") is not None else "never"
         speed = (f"{scratch['ready_s'] / c['ready_s']:.2f}x" if scratch and scratch["ready_s"] and c["ready_s"]
                  and c["steps"] > 0 else "-")
         acc = c["metrics"].get("test_accuracy")
-        lines.append(f"{c['cell']:22s} {acc if acc is None else format(acc, '.3f'):>8} {ready:>12s} {speed:>10s} "
+        lines.append(f"{c['cell']:22s} {acc if acc is None else format(acc, '.3f'):>8} {ready:>12s} {speed:>10s} {restored:>18s} "
                      f"{c['total_s']:>7.0f} s")
     lines += ["", f"Full report: {out / 'report.md'}; plots: {', '.join(sorted(p.name for p in out.glob('*.png')))}"]
     return lines

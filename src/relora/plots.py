@@ -24,6 +24,9 @@ def plot_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
             style = {"marker": "o"} if len(ev) == 1 else {}
             ax.plot([e["wall_s"] for e in ev], [e["val_accuracy"] for e in ev], label=c["cell"], **style)
         ax.axhline(group[0]["threshold"], color="grey", linestyle="--", label="readiness threshold")
+        if group[0].get("old_adapter_old_base_val_accuracy") is not None:
+            ax.axhline(group[0]["old_adapter_old_base_val_accuracy"], color="black", linestyle=":",
+                       label="old service quality (old adapter, old base)")
         ax.set(xlabel="wall seconds since re-adaptation start (search included)", ylabel="validation accuracy",
                title=f"{task}, update: {corpus}, seed {seed}")
         ax.legend(fontsize=8)

@@ -4,33 +4,49 @@ Interleaved in one process, median of the last 3 of 4 repeats each, on the quick
 adapter. Needs a finished quick bench in runs/bench-quick3 (the README's demo command).
 Run: .venv/bin/python scripts/ab_eval_batching.py
 """
-import json, time, statistics
-import relora.scoring as sc
-from relora.adapter import read_adapter, attach_lora, LoraAdapter
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import relora.scoring as scoring
+from relora.adapter import attach_lora, read_adapter
 from relora.config import ReadaptConfig
-from relora.readapt import load_inputs
 from relora.methods import METHODS
 from relora.models import cache_root, load_model
+from relora.readapt import load_inputs
 
-def fixed(lengths, max_size, overhead=0):
+RELORA_CELL = "runs/bench-quick3/seed0/wn-topic/computing/relora/relora.json"
+
+
+def fixed_chunks(lengths: list[int], max_size: int) -> list[list[int]]:
+    """The evaluator's batching before the DP: the length-sorted order cut every max_size."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    return [order[i:i + max_size] for i in range(0, len(order), max_size)]
+    return [order[i : i + max_size] for i in range(0, len(order), max_size)]
 
-dp = sc.length_sorted_batches
-cfg = json.load(open("runs/bench-quick3/seed0/wn-topic/computing/relora/relora.json"))["config"]
-L = load_inputs(ReadaptConfig(**cfg), METHODS["relora"], cache_root(cfg["cache_dir"]))
-old = read_adapter(cfg["adapter"])
-model = attach_lora(load_model(L.new_dir), old, 0)
-res = {}
-for n in (32, 128):
-    items = L.val[:n]
-    times = {"fixed": [], "dp": []}
-    losses = {}
-    for rep in range(4):
-        for name, fn in (("fixed", fixed), ("dp", dp)):
-            sc.length_sorted_batches = fn
-            t = time.perf_counter(); r = sc.evaluate(model, items, L.pad_id, 16); times[name].append(time.perf_counter() - t)
-            losses[name] = (r.loss, r.accuracy)
-    sc.length_sorted_batches = dp
-    res[n] = {k: statistics.median(v[1:]) for k, v in times.items()}
-    print(n, res[n], "ratio", res[n]["fixed"] / res[n]["dp"], losses)
+
+def main() -> None:
+    cfg = json.load(open(RELORA_CELL))["config"]
+    loaded = load_inputs(ReadaptConfig(**cfg), METHODS["relora"], cache_root(cfg["cache_dir"]))
+    model = attach_lora(load_model(loaded.new_dir), read_adapter(cfg["adapter"]), 0)
+    dp = scoring.length_sorted_batches
+    for n in (32, 128):
+        items = loaded.val[:n]
+        times: dict[str, list[float]] = {"fixed": [], "dp": []}
+        losses = {}
+        for _ in range(4):
+            for name, batching in (("fixed", fixed_chunks), ("dp", dp)):
+                scoring.length_sorted_batches = batching  # evaluate() looks it up at call time
+                start = time.perf_counter()
+                result = scoring.evaluate(model, items, loaded.pad_id, 16)
+                times[name].append(time.perf_counter() - start)
+                losses[name] = (result.loss, result.accuracy)
+        scoring.length_sorted_batches = dp
+        median = {name: statistics.median(t[1:]) for name, t in times.items()}  # the first run warms up
+        print(n, median, "ratio", median["fixed"] / median["dp"], losses)
+
+
+if __name__ == "__main__":
+    main()

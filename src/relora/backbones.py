@@ -12,7 +12,7 @@ from typing import Any
 
 from relora.errors import InputError
 from relora.models import atomic_write_text
-from relora.report import PAPER_ANALOGUE, _groups, _head, _ratio, _stat
+from relora.report import PAPER_ANALOGUE, _groups, _head, _ratio, _stat, drop_points, ready_speedups
 
 # Table III of arXiv 2606.02606 (OpenOrca update): each task analogue's column, per paper backbone.
 PAPER_TABLE_III = {
@@ -67,11 +67,8 @@ def readiness_rows(benches: dict[str, dict[str, Any]]) -> list[str]:
         for (task, corpus, cell), group in grouped.items():
             if cell.startswith("zero-shot") or cell == "portllm":
                 continue
-            scratch = grouped.get((task, corpus, "scratch"), [])
-            speed = [s["ready_s"] / c["ready_s"] for s, c in zip(scratch, group)
-                     if c["ready_s"] and s["ready_s"] is not None]
-            port = grouped.get((task, corpus, "portllm"), [])
-            drop = [100 * (c["old_adapter_old_base_val_accuracy"] - c["metrics"]["val_accuracy"]) for c in port]
+            speed = ready_speedups(grouped.get((task, corpus, "scratch"), []), group)
+            drop = drop_points(grouped.get((task, corpus, "portllm"), []))
             lines.append(f"| {name} | {task} | {corpus} | {cell} | {_stat(drop, '.1f')} | "
                          f"{_stat([c['threshold'] for c in group])} | {_stat([c['ready_step'] for c in group], '.0f')} | "
                          f"{_stat([c['ready_s'] for c in group], '.1f')} | {_ratio(speed)} |")

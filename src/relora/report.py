@@ -74,6 +74,16 @@ def _groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict
     return grouped
 
 
+def ready_speedups(scratch: list[dict[str, Any]], group: list[dict[str, Any]]) -> list[float]:
+    """Scratch's time to ready over each cell's, seed by seed, where both got there."""
+    return [s["ready_s"] / c["ready_s"] for s, c in zip(scratch, group) if c["ready_s"] and s["ready_s"] is not None]
+
+
+def drop_points(portllm: list[dict[str, Any]]) -> list[float]:
+    """The PortLLM drop per seed: old adapter on the old base minus on the new base (val accuracy, points)."""
+    return [100 * (c["old_adapter_old_base_val_accuracy"] - c["metrics"]["val_accuracy"]) for c in portllm]
+
+
 def quality_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table II: service quality (test accuracy) per update source", "",
              *_head("task", "update", "method", "test acc", "val acc", "paper (%)")]
@@ -98,8 +108,7 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
             continue
         scratch = grouped.get((task, corpus, "scratch"), [])
         speed = [s["total_s"] / c["total_s"] for s, c in zip(scratch, group) if c["steps"] > 0]
-        ready_speed = [s["ready_s"] / c["ready_s"] for s, c in zip(scratch, group)
-                       if c["ready_s"] and s["ready_s"] is not None]
+        ready_speed = ready_speedups(scratch, group)
         lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
                      f"{_stat([c['ready_step'] for c in group], '.0f')} | {_stat([c['ready_s'] for c in group], '.1f')} | "
                      f"{_ratio(ready_speed)} | {_stat([c.get('restore_step') for c in group], '.0f')} | "
@@ -152,14 +161,14 @@ def portllm_drop(cells: list[dict[str, Any]]) -> list[str]:
         if cell == "portllm":
             before = [c["old_adapter_old_base_val_accuracy"] for c in group]
             after = [c["metrics"]["val_accuracy"] for c in group]
-            drop = [100 * (b - a) for b, a in zip(before, after)]
-            lines.append(f"| {task} | {corpus} | {_stat(before)} | {_stat(after)} | {_stat(drop, '.1f')} |")
+            lines.append(f"| {task} | {corpus} | {_stat(before)} | {_stat(after)} | {_stat(drop_points(group), '.1f')} |")
     return lines
 
 
 def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
     """The few lines `relora demo` prints: the drop, each method's quality and readiness, where to look."""
-    cells = [c for c in results["cells"] if "lambdas" not in c and c["seed"] == min(x["seed"] for x in results["cells"])]
+    first_seed = min(c["seed"] for c in results["cells"])
+    cells = [c for c in results["cells"] if "lambdas" not in c and c["seed"] == first_seed]
     first = (cells[0]["task"], cells[0]["corpus"])
     group = [c for c in cells if (c["task"], c["corpus"]) == first]
     scratch = next((c for c in group if c["cell"] == "scratch"), None)

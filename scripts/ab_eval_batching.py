@@ -11,12 +11,13 @@ import json
 import statistics
 import time
 
-import relora.scoring as scoring
-from relora.adapter import attach_lora, read_adapter
-from relora.config import ReadaptConfig
-from relora.methods import METHODS
-from relora.models import cache_root, load_model
-from relora.readapt import load_inputs
+import relora.core.scoring as scoring
+from relora.core.adapter import attach_lora, read_adapter
+from relora.core.config import ReadaptConfig
+from relora.core.methods import METHODS
+from relora.core.models import load_model
+from relora.io import cache_root
+from relora.core.readapt import load_inputs
 
 RELORA_CELL = "runs/bench-quick3/seed0/wn-topic/computing/relora/relora.json"
 

@@ -104,8 +104,8 @@ def write_mc_task(path: Path, n: int, seed: int) -> None:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
-    from relora.config import ReadaptConfig
-    from relora.readapt import readapt
+    from relora.core.config import ReadaptConfig
+    from relora.core.readapt import readapt
 
     root = tmp_path_factory.mktemp("world")
     old, new = root / "old_base", root / "new_base"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relora.assets import _assemble_parts
+from relora.bench.assets import _assemble_parts
 from relora.errors import InputError
 
 

@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import FILLER, WN_CUES
-from relora.bench import ALL_METHODS, Profile, run_bench
+from relora.bench.run import ALL_METHODS, Profile, run_bench
 from relora.errors import InputError
-from relora.evolve import evolve
-from relora.report import demo_summary
-from relora.tasks import NOUN_LEXNAMES, build_wn_topic, noun_glosses
+from relora.bench.evolve import evolve
+from relora.bench.report.tables import demo_summary
+from relora.bench.tasks import NOUN_LEXNAMES, build_wn_topic, noun_glosses
 
 LEX_NUM = {name: num for num, name in NOUN_LEXNAMES.items()}
 
@@ -152,7 +152,7 @@ def fake_wordnet_with_pointers(root: Path) -> Path:
 
 
 def test_wn_relation_labels_follow_the_hypernym_graph(tmp_path: Path) -> None:
-    from relora.tasks import build_wn_relation
+    from relora.bench.tasks import build_wn_relation
 
     paths = build_wn_relation(fake_wordnet_with_pointers(tmp_path / "wn"), tmp_path / "rel", train=30, val=9, test=9)
     rows = [json.loads(x) for x in paths["train"].read_text().splitlines()]
@@ -166,7 +166,7 @@ def test_wn_relation_labels_follow_the_hypernym_graph(tmp_path: Path) -> None:
 
 
 def test_wn_define_is_four_way_multiple_choice(tmp_path: Path) -> None:
-    from relora.tasks import build_wn_define
+    from relora.bench.tasks import build_wn_define
 
     paths = build_wn_define(fake_wordnet_with_pointers(tmp_path / "wn"), tmp_path / "def", train=20, val=8, test=8)
     rows = [json.loads(x) for x in paths["val"].read_text().splitlines()]

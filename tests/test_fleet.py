@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from relora.errors import InputError, RolloutStopped
-from relora.fleet import rollout
-from relora.fleet_config import load_fleet
-from relora.fleet_report import write_fleet_report
-from relora.ledger import Ledger
+from relora.fleet.rollout import rollout
+from relora.fleet.config import load_fleet
+from relora.fleet.report import write_fleet_report
+from relora.fleet.ledger import Ledger
 
 RELORA = str(Path(sys.executable).with_name("relora"))
 
@@ -162,7 +162,7 @@ def test_two_rollouts_on_one_ledger_cooperate(world, tmp_path: Path) -> None:
 
 
 def test_full_disk_stops_cleanly_and_ledger_tells_the_truth(world, tmp_path: Path, monkeypatch) -> None:
-    import relora.fleet as fleet_mod
+    import relora.fleet.worker as fleet_mod
 
     fleet = load_fleet(str(write_fleet(world, tmp_path, n=2)))
     real_publish = fleet_mod.publish

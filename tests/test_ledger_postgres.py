@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from relora.ledger import Ledger
+from relora.fleet.ledger import Ledger
 
 from test_fleet import RELORA, write_fleet
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from relora.config import ReadaptConfig
-from relora.methods import METHODS
-from relora.readapt import readapt
+from relora.core.config import ReadaptConfig
+from relora.core.methods import METHODS
+from relora.core.readapt import readapt
 
 from conftest import fast_config
 
@@ -74,8 +74,8 @@ def test_saved_adapter_loads_in_peft_with_identical_logits(world, tmp_path: Path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from relora.adapter import attach_lora, read_adapter, set_factors
-    from relora.models import load_model
+    from relora.core.adapter import attach_lora, read_adapter, set_factors
+    from relora.core.models import load_model
 
     _, out = _run(world, tmp_path, "relora")
     config = json.loads((out / "adapter_config.json").read_text())
@@ -128,7 +128,7 @@ def test_rerun_refuses_existing_out_unless_forced(world, tmp_path: Path) -> None
 
 
 def test_shared_base_is_clean_after_a_run(world, tmp_path: Path) -> None:
-    from relora.models import shared_model
+    from relora.core.models import shared_model
 
     base = shared_model(world.new_base)
     ids = torch.tensor([[1, 5, 9, 12]])

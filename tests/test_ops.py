@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from relora.ops import (LowRank, anchor_penalty, fuse_factors, lora_scaling, project_delta, scheduled_lambda,
+from relora.core.ops import (LowRank, anchor_penalty, fuse_factors, lora_scaling, project_delta, scheduled_lambda,
                         scheduled_lr)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.mark.slow
 def test_stages_are_never_slower_than_the_plain_way(tmp_path: Path) -> None:
-    from relora.perf import run_perf
+    from relora.bench.perf.harness import run_perf
 
     rows = {r["stage"]: r for r in run_perf(str(tmp_path), bench_dir=str(tmp_path / "no-bench"), repeats=2, train_steps=4)["rows"]}
     assert rows["probe evaluation"]["speedup"] >= 1.0

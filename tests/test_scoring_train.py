@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from relora.adapter import attach_lora, lora_parameters, read_adapter
-from relora.data import load_task
-from relora.models import load_model, load_tokenizer
-from relora.scoring import evaluate
-from relora.train import Schedule, accumulate_gradients, train
+from relora.core.adapter import attach_lora, lora_parameters, read_adapter
+from relora.core.data import load_task
+from relora.core.models import load_model, load_tokenizer
+from relora.core.scoring import evaluate
+from relora.core.train import Schedule, accumulate_gradients, train
 
 
 def _setup(world, train_path=None, val_path=None):
@@ -95,7 +95,7 @@ def test_length_batches_cover_every_example_once_and_beat_fixed_chunks() -> None
     import itertools
     import random
 
-    from relora.scoring import length_sorted_batches
+    from relora.core.scoring import length_sorted_batches
 
     rng = random.Random(0)
     lengths = [rng.randint(8, 60) for _ in range(32)]

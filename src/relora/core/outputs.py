@@ -1,0 +1,79 @@
+"""Run outputs: built in a hidden sibling work directory, renamed into place at the end.
+
+The work directory survives a crash, so a re-run with the same config resumes
+(for example the search's probe store) instead of redoing work; a re-run with
+a different config starts it afresh. Inputs are never written to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from relora.errors import InputError
+from relora.io import atomic_write
+
+FINGERPRINT = ".fingerprint"
+
+
+class RunDir:
+    def __init__(self, out: Path, force: bool, inputs: list[str], fingerprint: dict[str, Any]) -> None:
+        self.out = out.resolve()
+        for spec in inputs:
+            src = Path(spec).resolve()
+            if self.out == src or (src.is_dir() and self.out.is_relative_to(src)):
+                raise InputError(out, f"is inside input {spec}", "choose an --out outside every input")
+        if self.out.exists() and not force:
+            raise InputError(out, "already exists", "choose a new --out or pass --force to replace it")
+        self.work = self.out.parent / f".{self.out.name}.partial"
+        self.key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+    def open(self) -> None:
+        """Create (or resume) the work directory; called once every input is validated."""
+        marker = self.work / FINGERPRINT
+        if self.work.exists() and (not marker.is_file() or marker.read_text() != self.key):
+            shutil.rmtree(self.work)
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            marker.write_text(self.key)
+        except OSError as exc:
+            raise InputError(self.out, f"cannot write output ({exc.strerror})", "choose a writable --out") from exc
+
+    def path(self, name: str) -> Path:
+        return self.work / name
+
+    def write_json(self, name: str, data: Any) -> None:
+        atomic_write(self.path(name), json.dumps(data, indent=2, default=str) + "\n")
+
+    def commit(self) -> Path:
+        """Move the finished work directory to --out (replacing it under --force)."""
+        (self.work / FINGERPRINT).unlink(missing_ok=True)
+        old = None
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.replaced"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.out, old)
+        os.replace(self.work, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+    def discard(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class EventLog:
+    """events.jsonl, appended and flushed per event so a live run can be tailed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("")  # a resumed run retrains, so earlier events are void
+
+    def append(self, event: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(event) + "\n")
+            fh.flush()

@@ -1,0 +1,144 @@
+"""The one training loop every method shares (Algorithm 1, lines 16-28).
+
+A method only changes the init and the anchor strengths; lambda = 0 is plain
+fine-tuning with the same AdamW and learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from relora.core.adapter import lora_parameters
+from relora.core.data import ScoringItem
+from relora.errors import TrainingDiverged
+from relora.core.ops import anchor_penalty, scheduled_lambda, scheduled_lr
+from relora.core.scoring import answer_nll, evaluate
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int  # E_total
+    e1: int
+    lr: float  # eta_1
+    lr_min: float
+    lambda1: float
+    lambda2: float
+    batch_size: int
+    micro_batch_size: int
+    eval_every: int
+
+
+@dataclass(frozen=True)
+class Event:
+    step: int
+    wall_s: float
+    stage: int
+    train_loss: float | None
+    val_loss: float
+    val_accuracy: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+@dataclass
+class TrainOutcome:
+    events: list[Event] = field(default_factory=list)
+    steps_done: int = 0
+    ready_step: int | None = None
+    ready_wall_s: float | None = None
+    train_s: float = 0.0
+    final_correct: list[bool] = field(default_factory=list)  # per validation example, at the last eval
+
+
+def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """Seeded epochs of shuffled indices, cut into `steps` batches."""
+    gen = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        order += torch.randperm(n, generator=gen).tolist()
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
+
+
+def accumulate_gradients(
+    model: torch.nn.Module, batch: list[ScoringItem], pad_id: int, micro_batch_size: int
+) -> float:
+    """Backward over micro-batches, normalised by the whole batch's answer tokens,
+    so the summed gradient equals the full batch's (accumulation is exact)."""
+    total_tokens = sum(len(it.answer) for it in batch)
+    ordered = sorted(batch, key=lambda it: len(it.prompt))  # length bucketing: less padding
+    loss_sum = 0.0
+    for start in range(0, len(ordered), micro_batch_size):
+        nll, _ = answer_nll(model, ordered[start : start + micro_batch_size], pad_id)
+        (nll / total_tokens).backward()
+        loss_sum += float(nll.detach())
+    return loss_sum / total_tokens
+
+
+def train(
+    model: torch.nn.Module,
+    train_items: list[ScoringItem],
+    val_items: list[ScoringItem],
+    pad_id: int,
+    schedule: Schedule,
+    seed: int,
+    clock_start: float,
+    threshold: float | None = None,
+    stop_when_ready: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+    eval_batch_size: int = 16,
+    progress: bool = True,
+) -> TrainOutcome:
+    """Train the LoRA parameters in place; evaluate every k steps (and at 0 and the end)."""
+    outcome = TrainOutcome()
+    started = time.perf_counter()
+
+    def checkpoint(step: int, train_loss: float | None) -> bool:
+        res = evaluate(model, val_items, pad_id, eval_batch_size)
+        stage = 1 if step < schedule.e1 else 2
+        event = Event(step, time.perf_counter() - clock_start, stage, train_loss, res.loss, res.accuracy)
+        outcome.events.append(event)
+        outcome.final_correct = res.correct
+        if on_event:
+            on_event(event)
+        if threshold is not None and outcome.ready_step is None and res.accuracy >= threshold:
+            outcome.ready_step, outcome.ready_wall_s = step, event.wall_s
+        return outcome.ready_step is not None and stop_when_ready
+
+    if checkpoint(0, None) or schedule.steps == 0:
+        outcome.train_s = time.perf_counter() - started
+        return outcome
+    params = lora_parameters(model)
+    anchors = [p.detach().clone() for p in params]  # (A_init, B_init)
+    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
+    model.train()
+    bar = tqdm(total=schedule.steps, desc="train", disable=not progress, leave=False)
+    for step, idx in enumerate(batch_order(len(train_items), schedule.batch_size, schedule.steps, seed)):
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_lr(step, schedule.e1, schedule.steps, schedule.lr, schedule.lr_min)
+        optimizer.zero_grad(set_to_none=True)
+        train_loss = accumulate_gradients(model, [train_items[i] for i in idx], pad_id, schedule.micro_batch_size)
+        lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)
+        if lam > 0:
+            anchor_penalty(params, anchors, lam).backward()
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"loss became {train_loss} at step {step + 1}")
+        optimizer.step()
+        outcome.steps_done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.4f}")
+        done = outcome.steps_done
+        if done % schedule.eval_every == 0 or done == schedule.steps:
+            if checkpoint(done, train_loss):
+                break
+            model.train()
+    bar.close()
+    model.eval()
+    outcome.train_s = time.perf_counter() - started
+    return outcome

@@ -1,0 +1,107 @@
+"""FLEET.yaml: one base update, many adapters. Validated once, with one error per bad field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from relora.core.config import MethodName, ReadaptConfig, deep_merge, load_yaml
+from relora.errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdapterEntry(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    path: str
+    train: str
+    val: str
+    test: str | None = None
+    threshold: float | None = Field(None, gt=0.0, le=1.0)
+    method: MethodName | None = None
+
+
+class FleetDefaults(_Strict):
+    method: MethodName = "relora"
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    seed: int = 0
+    readapt: dict[str, Any] = {}  # any ReadaptConfig keys: training.*, search.*, data.*
+
+
+class RayConfig(_Strict):
+    address: str | None = None  # None: start a local cluster
+    num_gpus: float = 0.0  # per job
+    num_cpus: float = 1.0  # per job
+    max_retries: int = 2
+
+
+class FleetConfig(_Strict):
+    old_base: str
+    new_base: str
+    out: str
+    defaults: FleetDefaults = FleetDefaults()
+    adapters: list[AdapterEntry] = Field(min_length=1)
+    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1)  # local: in-process when 1, else N worker processes
+    ledger: str | None = None  # SQLAlchemy URL; default sqlite:///<out>/ledger.sqlite3
+    lease_s: float = Field(900.0, gt=0)
+    ray: RayConfig = RayConfig()
+    cache_dir: str | None = None
+
+    @field_validator("adapters")
+    @classmethod
+    def _unique_names(cls, entries: list[AdapterEntry]) -> list[AdapterEntry]:
+        names = [e.name for e in entries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"adapter names must be unique (repeated: {', '.join(dupes)})")
+        return entries
+
+    @model_validator(mode="after")
+    def _readapt_keys_valid(self) -> FleetConfig:
+        for entry in self.adapters:
+            self.readapt_config(entry)  # fails here, once, rather than mid-rollout
+        return self
+
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger or f"sqlite:///{Path(self.out).resolve() / 'ledger.sqlite3'}"
+
+    def method_of(self, entry: AdapterEntry) -> str:
+        return entry.method or self.defaults.method
+
+    def threshold_of(self, entry: AdapterEntry) -> float:
+        return entry.threshold or self.defaults.threshold
+
+    def readapt_config(self, entry: AdapterEntry) -> ReadaptConfig:
+        tree = deep_merge(self.defaults.readapt, {
+            "old_base": self.old_base, "new_base": self.new_base, "adapter": entry.path, "train": entry.train,
+            "val": entry.val, "test": entry.test, "out": str(Path(self.out) / "runs" / entry.name),
+            "method": self.method_of(entry), "threshold": self.threshold_of(entry), "seed": self.defaults.seed,
+            "force": True, "cache_dir": self.cache_dir,
+        })
+        return ReadaptConfig.model_validate(tree)
+
+
+def load_fleet(path: str) -> FleetConfig:
+    tree = load_yaml(path)
+    base = Path(path).resolve().parent
+    for entry in tree.get("adapters", []) or []:  # relative paths are relative to FLEET.yaml
+        for key in ("path", "train", "val", "test"):
+            if isinstance(entry, dict) and isinstance(entry.get(key), str) and not Path(entry[key]).is_absolute():
+                entry[key] = str(base / entry[key])
+    for key in ("old_base", "new_base", "out"):
+        value = tree.get(key)
+        relative = isinstance(value, str) and not Path(value).is_absolute()
+        if relative and (key == "out" or (base / value).exists()):  # a hub id stays as written
+            tree[key] = str(base / value)
+    try:
+        return FleetConfig.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "fleet"
+        raise InputError(path, f"{where}: {err['msg']}", f"correct '{where}' in the fleet file") from exc

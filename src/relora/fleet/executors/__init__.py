@@ -1,0 +1,1 @@
+"""Where a rollout's jobs run: local processes or a Ray cluster."""

@@ -1,0 +1,141 @@
+"""`relora status OUT` and `relora report OUT`: read the ledger, never write it."""
+
+from __future__ import annotations
+
+import html
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from relora.errors import InputError
+from relora.fleet.ledger import Ledger
+
+COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
+           "threshold", "negative_flip_rate", "time_to_ready_s", "total_s", "alpha", "beta")
+
+
+def open_ledger(out: str, url: str | None = None) -> Ledger:
+    path = Path(out) / "ledger.sqlite3"
+    if url is None and not path.is_file():
+        raise InputError(path, "no ledger here", "pass the out: directory of a rollout (or --ledger URL)")
+    return Ledger(url or f"sqlite:///{path.resolve()}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def status_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [list(COLUMNS)] + [[_fmt(r[c]) for c in COLUMNS] for r in rows]
+
+
+def markdown_table(table: list[list[str]]) -> str:
+    head, *body = table
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+
+
+def html_table(table: list[list[str]]) -> str:
+    head, *body = table
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def seconds_per_step(out: Path, rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
+    """Measured training seconds per optimizer step over the jobs that trained, and their step budget.
+    Read from each job's relora.json, because a job that stops when ready trains fewer steps."""
+    train_s, steps, budget = 0.0, 0, None
+    for r in rows:
+        record = out / "runs" / r["name"] / "relora.json"
+        if r["total_s"] is None or not record.is_file():
+            continue
+        rec = json.loads(record.read_text())
+        budget = budget or rec["config"]["training"]["steps"]
+        if rec["steps"] > 0:
+            train_s, steps = train_s + rec["train_s"], steps + rec["steps"]
+    return (train_s / steps if steps else None), budget
+
+
+def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: float | None = None) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    done = [r for r in rows if r["total_s"] is not None]
+    ready_times = sorted(r["time_to_ready_s"] for r in done if r["time_to_ready_s"] is not None)
+    cpu_hours = sum(r["total_s"] for r in done) / 3600
+    out = {"counts": counts, "compute_hours": cpu_hours,
+           "time_to_ready_s": {"median": statistics.median(ready_times) if ready_times else None,
+                               "max": ready_times[-1] if ready_times else None, "n": len(ready_times)},
+           "mean_negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in done) if done else None}
+    if scratch_steps and per_step_s:
+        # Scratch baseline estimate: every adapter retrained for the full E_total steps at this
+        # rollout's measured seconds per step, with no search. It is a lower bound for Scratch.
+        out["scratch_estimate_hours"] = per_step_s * scratch_steps * len(rows) / 3600
+    return out
+
+
+def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
+    rows = open_ledger(out, url).rows()
+    per_step_s, budget = seconds_per_step(Path(out), rows)
+    info = summary(rows, scratch_steps or budget, per_step_s)
+    table = status_table(rows)
+    root = Path(out)
+    plots = _plots(rows, root)
+    scratch = info.get("scratch_estimate_hours")
+    text = [
+        "# relora fleet report", "",
+        "States: " + ", ".join(f"{k} {v}" for k, v in sorted(info["counts"].items())), "",
+        f"Compute: {info['compute_hours']:.3f} CPU/GPU-hours for the rollout (search + training)"
+        + (f"; Scratch estimate {scratch:.3f} h (same steps, no search)" if scratch is not None else ""), "",
+        f"Time to ready: median {_fmt(info['time_to_ready_s']['median'])} s, max {_fmt(info['time_to_ready_s']['max'])} s "
+        f"over {info['time_to_ready_s']['n']} adapters", "",
+        f"Mean negative-flip rate (old service right, new one wrong, on D_val): {_fmt(info['mean_negative_flip_rate'])}", "",
+        "Below-threshold adapters are not published; their service keeps the old adapter (PortLLM fallback), whose "
+        "measured quality is `fallback_val_accuracy`.", "",
+        markdown_table(table), "", *[f"![{p.stem}]({p.name})" for p in plots], "",
+    ]
+    (root / "fleet_report.md").write_text("\n".join(text))
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:9] if line) + html_table(table)
+    body += "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in plots)
+    (root / "fleet_report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>relora fleet"
+                                            f"</title></head><body><h1>relora fleet report</h1>{body}</body></html>\n")
+    return root / "fleet_report.md"
+
+
+def _plots(rows: list[dict[str, Any]], root: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["val_accuracy"] is not None]
+    if not done:
+        return []
+    fig, ax = plt.subplots(figsize=(max(6, len(done) * 0.8), 4))
+    x = range(len(done))
+    for offset, key, label in ((-0.27, "old_service_val_accuracy", "old base + old adapter"),
+                               (0.0, "fallback_val_accuracy", "new base + old adapter (PortLLM)"),
+                               (0.27, "val_accuracy", "new base + re-adapted")):
+        ax.bar([i + offset for i in x], [r[key] or 0 for r in done], width=0.27, label=label)
+    ax.set_xticks(list(x), [r["name"] for r in done], rotation=45, ha="right")
+    ax.set(ylabel="validation accuracy", title="Quality before and after the base update")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    quality = root / "fleet_quality.png"
+    fig.savefig(quality, dpi=110)
+    plt.close(fig)
+    paths = [quality]
+    times = [r["time_to_ready_s"] for r in done if r["time_to_ready_s"] is not None]
+    if times:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(times, bins=min(20, max(3, len(times))), color="steelblue")
+        ax.set(xlabel="time to ready (s)", ylabel="adapters", title="Time-to-readiness distribution")
+        fig.tight_layout()
+        paths.append(root / "fleet_time_to_ready.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths

@@ -1,0 +1,136 @@
+"""`relora rollout FLEET.yaml`: take a whole fleet of adapters from Theta to Theta'.
+
+Each adapter is one job: re-adapt, measure the old service and the fallback,
+gate on the threshold, publish atomically. Jobs are claimed from the ledger,
+so a re-run resumes, two rollouts cooperate, and a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from relora.errors import InputError, RolloutStopped
+from relora.fleet.config import AdapterEntry, FleetConfig
+from relora.fleet.ledger import Ledger
+
+FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
+PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", "relora.json", "events.jsonl")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def service_correctness(fleet: FleetConfig, entry: AdapterEntry, base: str, labels: list[str]) -> list[bool]:
+    """Per-example validation correctness of `base` + the old adapter (same D_val sample as readapt).
+    Only the val file is tokenized; the label set is the one readapt validated."""
+    from relora.core.adapter import attach_lora, read_adapter, set_factors
+    from relora.core.data import read_jsonl, sample, tokenize
+    from relora.core.models import load_tokenizer, shared_model
+    from relora.core.resolve import resolve_base
+    from relora.io import cache_root
+    from relora.core.scoring import evaluate
+
+    cfg = fleet.readapt_config(entry)
+    model_dir = resolve_base(base, cache_root(fleet.cache_dir))
+    tok = load_tokenizer(model_dir)
+    val = tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length)
+    old = read_adapter(entry.path)
+    model = attach_lora(shared_model(model_dir), old, cfg.seed)
+    try:
+        set_factors(model, old.factors)
+        return evaluate(model, sample(val, cfg.data.val_size, cfg.seed), tok.pad_token_id,
+                        cfg.training.eval_batch_size).correct
+    finally:
+        model.unload()
+
+
+def publish(run_dir: Path, target: Path) -> None:
+    """Copy the run's adapter and provenance into published/<name> via a temp dir and a rename."""
+    tmp = target.parent / f".{target.name}.publishing"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in PUBLISHED_FILES:
+        shutil.copy2(run_dir / name, tmp / name)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def run_job(fleet: FleetConfig, entry: AdapterEntry) -> tuple[str, dict[str, Any]]:
+    """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
+    from relora.core.readapt import readapt
+
+    cfg = fleet.readapt_config(entry)
+    record = readapt(cfg, progress=False)
+    new_correct = [c == "1" for c in record["val_correct"]]
+    old_correct = service_correctness(fleet, entry, fleet.old_base, record["labels"])
+    fallback = service_correctness(fleet, entry, fleet.new_base, record["labels"])
+    flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True)) / len(new_correct)
+    fields = {
+        "search_s": record["search_s"], "train_s": record["train_s"], "total_s": record["total_s"],
+        "time_to_ready_s": record["time_to_ready_s"], "alpha": record["alpha"], "beta": record["beta"],
+        "val_accuracy": record["metrics"]["val_accuracy"], "test_accuracy": record["metrics"].get("test_accuracy"),
+        "old_service_val_accuracy": sum(old_correct) / len(old_correct),
+        "fallback_val_accuracy": sum(fallback) / len(fallback), "negative_flip_rate": flips,
+    }
+    if record["metrics"]["val_accuracy"] >= fleet.threshold_of(entry):
+        target = Path(fleet.out) / "published" / entry.name
+        publish(Path(cfg.out), target)
+        return "ready", fields | {"output_path": str(target)}
+    return "below-threshold", fields | {"output_path": None,
+                                        "error": "below threshold: serve the old adapter (PortLLM fallback)"}
+
+
+def _heartbeat(ledger: Ledger, name: str, worker: str, lease_s: float, stop: threading.Event) -> None:
+    while not stop.wait(max(lease_s / 4, 1.0)):
+        ledger.heartbeat(name, worker, lease_s)
+
+
+def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str) -> str:
+    """Run a claimed job with a lease heartbeat; record its outcome. Raises RolloutStopped."""
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(ledger, entry.name, worker, fleet.lease_s, stop), daemon=True)
+    beat.start()
+    try:
+        state, fields = run_job(fleet, entry)
+    except InputError as exc:
+        state, fields = "failed", {"error": str(exc)}
+    except OSError as exc:
+        if exc.errno in FATAL_ERRNOS:
+            ledger.finish(entry.name, worker, "pending", error=f"rollout stopped: {exc}")
+            raise RolloutStopped(f"{fleet.out}: cannot write ({exc.strerror}); fix: free space or permissions, "
+                                 "then re-run to resume") from exc
+        state, fields = "failed", {"error": f"{exc.__class__.__name__}: {exc}"}
+    except Exception as exc:  # one broken adapter must not stop the fleet
+        state, fields = "failed", {"error": f"{exc.__class__.__name__}: {exc}"}
+    finally:
+        stop.set()
+    ledger.finish(entry.name, worker, state, **fields)
+    return state
+
+
+def work_loop(fleet: FleetConfig, worker: str | None = None, retry_failed: bool = False, poll_s: float = 2.0) -> int:
+    """Claim and process adapters until every row is final; returns how many this worker did.
+
+    Rows another worker holds are waited for: they finish, or their lease expires
+    (a dead process) and this worker reclaims them."""
+    ledger = Ledger(fleet.ledger_url)
+    worker = worker or worker_id()
+    done, retry = 0, retry_failed
+    while True:
+        for entry in fleet.adapters:
+            if ledger.claim(entry.name, worker, fleet.lease_s, retry):
+                process(fleet, ledger, entry, worker)
+                done += 1
+        retry = False  # failed rows get one more try per rollout, not an endless loop
+        if not any(r["state"] in ("pending", "running") for r in ledger.rows()):
+            return done
+        time.sleep(poll_s)

@@ -1,0 +1,94 @@
+"""Files written so that nothing is ever half-written, the cache root, and content hashes.
+
+The one place for each: every output in relora is built in a hidden temporary
+sibling and renamed into place, so a crash leaves the old state or the new one,
+never a mix, and a re-run finds either a finished output or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HASH_CHUNK = 1 << 22
+
+
+def cache_root(explicit: str | None = None) -> Path:
+    """--cache-dir, else $RELORA_CACHE, else ~/.cache/relora (created)."""
+    root = explicit or os.environ.get("RELORA_CACHE") or Path.home() / ".cache" / "relora"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write text or bytes to a temp file beside path, then rename it over path."""
+    atomic_write_with(path, lambda tmp: tmp.write_bytes(data.encode() if isinstance(data, str) else data))
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], object]) -> None:
+    """Let write(tmp) fill a temp file beside path (e.g. safetensors' save_file), then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(target: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty hidden directory beside target; on success it is renamed to target.
+
+    An existing target is kept (and the new one discarded) unless replace is true.
+    On an error the temp directory is removed and target is untouched."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        if target.exists() and not replace:
+            return
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+            os.replace(target, old / "x")
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_hash(paths: list[Path], cache_dir: Path) -> str:
+    """sha256 over the files' names and hashes; per-file hashes are memoised by (path, size, mtime)."""
+    memo_path = cache_dir / "file-hashes.json"
+    memo: dict[str, str] = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    digest = hashlib.sha256()
+    changed = False
+    for path in sorted(paths):
+        stat = path.stat()
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in memo:
+            memo[key] = file_sha256(path)
+            changed = True
+        digest.update(path.name.encode() + b"\0" + memo[key].encode())
+    if changed:
+        atomic_write(memo_path, json.dumps(memo, indent=0))
+    return digest.hexdigest()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FILLER, WN_CUES
+from helpers import FILLER, WN_CUES
 from relora.bench.run import ALL_METHODS, Profile, run_bench
 from relora.errors import InputError
 from relora.bench.evolve import evolve

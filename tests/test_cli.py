@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from relora.cli import main
 
-from conftest import build_tokenizer, _vocab
+from helpers import build_tokenizer, _vocab
 
 
 def _args(world, out: Path, *extra: str) -> list[str]:

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,29 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import RELORA, write_fleet
 from relora.errors import InputError, RolloutStopped
 from relora.fleet.rollout import rollout
 from relora.fleet.config import load_fleet
 from relora.fleet.report import write_fleet_report
 from relora.fleet.ledger import Ledger
-
-RELORA = str(Path(sys.executable).with_name("relora"))
-
-
-def write_fleet(world, tmp_path: Path, n: int = 3, steps: int = 8, **extra) -> Path:
-    entries = [{"name": f"svc{i}", "path": str(world.adapter), "train": str(world.train), "val": str(world.val)}
-               for i in range(n)]
-    fleet = {
-        "old_base": str(world.old_base), "new_base": str(world.new_base), "out": str(tmp_path / "out"),
-        "defaults": {"threshold": 0.5, "readapt": {
-            "training": {"steps": steps, "lr": 5e-3, "batch_size": 16, "eval_every": 4},
-            "search": {"trials": 3, "n_init": 3}}},
-        "adapters": entries, "lease_s": 3, "cache_dir": str(world.root / "cache"),
-    } | extra
-    path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump(fleet))
-    return path
-
 
 def _tree_hash(path: Path) -> str:
     digest = hashlib.sha256()

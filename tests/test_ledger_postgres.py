@@ -17,7 +17,7 @@ import yaml
 
 from relora.fleet.ledger import Ledger
 
-from test_fleet import RELORA, write_fleet
+from helpers import RELORA, write_fleet
 
 PG_BIN = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15")] + \
     [Path(p).parent for p in (shutil.which("initdb") or "",) if p]

@@ -1,4 +1,4 @@
-"""One shared test every registered method passes, plus the PEFT round trip."""
+"""One shared test every registered method passes, and what a run's record promises about itself."""
 
 from __future__ import annotations
 
@@ -8,50 +8,75 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import fast_config
 from relora.core.config import ReadaptConfig
+from relora.core.inputs import score_adapter
 from relora.core.methods import METHODS
 from relora.core.readapt import readapt
+from relora.core.record import RunRecord, read_events
+from relora.errors import InputError
+from relora.io import cache_root
 
-from conftest import fast_config
 
-
-def _run(world, tmp_path: Path, method: str, **extra) -> tuple[dict, Path]:
+def _run(world, tmp_path: Path, method: str, **extra) -> tuple[RunRecord, Path]:
     out = tmp_path / method
     return readapt(ReadaptConfig(**fast_config(world, out, method, **extra)), progress=False), out
+
+
+def _rescore(world, record: RunRecord, out: Path) -> tuple[float, float]:
+    """D_val loss and accuracy of the adapter as saved on disk, scored afresh on the new base."""
+    cfg = ReadaptConfig(**record.config)
+    method = METHODS[record.method]
+    res = score_adapter(str(world.new_base), str(out) if method.has_adapter else None, cfg, record.labels,
+                        cache_root(cfg.cache_dir))
+    return res.loss, res.accuracy
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_writes_a_complete_run(world, tmp_path: Path, method: str) -> None:
     record, out = _run(world, tmp_path, method, threshold=0.5)
     spec = METHODS[method]
-    on_disk = json.loads((out / "relora.json").read_text())
-    assert on_disk["method"] == method and on_disk["metrics"] == record["metrics"]
-    for key in ("alpha", "beta", "probes", "time_to_ready_s", "steps_to_ready", "search_s", "train_s", "total_s",
-                "config", "seed", "hashes", "git_revision", "packages"):
-        assert key in on_disk, key
-    assert {"new_base", "train", "val", "test"} <= set(on_disk["hashes"])
-    assert 0.0 <= record["metrics"]["test_accuracy"] <= 1.0
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert events[0]["step"] == 0 and events[-1]["step"] == (12 if spec.trains else 0)
-    assert all(e2["wall_s"] >= e1["wall_s"] for e1, e2 in zip(events, events[1:]))
-    assert set(events[0]) == {"step", "wall_s", "stage", "train_loss", "val_loss", "val_accuracy"}
-    assert (out / "adapter_model.safetensors").is_file() == (spec.init != "none")
-    if spec.init in ("bo", "grid"):
-        explored = [p for p in record["probes"] if p["stage"] == "explore"]
-        rescored = [p for p in record["probes"] if p["stage"] == "rescore"]
-        if spec.init == "bo":  # screened exploration (EI may stop it early), then 3 re-scores on all of D_val
-            assert len(explored) == 6 or (record["search_stopped_early"] and len(explored) > 3)
-            assert len(rescored) == 3 and {p["n_examples"] for p in explored} == {record["n_examples"]["val_search"] // 4}
-        else:  # the grid baseline: every point on all of D_val
-            assert len(explored) == 9 and not rescored
-        assert "old_base" in record["hashes"] and "adapter" in record["hashes"]
-        best = min(rescored or explored, key=lambda p: p["val_loss"])
-        assert (record["alpha"], record["beta"]) == (best["alpha"], best["beta"])
+    assert RunRecord.load(out) == record
+    # The adapter on disk reproduces the recorded quality when scored from scratch
+    loss, accuracy = _rescore(world, record, out)
+    assert loss == pytest.approx(record.metrics.val_loss, abs=1e-5) and accuracy == record.metrics.val_accuracy
+    assert sum(record.val_correct) / len(record.val_correct) == record.metrics.val_accuracy
+    assert {"new_base", "train", "val", "test"} <= set(record.hashes) and record.packages["torch"]
+    events = read_events(out)
+    assert events[0].step == 0 and events[-1].step == (12 if spec.trains else 0)
+    assert all(e2.wall_s >= e1.wall_s for e1, e2 in zip(events, events[1:]))
+    assert (out / "adapter_model.safetensors").is_file() == spec.has_adapter
+    if spec.search is not None:
+        check_search(record, spec.search)
+        # The clock starts before the search: readiness at step 0 still pays for it
+        assert events[0].wall_s >= record.search_s > 0
     if spec.trains:
-        assert events[-1]["val_loss"] < events[0]["val_loss"]
-    ready = [e for e in events if e["val_accuracy"] >= 0.5]
-    assert record["steps_to_ready"] == (ready[0]["step"] if ready else None)
+        assert events[-1].val_loss < events[0].val_loss
+    ready = [e for e in events if e.val_accuracy >= 0.5]
+    assert record.steps_to_ready == (ready[0].step if ready else None)
+    assert record.time_to_ready_s == (ready[0].wall_s if ready else None)
     assert not list(tmp_path.glob(".*partial"))
+
+
+def check_search(record: RunRecord, kind: str) -> None:
+    explored = [p for p in record.probes if p.stage == "explore"]
+    rescored = [p for p in record.probes if p.stage == "rescore"]
+    if kind == "bo":  # screened exploration (EI may stop it early), then 3 re-scores on all of D_val
+        assert len(explored) == 6 or (record.search_stopped_early and len(explored) > 3)
+        assert len(rescored) == 3 and {p.n_examples for p in explored} == {record.n_examples["val_search"] // 4}
+    else:  # the grid baseline: every point on all of D_val
+        assert len(explored) == 9 and not rescored
+    assert "old_base" in record.hashes and "adapter" in record.hashes
+    best = min(rescored or explored, key=lambda p: p.val_loss)
+    assert (record.alpha, record.beta) == (best.alpha, best.beta)
+
+
+@pytest.mark.parametrize("method", ["relora", "relora-grid"])
+def test_training_starts_from_the_best_probe(world, tmp_path: Path, method: str) -> None:
+    """Step 0 scores the init on all of D_val: it is the best full-D_val probe, bit for bit."""
+    record, out = _run(world, tmp_path, method, training={"steps": 0})
+    best = min((p for p in record.probes if p.n_examples == record.n_examples["val_search"]), key=lambda p: p.val_loss)
+    assert read_events(out)[0].val_loss == pytest.approx(best.val_loss, abs=1e-6)
 
 
 def test_portllm_probe_equals_portllm_method(world, tmp_path: Path) -> None:
@@ -59,72 +84,126 @@ def test_portllm_probe_equals_portllm_method(world, tmp_path: Path) -> None:
     full = fast_config(world, tmp_path, "relora")["search"] | {"screen_fraction": 1.0}
     relora, _ = _run(world, tmp_path, "relora", search=full)
     portllm, _ = _run(world, tmp_path, "portllm")
-    first = relora["probes"][0]
-    assert (first["alpha"], first["beta"]) == (0.0, 1.0)
-    assert first["val_loss"] == pytest.approx(portllm["metrics"]["val_loss"], abs=1e-5)
+    first = relora.probes[0]
+    assert (first.alpha, first.beta) == (0.0, 1.0)
+    assert first.val_loss == pytest.approx(portllm.metrics.val_loss, abs=1e-5)
 
 
 def test_relora_recovers_from_the_base_update(world, tmp_path: Path) -> None:
     zero, _ = _run(world, tmp_path, "zero-shot")
     relora, _ = _run(world, tmp_path, "relora")
-    assert relora["metrics"]["val_accuracy"] > zero["metrics"]["val_accuracy"] + 0.2
+    assert relora.metrics.val_accuracy > zero.metrics.val_accuracy + 0.2
 
 
-def test_saved_adapter_loads_in_peft_with_identical_logits(world, tmp_path: Path) -> None:
+def test_saved_adapter_loads_in_peft_and_reproduces_the_in_memory_model(world, tmp_path: Path) -> None:
+    """PEFT's own loader gives the model readapt trained: same D_val loss as the in-memory model measured."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from relora.core.adapter import attach_lora, read_adapter, set_factors
-    from relora.core.models import load_model
+    from relora.core.inputs import tokenized_val
+    from relora.core.models import load_tokenizer
+    from relora.core.scoring import evaluate
 
-    _, out = _run(world, tmp_path, "relora")
+    record, out = _run(world, tmp_path, "relora")
     config = json.loads((out / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == str(world.new_base)
-    assert not config.get("modules_to_save")
-    ids = torch.tensor([[1, 5, 9, 12, 20, 7]])
+    assert config["base_model_name_or_path"] == str(world.new_base) and not config.get("modules_to_save")
     loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(world.new_base), str(out)).eval()
-    saved = read_adapter(out)
-    ours = attach_lora(load_model(world.new_base), saved, seed=0)
-    set_factors(ours, saved.factors)
+    tok = load_tokenizer(world.new_base)
+    val = tokenized_val(ReadaptConfig(**record.config), tok, record.labels)
+    res = evaluate(loaded, val, tok.pad_token_id)
+    assert res.loss == pytest.approx(record.metrics.val_loss, abs=1e-5) and res.correct == record.val_correct
+    ids = torch.tensor([[1, 5, 9, 12, 20, 7]])
     with torch.no_grad():
-        assert torch.allclose(loaded(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-6)
         base_logits = AutoModelForCausalLM.from_pretrained(world.new_base)(input_ids=ids).logits
-    assert not torch.allclose(base_logits, loaded(input_ids=ids).logits, atol=1e-4)
+        assert not torch.allclose(base_logits, loaded(input_ids=ids).logits, atol=1e-4)
 
 
-def test_stop_when_ready_stops_at_first_ready_eval(world, tmp_path: Path) -> None:
-    record, out = _run(world, tmp_path, "portllm-ft", threshold=0.3, stop_when_ready=True)
-    assert record["steps_to_ready"] == 0 and record["steps"] == 0
-    assert record["time_to_ready_s"] is not None
+def test_stop_when_ready_stops_at_the_first_ready_eval_after_training(world, tmp_path: Path) -> None:
+    """A threshold that step 0 misses and a later eval meets: training stops right there."""
+    training = fast_config(world, tmp_path, "scratch")["training"] | {"steps": 40, "lr": 3e-2}
+    full, _ = _run(world, tmp_path / "full", "scratch", training=training)
+    events = read_events(tmp_path / "full" / "scratch")
+    later = [e for e in events if e.step > 0 and e.val_accuracy > events[0].val_accuracy]
+    assert later, "scratch never improved on its step-0 accuracy"
+    target = later[0]
+    record, out = _run(world, tmp_path / "stop", "scratch", training=training, threshold=target.val_accuracy,
+                       stop_when_ready=True)
+    assert record.steps_to_ready == target.step and record.steps == target.step < full.steps
+    assert read_events(out)[-1].step == target.step
+
+
+def test_pinned_numbers_on_the_tiny_fixtures(world, tmp_path: Path) -> None:
+    """Seeded runs give these numbers; a change to the loop, the scoring or the init moves them."""
+    scratch, _ = _run(world, tmp_path, "scratch")
+    portllm_ft, _ = _run(world, tmp_path, "portllm-ft")
+    got = (scratch.metrics.val_loss, portllm_ft.metrics.val_loss)
+    assert got == pytest.approx(PINNED_VAL_LOSS, rel=1e-3), got
+
+
+PINNED_VAL_LOSS = (3.96583, 3.53487)  # scratch, portllm-ft after 12 steps, seed 0
+
+
+def test_anchor_acts_inside_relora(world, tmp_path: Path) -> None:
+    """A strong anchor keeps relora's factors near the searched init; without it they move further."""
+    from safetensors.torch import load_file
+
+    cache = str(tmp_path / "cache")
+    _, init_out = _run(world, tmp_path / "init", "relora", cache_dir=cache, training={"steps": 0})
+    strong = fast_config(world, tmp_path, "relora")["training"] | {"lambda1": 50.0, "lambda2": 50.0}
+    _, anchored_out = _run(world, tmp_path / "anchored", "relora", cache_dir=cache, training=strong)
+    _, free_out = _run(world, tmp_path / "free", "relora-no-sreg", cache_dir=cache)
+    init = load_file(init_out / "adapter_model.safetensors")
+
+    def moved(out: Path) -> float:
+        final = load_file(out / "adapter_model.safetensors")
+        return sum(float((final[k] - init[k]).pow(2).sum()) for k in init) ** 0.5
+
+    assert moved(anchored_out) < 0.5 * moved(free_out)
+
+
+def test_a_crash_while_saving_leaves_no_output_and_a_rerun_finishes(world, tmp_path: Path, monkeypatch) -> None:
+    import relora.core.readapt as readapt_mod
+
+    real_save = readapt_mod.save_adapter
+
+    def save_then_crash(model, out_dir: Path, base_name: str) -> None:
+        real_save(model, out_dir, base_name)
+        (out_dir / "adapter_model.safetensors").write_bytes(b"half")  # the disk died mid-write
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(readapt_mod, "save_adapter", save_then_crash)
+    with pytest.raises(OSError):
+        _run(world, tmp_path, "portllm")
+    assert not (tmp_path / "portllm").exists()
+    monkeypatch.setattr(readapt_mod, "save_adapter", real_save)
+    record, out = _run(world, tmp_path, "portllm")
+    assert RunRecord.load(out) == record and not list(tmp_path.glob(".*partial"))
 
 
 def test_same_seed_same_result(world, tmp_path: Path) -> None:
     a, _ = _run(world, tmp_path / "a", "relora", cache_dir=str(tmp_path / "cache-a"))
     b, _ = _run(world, tmp_path / "b", "relora", cache_dir=str(tmp_path / "cache-b"))  # a fresh search
     timing = ("propose_s", "eval_s")
-    assert [{k: v for k, v in p.items() if k not in timing} for p in a["probes"]] == \
-        [{k: v for k, v in p.items() if k not in timing} for p in b["probes"]]
-    assert a["metrics"] == b["metrics"]
+    assert [p.as_dict() | dict.fromkeys(timing) for p in a.probes] == [p.as_dict() | dict.fromkeys(timing) for p in b.probes]
+    assert a.metrics == b.metrics
 
 
 def test_relora_no_sreg_reuses_the_relora_search(world, tmp_path: Path) -> None:
     cache = str(tmp_path / "cache")
     relora, _ = _run(world, tmp_path, "relora", cache_dir=cache)
     ablation, _ = _run(world, tmp_path, "relora-no-sreg", cache_dir=cache)
-    assert ablation["probes"] == relora["probes"]
-    charged = sum(p["propose_s"] + p["eval_s"] for p in relora["probes"])
-    assert ablation["search_s"] >= charged and relora["search_s"] >= charged  # probe cost charged to both
-    assert ablation["search_wall_s"] < relora["search_wall_s"]
+    assert ablation.probes == relora.probes
+    charged = sum(p.propose_s + p.eval_s for p in relora.probes)
+    assert ablation.search_s >= charged and relora.search_s >= charged  # probe cost charged to both
+    assert ablation.search_wall_s < relora.search_wall_s
 
 
 def test_rerun_refuses_existing_out_unless_forced(world, tmp_path: Path) -> None:
-    from relora.errors import InputError
-
     _run(world, tmp_path, "portllm")
     with pytest.raises(InputError, match="already exists"):
         _run(world, tmp_path, "portllm")
     record, _ = _run(world, tmp_path, "portllm", force=True)
-    assert record["method"] == "portllm"
+    assert record.method == "portllm"
 
 
 def test_shared_base_is_clean_after_a_run(world, tmp_path: Path) -> None:
@@ -139,3 +218,10 @@ def test_shared_base_is_clean_after_a_run(world, tmp_path: Path) -> None:
     assert not any("lora" in name for name, _ in base.named_modules())
     with torch.no_grad():
         assert torch.equal(base(input_ids=ids).logits, before)
+
+
+def test_record_reads_legacy_correctness_strings(world, tmp_path: Path) -> None:
+    """relora.json files written before the typed record stored correctness as a '0101' string."""
+    _, out = _run(world, tmp_path, "portllm")
+    legacy = json.loads((out / "relora.json").read_text()) | {"val_correct": "0110"}
+    assert RunRecord.model_validate(legacy).val_correct == [False, True, True, False]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from relora.bench.perf.reference import reference_evaluate
 from relora.core.adapter import attach_lora, lora_parameters, read_adapter
 from relora.core.data import load_task
 from relora.core.models import load_model, load_tokenizer
@@ -19,36 +20,19 @@ def _setup(world, train_path=None, val_path=None):
     return model, items, tok.pad_token_id
 
 
-def _plain_eval(model, items):
-    """Reference: full logits at every position, one sequence per candidate, no batching."""
-    nll, tokens, hits = 0.0, 0, 0
-    with torch.no_grad():
-        for it in items:
-            scores = []
-            for cand in it.candidates:
-                ids = torch.tensor([list(it.prompt + cand)])
-                logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
-                pos = range(len(it.prompt) - 1, len(it.prompt) - 1 + len(cand))
-                scores.append(sum(float(logp[p, t]) for p, t in zip(pos, cand)))
-            nll -= scores[it.gold]
-            tokens += len(it.answer)
-            hits += max(range(len(scores)), key=scores.__getitem__) == it.gold
-    return nll / tokens, hits / len(items)
-
-
 def test_evaluator_matches_full_logits_single_token(world) -> None:
     model, items, pad = _setup(world)
-    loss, acc = _plain_eval(model, items["val"][:20])
+    ref = reference_evaluate(model, items["val"][:20], pad, batch_size=3)
     res = evaluate(model, items["val"][:20], pad, batch_size=7)
-    assert abs(res.loss - loss) < 1e-5 and res.accuracy == acc
+    assert abs(res.loss - ref.loss) < 1e-5 and res.correct == ref.correct
 
 
 def test_evaluator_matches_full_logits_multi_token_choices(world) -> None:
     model, items, pad = _setup(world, world.mc_train, world.mc_val)
     assert any(len(c) > 1 for it in items["val"] for c in it.candidates)
-    loss, acc = _plain_eval(model, items["val"])
+    ref = reference_evaluate(model, items["val"], pad, batch_size=4)
     res = evaluate(model, items["val"], pad, batch_size=5)
-    assert abs(res.loss - loss) < 1e-5 and res.accuracy == acc
+    assert abs(res.loss - ref.loss) < 1e-5 and res.correct == ref.correct
 
 
 def test_gradient_accumulation_equals_large_batch(world) -> None:

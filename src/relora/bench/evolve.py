@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from tqdm.auto import tqdm
 from relora.errors import InputError, TrainingDiverged
 from relora.core.models import load_model, load_tokenizer
 from relora.core.resolve import resolve_base
-from relora.io import cache_root, content_hash
+from relora.io import atomic_dir, cache_root, content_hash
 from relora.provenance import git_revision, package_versions
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -93,14 +90,7 @@ def evolve(
 
 
 def _save_atomically(model: torch.nn.Module, tok: Any, record: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    try:
+    with atomic_dir(out, replace=True) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "evolve.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -20,11 +20,13 @@ from relora.errors import InputError
 from relora.bench.evolve import evolve
 from relora.core.resolve import resolve_base
 from relora.io import atomic_write, cache_root
+from relora.core.methods import BASE_ONLY, DEFAULT_METHOD, METHODS, SCRATCH
 from relora.core.readapt import readapt
+from relora.core.record import RunRecord, read_events
 from relora.bench.tasks import TASKS
 
 BASE_WHEELS = {"smollm2": SMOLLM2_WHEEL, "gemma3": GEMMA3_WHEEL}  # named old bases shipped as PyPI wheels
-ALL_METHODS = ("zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
+ALL_METHODS = tuple(METHODS)
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,10 @@ def first_ready(events: list[dict[str, Any]], threshold: float) -> tuple[int | N
 def run_cell(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """One readapt run, skipped when its output already exists."""
     out = Path(cfg["out"])
-    if not (out / "relora.json").is_file():
+    if not RunRecord.exists(out):
         readapt(ReadaptConfig(**cfg), progress=progress)
-    record = json.loads((out / "relora.json").read_text())
-    record["events"] = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    record = RunRecord.load(out).model_dump(mode="json")
+    record["events"] = [e.as_dict() for e in read_events(out)]
     return record
 
 
@@ -119,15 +121,15 @@ def run_task(
                        **TASK_SIZES[p.task_size][task])
     common = common_config(p, data, cache, seed)
     where = root / f"seed{seed}" / task
-    old = run_cell(common | {"method": "scratch", "new_base": str(old_base), "out": str(where / "old-adapter"),
+    old = run_cell(common | {"method": SCRATCH, "new_base": str(old_base), "out": str(where / "old-adapter"),
                              "training": common["training"] | {"steps": p.old_adapter_steps,
                                                                "eval_every": p.old_adapter_steps}}, progress)
     common |= {"adapter": str(where / "old-adapter"), "old_base": str(old_base)}
-    zero_old = run_cell(common | {"method": "zero-shot", "new_base": str(old_base),
+    zero_old = run_cell(common | {"method": BASE_ONLY, "new_base": str(old_base),
                                   "out": str(where / "zero-shot-old-base")}, progress)
     cells = []
     for corpus, new_base in new_bases.items():
-        group = [dict(zero_old, cell="zero-shot (old base)")]
+        group = [dict(zero_old, cell=f"{BASE_ONLY} (old base)")]
         for method in p.methods:
             rec = run_cell(common | {"method": method, "new_base": str(new_base), "out": str(where / corpus / method)},
                            progress)
@@ -150,7 +152,7 @@ def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool
     cells = []
     for lam1, lam2 in p.lambda_grid:
         training = common["training"] | {"lambda1": lam1, "lambda2": lam2}
-        rec = run_cell(common | {"method": "relora", "training": training, "out": str(where / f"relora-l{lam1}-{lam2}")},
+        rec = run_cell(common | {"method": DEFAULT_METHOD, "training": training, "out": str(where / f"relora-l{lam1}-{lam2}")},
                        progress)
         cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g}", lambdas=(lam1, lam2)))
     return cells

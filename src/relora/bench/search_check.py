@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from relora.core.methods import DEFAULT_METHOD
+from relora.core.record import RunRecord, read_events
 from relora.io import atomic_write
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -28,41 +30,41 @@ INPUT_KEYS = ("old_base", "new_base", "adapter", "train", "val", "test", "cache_
 
 def bench_relora_cell(bench_dir: Path) -> dict[str, Any]:
     cells = json.loads((bench_dir / "results.json").read_text())["cells"]
-    return next(c for c in cells if c["cell"] == "relora")
+    return next(c for c in cells if c["cell"] == DEFAULT_METHOD)
 
 
 def run_config(cell: dict[str, Any], variant: str, seed: int, out: Path) -> dict[str, Any]:
     """The bench cell's inputs and training, a fresh search with the variant's settings."""
     old = cell["config"]
     training = {k: v for k, v in old["training"].items() if k != "eval_batch_size"}  # current default
-    return {**{k: old[k] for k in INPUT_KEYS}, "method": "relora", "seed": seed, "out": str(out),
+    return {**{k: old[k] for k in INPUT_KEYS}, "method": DEFAULT_METHOD, "seed": seed, "out": str(out),
             "threshold": cell["threshold"], "stop_when_ready": True, "training": training,
             "search": {"trials": old["search"]["trials"], **VARIANTS[variant]}}
 
 
-def readapt_child(config: dict[str, Any]) -> dict[str, Any]:
+def readapt_child(config: dict[str, Any]) -> RunRecord:
     """`relora readapt` in its own process; skipped when its output exists (resumable)."""
     out = Path(config["out"])
-    if not (out / "relora.json").is_file():
+    if not RunRecord.exists(out):
         path = out.with_name(out.name + ".yaml")
         atomic_write(path, yaml.safe_dump(config))
         subprocess.run([sys.executable, "-m", "relora.cli", "readapt", "--config", str(path), "--quiet"], check=True)
-    return json.loads((out / "relora.json").read_text())
+    return RunRecord.load(out)
 
 
 def run_variant(cell: dict[str, Any], variant: str, seed: int, root: Path) -> dict[str, Any]:
     out = root / f"{variant}-s{seed}"
     rec = readapt_child(run_config(cell, variant, seed, out))
-    first = json.loads((out / "events.jsonl").read_text().splitlines()[0])  # step 0: the chosen init
-    bo = [p for p in rec["probes"] if p["log_ei"] is not None]
-    explore = [p for p in rec["probes"] if p["stage"] == "explore"]
-    return {"variant": variant, "seed": seed, "alpha": rec["alpha"], "beta": rec["beta"],
-            "init_val_loss": first["val_loss"], "init_val_accuracy": first["val_accuracy"],
-            "steps_to_ready": rec["steps_to_ready"], "probes": len(rec["probes"]),
-            "stopped_early": rec["search_stopped_early"], "examples_scored": rec["search_examples_scored"],
-            "search_s": rec["search_s"], "propose_s_median": median_or_none([p["propose_s"] for p in bo]),
-            "explore_probe_s_median": median_or_none([p["eval_s"] for p in explore]),
-            "peak_rss_mb": rec["peak_rss_mb"], "threshold": rec["threshold"]}
+    first = read_events(out)[0]  # step 0: the chosen init
+    bo = [p for p in rec.probes if p.log_ei is not None]
+    explore = [p for p in rec.probes if p.stage == "explore"]
+    return {"variant": variant, "seed": seed, "alpha": rec.alpha, "beta": rec.beta,
+            "init_val_loss": first.val_loss, "init_val_accuracy": first.val_accuracy,
+            "steps_to_ready": rec.steps_to_ready, "probes": len(rec.probes),
+            "stopped_early": rec.search_stopped_early, "examples_scored": rec.search_examples_scored,
+            "search_s": rec.search_s, "propose_s_median": median_or_none([p.propose_s for p in bo]),
+            "explore_probe_s_median": median_or_none([p.eval_s for p in explore]),
+            "peak_rss_mb": rec.peak_rss_mb, "threshold": rec.threshold}
 
 
 def median_or_none(values: list[float]) -> float | None:

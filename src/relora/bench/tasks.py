@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from relora.errors import InputError
+from relora.io import atomic_dir
 
 # WordNet 3.0 lexicographer file numbers (lexnames(5WN)) for the noun files.
 NOUN_LEXNAMES = {
@@ -162,14 +161,11 @@ def build_wn_topic(
 
 
 def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
-    for name, rows in splits.items():
-        with (tmp / f"{name}.jsonl").open("w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
-    if out_dir.exists():
-        os.rmdir(out_dir)  # only an empty leftover; a complete one returned early
-    os.replace(tmp, out_dir)
+    # Replaces only an incomplete leftover: a complete set of splits returned early
+    with atomic_dir(out_dir, replace=True) as tmp:
+        for name, rows in splits.items():
+            with (tmp / f"{name}.jsonl").open("w") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
 
 
 def build_wn_binary(wordnet: Path, out_dir: Path, category: str, seed: int = 0, train: int = 400, val: int = 128,

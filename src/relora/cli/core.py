@@ -10,11 +10,12 @@ import click
 from relora.cli.app import main, one_line_errors
 from relora.core.config import ReadaptConfig, build_config
 from relora.core.methods import METHODS
+from relora.core.record import RunRecord
 
 
-def _summary(record: dict[str, Any]) -> str:
-    keys = ("method", "alpha", "beta", "metrics", "time_to_ready_s", "steps_to_ready", "search_s", "train_s", "total_s")
-    return json.dumps({k: record.get(k) for k in keys}, indent=2)
+def _summary(record: RunRecord) -> str:
+    keys = {"method", "alpha", "beta", "metrics", "time_to_ready_s", "steps_to_ready", "search_s", "train_s", "total_s"}
+    return json.dumps(record.model_dump(include=keys), indent=2)
 
 
 @main.command()

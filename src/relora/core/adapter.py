@@ -137,13 +137,6 @@ def set_factors(peft_model: torch.nn.Module, factors: dict[str, LowRank]) -> Non
         mod.lora_B["default"].weight.copy_(factors[name].B)
 
 
-def get_factors(peft_model: torch.nn.Module) -> dict[str, LowRank]:
-    return {
-        name: LowRank(B=mod.lora_B["default"].weight.detach().clone(), A=mod.lora_A["default"].weight.detach().clone())
-        for name, mod in lora_modules(peft_model).items()
-    }
-
-
 def lora_parameters(peft_model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """A then B of every module, in a fixed order (the anchor pairs with it)."""
     params = []

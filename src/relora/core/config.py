@@ -14,11 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from relora.errors import InputError
 
-MethodName = Literal[
-    "zero-shot", "portllm", "scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid"
-]
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -81,7 +76,7 @@ class ReadaptConfig(_Strict):
     val: str
     test: str | None = None
     out: str
-    method: MethodName = "relora"
+    method: str = "relora"  # a name in relora.core.methods.METHODS (DEFAULT_METHOD)
     threshold: float | None = Field(None, gt=0.0, le=1.0)
     stop_when_ready: bool = False
     seed: int = 0
@@ -93,29 +88,19 @@ class ReadaptConfig(_Strict):
 
     @model_validator(mode="after")
     def _inputs_for_method(self) -> ReadaptConfig:
-        needs_adapter = self.method not in ("zero-shot", "scratch")
-        if needs_adapter and not self.adapter:
+        # Imported here: the registry's init strategies use this module's types
+        from relora.core.methods import method_named
+
+        method = method_named(self.method)
+        if method.needs_adapter and not self.adapter:
             raise ValueError(f"method {self.method} needs --adapter (the old LoRA)")
-        if self.method.startswith("relora") and not self.old_base:
+        if method.needs_old_base and not self.old_base:
             raise ValueError(f"method {self.method} needs --old-base (to compute the base delta)")
         return self
 
 
-class TrainAdapterConfig(_Strict):
-    base: str
-    train: str
-    val: str
-    test: str | None = None
-    out: str
-    seed: int = 0
-    force: bool = False
-    threshold: float | None = Field(None, gt=0.0, le=1.0)
-    data: DataConfig = DataConfig()
-    training: TrainConfig = TrainConfig(rank=16, lora_alpha=32, lambda1=0.0, lambda2=0.0)
-
-
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set tree['a']['b'] for 'a.b'; accepts the flat aliases of nested keys."""
+    """Set tree['a']['b'] for 'a.b' (dashes read as underscores)."""
     parts = dotted.replace("-", "_").split(".")
     node = tree
     for part in parts[:-1]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from tqdm.auto import tqdm
 
 from relora.core.weights import WeightReader, check_same_architecture
 from relora.core.ops import LowRank, SvdMethod, project_delta
+from relora.io import atomic_write_with
 
 
 @dataclass
@@ -63,16 +62,12 @@ def project_base_delta(
 
 
 def _write_cache(path: Path, proj: DeltaProjection) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for module, lr in proj.factors.items():
         tensors[f"{module}.B"] = lr.B.contiguous()
         tensors[f"{module}.A"] = lr.A.contiguous()
     meta = {"dropped_energy": json.dumps(proj.dropped_energy), "relative_delta": json.dumps(proj.relative_delta)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".delta-", suffix=".safetensors")
-    os.close(fd)
-    save_file(tensors, tmp, metadata=meta)
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def _read_cache(path: Path) -> DeltaProjection:

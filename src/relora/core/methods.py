@@ -1,43 +1,75 @@
-"""The method registry: each baseline and ablation is an init plus an anchor schedule.
+"""The method registry: each baseline and ablation is an init strategy plus an anchor schedule.
 
-Every method that trains uses the same loop (relora.train.train); plain
-fine-tuning is lambda1 = lambda2 = 0 with the same AdamW and LR schedule.
+Every method that trains uses the same loop (relora.core.train.train); plain
+fine-tuning is lambda1 = lambda2 = 0 with the same AdamW and LR schedule. Other
+modules ask a Method what it needs (the old adapter, the old base, a search) and
+never list method names themselves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-InitKind = Literal["none", "old", "fresh", "bo", "grid"]
+from relora.core.init import BaseOnly, FreshLora, InitContext, InitInfo, OldAdapter, SearchedFusion
+
+InitStrategy = BaseOnly | FreshLora | OldAdapter | SearchedFusion
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    init: InitKind  # none: base only; old: the old adapter; fresh: PEFT default; bo/grid: searched fusion
+    init: InitStrategy
     trains: bool
     anchored: bool  # scheduled regularization (Eq. 18/21); False means lambda = 0
     summary: str
+    tables: frozenset[str] = frozenset()  # the paper's tables this method is a row of beyond II (e.g. "VIII")
 
     @property
     def needs_adapter(self) -> bool:
-        return self.init in ("old", "bo", "grid")
+        return self.init.needs_adapter
 
     @property
     def needs_old_base(self) -> bool:
-        return self.init in ("bo", "grid")
+        return self.init.needs_old_base
+
+    @property
+    def has_adapter(self) -> bool:
+        """Whether a LoRA is attached, trained and saved (zero-shot has none)."""
+        return self.init.has_adapter
+
+    @property
+    def search(self) -> str | None:
+        return self.init.search
+
+    def initialize(self, ctx: InitContext) -> InitInfo:
+        return self.init(ctx)
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("zero-shot", "none", False, False, "the new base alone, no adapter"),
-        Method("portllm", "old", False, False, "the old adapter on the new base, no training"),
-        Method("scratch", "fresh", True, False, "a fresh LoRA (PEFT default init), plain fine-tuning"),
-        Method("portllm-ft", "old", True, False, "the old adapter, then plain fine-tuning"),
-        Method("relora", "bo", True, True, "BO-fused init + scheduled regularization (the paper)"),
-        Method("relora-no-sreg", "bo", True, False, "BO-fused init + plain fine-tuning (ablation)"),
-        Method("relora-grid", "grid", True, True, "grid-searched init + scheduled regularization"),
+        Method("zero-shot", BaseOnly(), False, False, "the new base alone, no adapter"),
+        Method("portllm", OldAdapter(), False, False, "the old adapter on the new base, no training"),
+        Method("scratch", FreshLora(), True, False, "a fresh LoRA (PEFT default init), plain fine-tuning"),
+        Method("portllm-ft", OldAdapter(), True, False, "the old adapter, then plain fine-tuning",
+               frozenset({"VIII"})),
+        Method("relora", SearchedFusion("bo"), True, True, "BO-fused init + scheduled regularization (the paper)",
+               frozenset({"IV", "VIII"})),
+        Method("relora-no-sreg", SearchedFusion("bo"), True, False, "BO-fused init + plain fine-tuning (ablation)",
+               frozenset({"VIII"})),
+        Method("relora-grid", SearchedFusion("grid"), True, True, "grid-searched init + scheduled regularization",
+               frozenset({"IV"})),
     )
 }
+
+
+# The roles some methods play for the others: the reference for speed-ups, the measure of the
+# update's damage, what `relora readapt` runs by default, and the base alone.
+SCRATCH, PORTLLM, DEFAULT_METHOD, BASE_ONLY = "scratch", "portllm", "relora", "zero-shot"
+
+
+def method_named(name: str) -> Method:
+    """The registered method, or a ValueError that lists the registry."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]

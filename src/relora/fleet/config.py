@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relora.core.config import MethodName, ReadaptConfig, deep_merge, load_yaml
+from relora.core.config import ReadaptConfig, deep_merge, load_yaml
+from relora.core.methods import method_named
 from relora.errors import InputError
 
 
@@ -22,11 +23,21 @@ class AdapterEntry(_Strict):
     val: str
     test: str | None = None
     threshold: float | None = Field(None, gt=0.0, le=1.0)
-    method: MethodName | None = None
+    method: str | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str | None) -> str | None:
+        return name if name is None else method_named(name).name
 
 
 class FleetDefaults(_Strict):
-    method: MethodName = "relora"
+    method: str = "relora"
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, name: str) -> str:
+        return method_named(name).name
     threshold: float = Field(0.8, gt=0.0, le=1.0)
     seed: int = 0
     readapt: dict[str, Any] = {}  # any ReadaptConfig keys: training.*, search.*, data.*

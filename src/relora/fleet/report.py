@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from relora.core.record import RunRecord
 from relora.errors import InputError
 from relora.fleet.ledger import Ledger
 
@@ -50,13 +50,13 @@ def seconds_per_step(out: Path, rows: list[dict[str, Any]]) -> tuple[float | Non
     Read from each job's relora.json, because a job that stops when ready trains fewer steps."""
     train_s, steps, budget = 0.0, 0, None
     for r in rows:
-        record = out / "runs" / r["name"] / "relora.json"
-        if r["total_s"] is None or not record.is_file():
+        run_dir = out / "runs" / r["name"]
+        if r["total_s"] is None or not RunRecord.exists(run_dir):
             continue
-        rec = json.loads(record.read_text())
-        budget = budget or rec["config"]["training"]["steps"]
-        if rec["steps"] > 0:
-            train_s, steps = train_s + rec["train_s"], steps + rec["steps"]
+        rec = RunRecord.load(run_dir)
+        budget = budget or rec.config["training"]["steps"]
+        if rec.steps > 0:
+            train_s, steps = train_s + rec.train_s, steps + rec.steps
     return (train_s / steps if steps else None), budget
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from relora.errors import InputError, RolloutStopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
+from relora.io import atomic_dir
 
 FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", "relora.json", "events.jsonl")
@@ -28,60 +29,38 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def service_correctness(fleet: FleetConfig, entry: AdapterEntry, base: str, labels: list[str]) -> list[bool]:
-    """Per-example validation correctness of `base` + the old adapter (same D_val sample as readapt).
-    Only the val file is tokenized; the label set is the one readapt validated."""
-    from relora.core.adapter import attach_lora, read_adapter, set_factors
-    from relora.core.data import read_jsonl, sample, tokenize
-    from relora.core.models import load_tokenizer, shared_model
-    from relora.core.resolve import resolve_base
-    from relora.io import cache_root
-    from relora.core.scoring import evaluate
-
-    cfg = fleet.readapt_config(entry)
-    model_dir = resolve_base(base, cache_root(fleet.cache_dir))
-    tok = load_tokenizer(model_dir)
-    val = tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length)
-    old = read_adapter(entry.path)
-    model = attach_lora(shared_model(model_dir), old, cfg.seed)
-    try:
-        set_factors(model, old.factors)
-        return evaluate(model, sample(val, cfg.data.val_size, cfg.seed), tok.pad_token_id,
-                        cfg.training.eval_batch_size).correct
-    finally:
-        model.unload()
-
-
 def publish(run_dir: Path, target: Path) -> None:
     """Copy the run's adapter and provenance into published/<name> via a temp dir and a rename."""
-    tmp = target.parent / f".{target.name}.publishing"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in PUBLISHED_FILES:
-        shutil.copy2(run_dir / name, tmp / name)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with atomic_dir(target, replace=True) as tmp:
+        for name in PUBLISHED_FILES:
+            shutil.copy2(run_dir / name, tmp / name)
+
+
+def negative_flip_rate(old_correct: list[bool], new_correct: list[bool]) -> float:
+    """The share of D_val examples the old service got right and the new one gets wrong."""
+    flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True))
+    return flips / len(new_correct)
 
 
 def run_job(fleet: FleetConfig, entry: AdapterEntry) -> tuple[str, dict[str, Any]]:
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
+    from relora.core.inputs import score_adapter
     from relora.core.readapt import readapt
+    from relora.io import cache_root
 
     cfg = fleet.readapt_config(entry)
     record = readapt(cfg, progress=False)
-    new_correct = [c == "1" for c in record["val_correct"]]
-    old_correct = service_correctness(fleet, entry, fleet.old_base, record["labels"])
-    fallback = service_correctness(fleet, entry, fleet.new_base, record["labels"])
-    flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True)) / len(new_correct)
+    cache = cache_root(fleet.cache_dir)
+    old_service = score_adapter(fleet.old_base, entry.path, cfg, record.labels, cache)  # quality before the update
+    fallback = score_adapter(fleet.new_base, entry.path, cfg, record.labels, cache)  # PortLLM, if not published
     fields = {
-        "search_s": record["search_s"], "train_s": record["train_s"], "total_s": record["total_s"],
-        "time_to_ready_s": record["time_to_ready_s"], "alpha": record["alpha"], "beta": record["beta"],
-        "val_accuracy": record["metrics"]["val_accuracy"], "test_accuracy": record["metrics"].get("test_accuracy"),
-        "old_service_val_accuracy": sum(old_correct) / len(old_correct),
-        "fallback_val_accuracy": sum(fallback) / len(fallback), "negative_flip_rate": flips,
+        "search_s": record.search_s, "train_s": record.train_s, "total_s": record.total_s,
+        "time_to_ready_s": record.time_to_ready_s, "alpha": record.alpha, "beta": record.beta,
+        "val_accuracy": record.metrics.val_accuracy, "test_accuracy": record.metrics.test_accuracy,
+        "old_service_val_accuracy": old_service.accuracy, "fallback_val_accuracy": fallback.accuracy,
+        "negative_flip_rate": negative_flip_rate(old_service.correct, record.val_correct),
     }
-    if record["metrics"]["val_accuracy"] >= fleet.threshold_of(entry):
+    if record.metrics.val_accuracy >= fleet.threshold_of(entry):
         target = Path(fleet.out) / "published" / entry.name
         publish(Path(cfg.out), target)
         return "ready", fields | {"output_path": str(target)}

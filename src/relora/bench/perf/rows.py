@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-from relora.bench.perf.reference import plain_evaluate
+from relora.bench.perf.reference import reference_evaluate
 from relora.core.data import ScoringItem
+from relora.core.methods import DEFAULT_METHOD
 from relora.core.scoring import evaluate
 
 
@@ -33,11 +34,11 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def probe_row(model: torch.nn.Module, items: list[ScoringItem], pad_id: int, repeats: int) -> dict[str, Any]:
-    plain_s, (plain_loss, plain_acc) = median_time(lambda: plain_evaluate(model, items, pad_id, 16), repeats)
+    plain_s, plain = median_time(lambda: reference_evaluate(model, items, pad_id, 16), repeats)
     ours_s, res = median_time(lambda: evaluate(model, items, pad_id, 16), repeats)
     limit = decoder_limit(model, items)
     return {"stage": "probe evaluation", "ours_s": ours_s, "plain_s": plain_s, "speedup": plain_s / ours_s,
-            "abs_loss_diff": abs(res.loss - plain_loss), "same_accuracy": res.accuracy == plain_acc,
+            "abs_loss_diff": abs(res.loss - plain.loss), "same_accuracy": res.correct == plain.correct,
             "n_examples": len(items), **limit, "limit_speedup": plain_s / limit["limit_s"],
             "target": ">= 3x, numbers equal to 1e-5"}
 
@@ -131,7 +132,7 @@ def memory_row(bench_dir: Path, work: Path, new: Path) -> dict[str, Any]:
 
     config = run_config(bench_relora_cell(bench_dir), "default", 0, work / "memory-readapt")
     config |= {"stop_when_ready": False, "training": config["training"] | {"steps": 10, "eval_every": 5}}
-    readapt_mb = readapt_child(config)["peak_rss_mb"]
+    readapt_mb = readapt_child(config).peak_rss_mb
     cmd = [sys.executable, "-m", "relora.bench.perf.children", "_one_base", str(new)]
     one_base_mb = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["peak_rss_mb"]
     weights_mb = fp32_megabytes(new)
@@ -150,7 +151,7 @@ def fp32_megabytes(model_dir: Path) -> float:
 
 def end_to_end_row(bench_dir: Path) -> dict[str, Any]:
     results = bench_dir / "results.json"
-    cells = [c for c in json.loads(results.read_text())["cells"] if c["cell"] == "relora"]
+    cells = [c for c in json.loads(results.read_text())["cells"] if c["cell"] == DEFAULT_METHOD]
     shares = [c["search_s"] / c["total_s"] for c in cells]
     return {"stage": "end to end", "search_share_of_total": statistics.fmean(shares), "cells": len(cells),
             "source": str(results), "target": "search < 10% of total"}

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from relora.core.methods import DEFAULT_METHOD, METHODS  # noqa: E402
+
 
 def plot_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
     """Validation accuracy against wall seconds per method, with the threshold (Figure 3)."""
@@ -41,7 +43,7 @@ def plot_bo_probes(cells: list[dict[str, Any]], out: Path) -> list[Path]:
 
     paths = []
     for c in cells:
-        if c["cell"] != "relora" or c["seed"] != min(x["seed"] for x in cells):
+        if c["cell"] != DEFAULT_METHOD or c["seed"] != min(x["seed"] for x in cells):
             continue
         cfg = SearchConfig(**c["config"]["search"])
         everything = [Probe(**p) for p in c["probes"]]
@@ -91,8 +93,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_backbone_readiness(benches: dict[str, dict[str, Any]], out: Path) -> Path:
     """Figure 4: time-to-readiness of each trained method, one bar group per backbone (first task/source)."""
-    methods = [m for m in ("scratch", "portllm-ft", "relora", "relora-no-sreg", "relora-grid")
-               if any(c["cell"] == m for r in benches.values() for c in r["cells"])]
+    methods = [m.name for m in METHODS.values() if m.trains
+               if any(c["cell"] == m.name for r in benches.values() for c in r["cells"])]
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(1, len(methods))
     for i, method in enumerate(methods):

@@ -11,6 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from relora.core.methods import METHODS, PORTLLM, SCRATCH
+
 # Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
 PAPER_ANALOGUE = {"wn-topic": "20News", "wn-relation": "MNLI", "wn-define": "MMLU"}
 PAPER_QUALITY = {
@@ -104,9 +106,9 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
                     "rollout speed-up vs scratch", "paper rollout (min)")]
     grouped = _groups(cells)
     for (task, corpus, cell), group in grouped.items():
-        if cell.startswith("zero-shot"):
+        if not METHODS[group[0]["method"]].has_adapter:
             continue
-        scratch = grouped.get((task, corpus, "scratch"), [])
+        scratch = grouped.get((task, corpus, SCRATCH), [])
         speed = [s["total_s"] / c["total_s"] for s, c in zip(scratch, group) if c["steps"] > 0]
         ready_speed = ready_speedups(scratch, group)
         lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
@@ -122,7 +124,7 @@ def search_tables(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table IV: search overhead (GP vs grid) and Table V: chosen (alpha, beta)", "",
              *_head("task", "update", "method", "probes", "examples scored", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
     for (task, corpus, cell), group in _groups(cells).items():
-        if cell not in ("relora", "relora-grid"):
+        if "IV" not in METHODS[group[0]["method"]].tables:
             continue
         lines.append(f"| {task} | {corpus} | {cell} | {len(group[0]['probes'])} | "
                      f"{_stat([sum(p.get('n_examples') or c['n_examples']['val_search'] for p in c['probes']) for c in group], '.0f')} | "
@@ -136,7 +138,7 @@ def search_tables(cells: list[dict[str, Any]]) -> list[str]:
 def ablation_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table VIII: ablation", "", *_head("task", "update", "method", "test acc", "steps to ready", "paper (%)")]
     for (task, corpus, cell), group in _groups(cells).items():
-        if cell in ("relora", "relora-no-sreg", "portllm-ft"):
+        if "VIII" in METHODS[group[0]["method"]].tables:
             lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
                          f"{_stat([c['ready_step'] for c in group], '.0f')} | {paper_quality(task, cell)} |")
     return lines
@@ -158,7 +160,7 @@ def lambda_table(cells: list[dict[str, Any]]) -> list[str]:
 def portllm_drop(cells: list[dict[str, Any]]) -> list[str]:
     lines = [*_head("task", "update", "old adapter on old base", "PortLLM on new base", "drop (points)")]
     for (task, corpus, cell), group in _groups(cells).items():
-        if cell == "portllm":
+        if cell == PORTLLM:
             before = [c["old_adapter_old_base_val_accuracy"] for c in group]
             after = [c["metrics"]["val_accuracy"] for c in group]
             lines.append(f"| {task} | {corpus} | {_stat(before)} | {_stat(after)} | {_stat(drop_points(group), '.1f')} |")
@@ -171,7 +173,7 @@ def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
     cells = [c for c in results["cells"] if "lambdas" not in c and c["seed"] == first_seed]
     first = (cells[0]["task"], cells[0]["corpus"])
     group = [c for c in cells if (c["task"], c["corpus"]) == first]
-    scratch = next((c for c in group if c["cell"] == "scratch"), None)
+    scratch = next((c for c in group if c["cell"] == SCRATCH), None)
     lines = [f"relora demo: {Path(str(results['base'])).name}, task {first[0]}, update {first[1]}, "
              f"threshold {group[0]['threshold']:.3f} (val accuracy)", *portllm_drop(group), "",
              f"{'method':22s} {'test acc':>8s} {'ready after':>12s} {'vs scratch':>10s} {'old quality after':>18s} "

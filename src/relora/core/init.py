@@ -1,0 +1,170 @@
+"""Init strategies: how each method sets the adapter's starting factors before training.
+
+A method in the registry (relora.core.methods) names one of these; readapt calls it
+and never branches on method names. Each strategy also declares its needs (the old
+adapter, the old base) so config validation and input loading ask it, not a list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from relora.core.adapter import LoraAdapter, set_factors
+from relora.core.delta import DeltaProjection, cache_key, project_base_delta
+from relora.core.ops import LowRank, fuse_factors
+from relora.core.scoring import evaluate
+from relora.core.search import run_search
+from relora.core.weights import WeightReader
+
+if TYPE_CHECKING:  # the config module validates method names against the registry, which imports this
+    from relora.core.config import ReadaptConfig
+    from relora.core.inputs import Loaded
+
+
+@dataclass
+class InitInfo:
+    """What the init did, for relora.json."""
+
+    alpha: float | None = None
+    beta: float | None = None
+    probes: list[dict[str, object]] | None = None
+    search_s: float = 0.0
+    search_wall_s: float | None = None
+    search_examples_scored: int | None = None
+    search_stopped_early: bool | None = None
+    fusion_dropped_energy: float | None = None
+    delta_cached: bool | None = None
+    delta_dropped_energy_mean: float | None = None
+    delta_relative_norm_mean: float | None = None
+
+
+@dataclass(frozen=True)
+class InitContext:
+    cfg: ReadaptConfig
+    loaded: Loaded
+    model: torch.nn.Module
+    cache: Path
+    progress: bool
+
+
+@dataclass(frozen=True)
+class BaseOnly:
+    """The new base alone: no adapter is attached or saved."""
+
+    needs_adapter: bool = False
+    needs_old_base: bool = False
+    has_adapter: bool = False
+    search: None = None
+
+    def __call__(self, ctx: InitContext) -> InitInfo:
+        return InitInfo()
+
+
+@dataclass(frozen=True)
+class FreshLora:
+    """PEFT's default init (kaiming A, zero B), seeded."""
+
+    needs_adapter: bool = False
+    needs_old_base: bool = False
+    has_adapter: bool = True
+    search: None = None
+
+    def __call__(self, ctx: InitContext) -> InitInfo:
+        return InitInfo()
+
+
+@dataclass(frozen=True)
+class OldAdapter:
+    """The old adapter as it is (PortLLM), re-factored only when the output shape differs."""
+
+    needs_adapter: bool = True
+    needs_old_base: bool = False
+    has_adapter: bool = True
+    search: None = None
+
+    def __call__(self, ctx: InitContext) -> InitInfo:
+        old, spec = ctx.loaded.old_adapter, ctx.loaded.spec
+        assert old is not None
+        same = old.r == spec.r and old.scaling == spec.scaling
+        set_factors(ctx.model, old.factors if same else fused_init(0.0, 1.0, None, old, spec)[0])
+        return InitInfo(alpha=0.0, beta=1.0)
+
+
+@dataclass(frozen=True)
+class SearchedFusion:
+    """Eq. 7's fusion alpha * Pi_r(dW) + beta * s * B A, with (alpha, beta) chosen by a search."""
+
+    search: Literal["bo", "grid"]
+    needs_adapter: bool = True
+    needs_old_base: bool = True
+    has_adapter: bool = True
+
+    def __call__(self, ctx: InitContext) -> InitInfo:
+        cfg, loaded, model = ctx.cfg, ctx.loaded, ctx.model
+        old = loaded.old_adapter
+        assert old is not None
+        start = time.perf_counter()
+        delta = project(ctx)
+
+        def objective(a: float, b: float, n: int) -> float:
+            set_factors(model, fused_init(a, b, delta, old, loaded.spec)[0])
+            # D_val is a seeded random sample, so its first n examples are a random screening subset
+            return evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size).loss
+
+        project_s = time.perf_counter() - start
+        result = run_search(objective, cfg.search, cfg.seed, len(loaded.val), self.search,
+                            search_store(ctx, self.search), ctx.progress)
+        best = result.best
+        factors, dropped = fused_init(best.alpha, best.beta, delta, old, loaded.spec)
+        set_factors(model, factors)
+        # Probes may come from the store (resumed or shared with another method): charge
+        # their recorded cost, so time-to-readiness is the same as for a fresh search.
+        return InitInfo(
+            alpha=best.alpha, beta=best.beta, probes=[p.as_dict() for p in result.probes],
+            search_s=project_s + result.seconds, search_wall_s=time.perf_counter() - start,
+            search_examples_scored=result.examples_scored, search_stopped_early=result.stopped_early,
+            fusion_dropped_energy=dropped, delta_cached=delta.cached,
+            delta_dropped_energy_mean=sum(delta.dropped_energy.values()) / len(delta.dropped_energy),
+            delta_relative_norm_mean=sum(delta.relative_delta.values()) / len(delta.relative_delta),
+        )
+
+
+def fused_init(
+    alpha: float, beta: float, delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter
+) -> tuple[dict[str, LowRank], float]:
+    """Eq. 7 for every module, as rank-r factors; returns the max dropped energy."""
+    factors, worst = {}, 0.0
+    for module, old_lr in old.factors.items():
+        d_lr = delta.factors[module] if delta else LowRank(old_lr.B[:, :0], old_lr.A[:0])
+        factors[module], dropped = fuse_factors(alpha, d_lr, beta, old_lr, old.scaling, spec.r, spec.scaling)
+        worst = max(worst, dropped)
+    return factors, worst
+
+
+def project(ctx: InitContext) -> DeltaProjection:
+    """Pi_r of the base delta for the adapter's modules, cached by both bases' content hashes."""
+    cfg, loaded = ctx.cfg, ctx.loaded
+    assert loaded.old_adapter is not None and loaded.old_dir is not None
+    modules = loaded.old_adapter.modules
+    key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, loaded.spec.r,
+                    cfg.search.svd, cfg.seed)
+    return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, loaded.spec.r,
+                              cfg.search.svd, cfg.seed, ctx.cache / "deltas" / f"{key}.safetensors", ctx.progress)
+
+
+def search_store(ctx: InitContext, kind: str) -> Path:
+    """One probe store per (inputs, search settings): resumable, and shared by the
+    methods that search the same thing (relora and relora-no-sreg)."""
+    cfg, loaded = ctx.cfg, ctx.loaded
+    key = json.dumps([loaded.hashes, loaded.spec.r, loaded.spec.lora_alpha, cfg.data.model_dump(),
+                      cfg.search.model_dump(), cfg.seed, kind], sort_keys=True)
+    path = ctx.cache / "searches" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,105 @@
+"""A run's inputs, loaded and checked once: the bases, the old adapter, the task and D_val.
+
+D_val is drawn here and only here (a seeded sample of the validation file), so
+readapt, the fleet's service measurements and perf all score the same examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
+from relora.core.config import ReadaptConfig
+from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, sample, tokenize
+from relora.core.methods import Method
+from relora.core.models import load_tokenizer, shared_model
+from relora.core.resolve import resolve_base
+from relora.core.scoring import EvalResult, evaluate
+from relora.core.weights import WeightReader, check_same_architecture, model_files
+from relora.io import content_hash
+
+
+@dataclass
+class Loaded:
+    new_dir: Path
+    old_dir: Path | None  # only for methods that project the base delta
+    pad_id: int
+    items: dict[str, list[ScoringItem]]
+    val: list[ScoringItem]  # D_val: the search objective and the readiness checks
+    labels: list[str]
+    old_adapter: LoraAdapter | None
+    spec: LoraAdapter  # the output adapter's shape (no factors)
+    hashes: dict[str, str]
+
+
+def d_val(val_items: list[ScoringItem], cfg: ReadaptConfig) -> list[ScoringItem]:
+    """The seeded D_val sample of the validation split."""
+    return sample(val_items, cfg.data.val_size, cfg.seed)
+
+
+def output_spec(cfg: ReadaptConfig, old: LoraAdapter | None) -> LoraAdapter:
+    """Output rank/alpha: explicit config, else the old adapter's, else r=16, alpha=2r."""
+    t = cfg.training
+    r = t.rank or (old.r if old else 16)
+    alpha = t.lora_alpha or (old.lora_alpha if old and r == old.r else 2.0 * r)
+    return LoraAdapter(
+        path=None, r=r, lora_alpha=alpha, use_rslora=old.use_rslora if old else False,
+        target_modules=old.target_modules if old else list(t.target_modules),
+    )
+
+
+def input_hashes(cfg: ReadaptConfig, new_dir: Path, old_dir: Path | None, old: LoraAdapter | None,
+                 cache: Path) -> dict[str, str]:
+    hashes = {"new_base": content_hash(model_files(new_dir), cache)}
+    if old_dir is not None:
+        hashes["old_base"] = content_hash(model_files(old_dir), cache)
+    if old is not None and old.path is not None:
+        hashes["adapter"] = content_hash([old.path / "adapter_config.json", old.path / "adapter_model.safetensors"], cache)
+    for split in ("train", "val", "test"):
+        if getattr(cfg, split):
+            hashes[split] = content_hash([Path(getattr(cfg, split))], cache)
+    return hashes
+
+
+def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
+    new_dir = resolve_base(cfg.new_base, cache)
+    tok = load_tokenizer(new_dir)
+    items, labels = load_task(cfg.train, cfg.val, cfg.test, tok, cfg.data.template, cfg.data.labels,
+                              cfg.data.max_length)
+    # Read whenever given: even a fresh LoRA takes the old adapter's shape (rank, alpha, targets)
+    old = read_adapter(cfg.adapter) if cfg.adapter and method.has_adapter else None
+    spec = output_spec(cfg, old)
+    new_reader = WeightReader(new_dir)
+    if old is not None:
+        check_fits(old, new_reader, spec.r)
+    old_dir = None
+    if method.needs_old_base:
+        assert old is not None and cfg.old_base is not None
+        old_dir = resolve_base(cfg.old_base, cache)
+        check_same_architecture(WeightReader(old_dir), new_reader, old.modules)
+    hashes = input_hashes(cfg, new_dir, old_dir, old, cache)
+    return Loaded(new_dir, old_dir, int(tok.pad_token_id), items, d_val(items["val"], cfg), labels, old, spec, hashes)
+
+
+def tokenized_val(cfg: ReadaptConfig, tok: Tokenizer, labels: list[str]) -> list[ScoringItem]:
+    """D_val alone, tokenized with a label set that readapt has already validated."""
+    return d_val(tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length), cfg)
+
+
+def score_adapter(base: str, adapter: str | None, cfg: ReadaptConfig, labels: list[str], cache: Path) -> EvalResult:
+    """D_val quality of `base` with an adapter as it is on disk (or the base alone): the old service
+    (old base + old adapter), or PortLLM's fallback (new base + old adapter)."""
+    model_dir = resolve_base(base, cache)
+    tok = load_tokenizer(model_dir)
+    val = tokenized_val(cfg, tok, labels)
+    base_model = shared_model(model_dir)
+    if adapter is None:
+        return evaluate(base_model, val, int(tok.pad_token_id), cfg.training.eval_batch_size)
+    old = read_adapter(adapter)
+    model: Any = attach_lora(base_model, old, cfg.seed)
+    try:
+        return evaluate(model, val, int(tok.pad_token_id), cfg.training.eval_batch_size)
+    finally:
+        model.unload()  # the shared base stays clean for the next job

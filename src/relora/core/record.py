@@ -1,0 +1,92 @@
+"""The run record: relora.json, typed, written and read in this one module.
+
+Every reader (the fleet, the bench, the search check, perf) loads it through
+RunRecord.load, so a renamed or missing field fails here, not deep in a report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from relora.core.search.probes import Probe
+from relora.core.train import Event
+from relora.io import atomic_write
+
+RECORD_FILE = "relora.json"
+EVENTS_FILE = "events.jsonl"
+
+
+class Metrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    val_accuracy: float
+    val_loss: float
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+
+
+class RunRecord(BaseModel):
+    """What one readapt run did and measured, with the provenance to reproduce it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str
+    alpha: float | None = None  # the init's fusion coefficients (None: no old adapter in the init)
+    beta: float | None = None
+    probes: list[Probe] = []
+    search_s: float = 0.0  # charged search cost: delta projection + probes (as recorded, also when reused)
+    search_wall_s: float | None = None  # what this process spent on it
+    search_examples_scored: int | None = None
+    search_stopped_early: bool | None = None
+    fusion_dropped_energy: float | None = None
+    delta_cached: bool | None = None
+    delta_dropped_energy_mean: float | None = None
+    delta_relative_norm_mean: float | None = None
+    metrics: Metrics
+    time_to_ready_s: float | None  # from the start of re-adaptation, search included
+    steps_to_ready: int | None
+    threshold: float | None
+    steps: int
+    train_s: float
+    total_s: float
+    load_s: float
+    labels: list[str]
+    peak_rss_mb: float
+    n_examples: dict[str, int]
+    val_correct: list[bool]  # per D_val example, in D_val order, at the last evaluation
+    config: dict[str, Any]
+    seed: int
+    hashes: dict[str, str]
+    git_revision: str | None
+    packages: dict[str, str | None]
+
+    @field_validator("val_correct", mode="before")
+    @classmethod
+    def _legacy_string(cls, value: Any) -> Any:
+        """Records written before this type stored correctness as a '0101' string."""
+        return [c == "1" for c in value] if isinstance(value, str) else value
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.metrics.val_accuracy
+
+    def save(self, run_dir: Path) -> None:
+        atomic_write(run_dir / RECORD_FILE, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunRecord:
+        return cls.model_validate_json((Path(run_dir) / RECORD_FILE).read_text())
+
+    @staticmethod
+    def exists(run_dir: str | Path) -> bool:
+        return (Path(run_dir) / RECORD_FILE).is_file()
+
+
+def read_events(run_dir: str | Path) -> list[Event]:
+    """events.jsonl of a finished run, in order."""
+    lines = (Path(run_dir) / EVENTS_FILE).read_text().splitlines()
+    return [Event(**json.loads(line)) for line in lines if line.strip()]

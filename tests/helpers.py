@@ -1,0 +1,161 @@
+"""Builders the tests share: a tiny random Llama pair, a word-level tokenizer, learnable tasks,
+the readapt and fleet configs sized for tests, and a full-logits reference evaluator.
+Everything is built locally and seeded; conftest.py turns them into fixtures."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+LABELS = ["alpha", "beta", "gamma"]
+CUES = {"alpha": ["sun", "fire", "gold"], "beta": ["moon", "water", "silver"], "gamma": ["tree", "stone", "iron"]}
+FILLER = [f"w{i}" for i in range(40)]
+CHOICE_WORDS = ["red fox", "blue owl", "green frog", "grey wolf"]
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
+WN_LABELS = ["animal", "artifact", "body", "food", "location", "person", "plant", "substance"]
+WN_CUES = {label: f"cue{i}" for i, label in enumerate(WN_LABELS)}
+
+
+@dataclass(frozen=True)
+class TinyWorld:
+    old_base: Path
+    new_base: Path
+    adapter: Path
+    train: Path
+    val: Path
+    test: Path
+    mc_train: Path
+    mc_val: Path
+    root: Path
+
+
+def _vocab() -> list[str]:
+    words = set(LABELS) | {w for ws in CUES.values() for w in ws} | set(FILLER)
+    words |= {w for phrase in CHOICE_WORDS for w in phrase.split()}
+    words |= set(WN_LABELS) | set(WN_CUES.values()) | {"Topic", "of"}
+    return SPECIALS + sorted(words | {"Answer", ":", "?", "which"})
+
+
+def build_tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(_vocab())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.save_pretrained(path)
+
+
+def build_tiny_llama(path: Path, vocab_size: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    return model
+
+
+def perturb(model: torch.nn.Module, path: Path, scale: float = 0.5) -> None:
+    """New base = old + a structured update: rank-4 on attention, small noise elsewhere."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim != 2:
+                continue
+            if "self_attn" in name:
+                d, k = p.shape
+                u, v = torch.randn(d, 4, generator=gen), torch.randn(4, k, generator=gen)
+                p.add_(scale * p.norm() * (u @ v) / (u @ v).norm())
+            else:
+                p.add_(0.01 * torch.randn(p.shape, generator=gen) * p.std())
+    model.save_pretrained(path)
+
+
+def write_task(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for _ in range(n):
+            label = rng.choice(LABELS)
+            words = rng.sample(FILLER, 5) + [rng.choice(CUES[label])]
+            rng.shuffle(words)
+            fh.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+
+
+def write_mc_task(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for _ in range(n):
+            choices = rng.sample(CHOICE_WORDS, 3)
+            gold = choices[0]  # the cue word in the text names the gold animal
+            words = rng.sample(FILLER, 3) + [gold.split()[1]]
+            rng.shuffle(choices)
+            fh.write(json.dumps({"text": " ".join(words) + " which ?", "label": gold, "choices": choices}) + "\n")
+
+
+def build_world(root: Path) -> TinyWorld:
+    """Two tiny bases (the new one a structured update of the old), the tasks, and an old adapter
+    trained on the old base with the scratch method."""
+    from relora.core.config import ReadaptConfig
+    from relora.core.readapt import readapt
+
+    old, new = root / "old_base", root / "new_base"
+    for base in (old, new):
+        build_tokenizer(base)
+    model = build_tiny_llama(old, len(_vocab()))
+    perturb(model, new)
+    for split, n, seed in (("train", 192, 0), ("val", 48, 1), ("test", 48, 2)):
+        write_task(root / f"{split}.jsonl", n, seed)
+    write_mc_task(root / "mc_train.jsonl", 64, 3)
+    write_mc_task(root / "mc_val.jsonl", 24, 4)
+    cfg = ReadaptConfig(method="scratch", new_base=str(old), train=str(root / "train.jsonl"),
+                        val=str(root / "val.jsonl"), out=str(root / "old_adapter"), cache_dir=str(root / "cache"),
+                        training={"steps": 60, "lr": 3e-2, "batch_size": 16, "rank": 8, "lora_alpha": 16,
+                                  "eval_every": 20, "target_modules": ["q_proj", "v_proj"]})
+    readapt(cfg, progress=False)
+    return TinyWorld(old, new, root / "old_adapter", root / "train.jsonl", root / "val.jsonl",
+                     root / "test.jsonl", root / "mc_train.jsonl", root / "mc_val.jsonl", root)
+
+
+def fast_config(world: TinyWorld, out: Path, method: str, **extra: object) -> dict:
+    """A readapt config sized for tests: few probes, few steps."""
+    cfg = {
+        "method": method, "old_base": str(world.old_base), "new_base": str(world.new_base),
+        "adapter": str(world.adapter), "train": str(world.train), "val": str(world.val), "test": str(world.test),
+        "out": str(out), "cache_dir": str(world.root / "cache"), "seed": 0,
+        "training": {"steps": 12, "lr": 5e-3, "lr_min": 1e-4, "batch_size": 16, "micro_batch_size": 8,
+                     "eval_every": 4},
+        "search": {"trials": 6, "n_init": 3, "grid_size": 3, "raw_samples": 32, "num_restarts": 2},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+RELORA = str(Path(sys.executable).with_name("relora"))
+
+
+def write_fleet(world: TinyWorld, tmp_path: Path, n: int = 3, steps: int = 8, **extra: object) -> Path:
+    """FLEET.yaml with n services that all reuse the tiny world's adapter and task."""
+    entries = [{"name": f"svc{i}", "path": str(world.adapter), "train": str(world.train), "val": str(world.val)}
+               for i in range(n)]
+    fleet = {
+        "old_base": str(world.old_base), "new_base": str(world.new_base), "out": str(tmp_path / "out"),
+        "defaults": {"threshold": 0.5, "readapt": {
+            "training": {"steps": steps, "lr": 5e-3, "batch_size": 16, "eval_every": 4},
+            "search": {"trials": 3, "n_init": 3}}},
+        "adapters": entries, "lease_s": 3, "cache_dir": str(world.root / "cache"),
+    } | extra
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(fleet))
+    return path

@@ -3,7 +3,6 @@ screens on part of D_val and re-scores on all of it, stops when EI is negligible
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -117,18 +116,21 @@ def test_two_searches_on_one_store_do_not_interleave(tmp_path: Path) -> None:
     assert [(p.alpha, p.beta) for p in results[0].probes] == [(p.alpha, p.beta) for p in results[1].probes]
 
 
-def test_search_check_reads_a_run_whose_search_made_no_bo_proposal(tmp_path: Path) -> None:
+def test_search_check_reads_a_run_whose_search_made_no_bo_proposal(world, tmp_path: Path) -> None:
     """EI may stop right after the initial design; the check must report it, not crash on an empty median."""
+    from helpers import fast_config
     from relora.bench.search_check import run_variant
+    from relora.core.config import ReadaptConfig
+    from relora.core.readapt import readapt
+    from relora.core.search import Probe
 
     out = tmp_path / "search-check" / "default-s0"
+    template = readapt(ReadaptConfig(**fast_config(world, tmp_path / "template", "portllm")), progress=False)
+    initial = Probe(alpha=0.0, beta=1.0, val_loss=0.5, eval_s=1.5, n_examples=8)
     out.mkdir(parents=True)
-    initial = {"alpha": 0.0, "beta": 1.0, "val_loss": 0.5, "propose_s": 0.0, "eval_s": 1.5, "n_examples": 8,
-               "stage": "explore", "log_ei": None, "gp_state": None}
-    record = {"alpha": 0.0, "beta": 1.0, "steps_to_ready": 0, "probes": [initial], "search_stopped_early": True,
-              "search_examples_scored": 8, "search_s": 1.5, "peak_rss_mb": 100.0, "threshold": 0.5}
-    (out / "relora.json").write_text(json.dumps(record))
-    (out / "events.jsonl").write_text(json.dumps({"step": 0, "val_loss": 0.5, "val_accuracy": 0.9}) + "\n")
+    template.model_copy(update={"probes": [initial], "search_stopped_early": True, "search_examples_scored": 8,
+                                "search_s": 1.5}).save(out)
+    (out / "events.jsonl").write_text((tmp_path / "template" / "events.jsonl").read_text())
     inputs = dict.fromkeys(("old_base", "new_base", "adapter", "train", "val", "test", "cache_dir", "data"), "x")
     cell = {"config": {**inputs, "training": {}, "search": {"trials": 4}}, "threshold": 0.5}
     row = run_variant(cell, "default", 0, tmp_path / "search-check")

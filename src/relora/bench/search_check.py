@@ -20,6 +20,7 @@ import yaml
 from relora.core.methods import DEFAULT_METHOD
 from relora.core.record import RunRecord, read_events
 from relora.io import atomic_write
+from relora.tables import mean_std
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {"screen_fraction": 1.0, "ei_stop": 0.0},  # every probe on all of D_val, all T probes
@@ -81,14 +82,7 @@ def run_search_check(bench_dir: Path, out: Path, seeds: tuple[int, ...] = (0, 1,
     summary = {}
     for variant in VARIANTS:
         mine = [r for r in runs if r["variant"] == variant]
-        summary[variant] = {key: _mean_std([r[key] for r in mine]) for key in
+        summary[variant] = {key: mean_std([r[key] for r in mine]) for key in
                             ("alpha", "beta", "init_val_loss", "init_val_accuracy", "steps_to_ready", "probes",
                              "examples_scored", "search_s")}
     return {"bench": str(bench_dir), "seeds": list(seeds), "runs": runs, "summary": summary}
-
-
-def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    known = [v for v in values if v is not None]
-    if not known:
-        return None, None
-    return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else 0.0

@@ -43,7 +43,8 @@ def rollout_cmd(fleet_file: str, retry_failed: bool, quiet: bool) -> None:
 def status_cmd(out: str, ledger: str | None) -> None:
     """Show the fleet ledger (safe while a rollout runs)."""
     require_extra("fleet", "sqlalchemy", "matplotlib")
-    from relora.fleet.report import markdown_table, open_ledger, status_table
+    from relora.fleet.report import open_ledger, status_table
+    from relora.tables import markdown_table
 
     click.echo(markdown_table(status_table(open_ledger(out, ledger).rows())))
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from relora.core.record import RunRecord
 from relora.errors import InputError
+from relora.io import atomic_write
+from relora.tables import markdown_table
 from relora.fleet.ledger import Ledger
 
 COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
@@ -32,12 +34,6 @@ def status_table(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [list(COLUMNS)] + [[_fmt(r[c]) for c in COLUMNS] for r in rows]
 
 
-def markdown_table(table: list[list[str]]) -> str:
-    head, *body = table
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-
-
 def html_table(table: list[list[str]]) -> str:
     head, *body = table
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -45,19 +41,34 @@ def html_table(table: list[list[str]]) -> str:
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def seconds_per_step(out: Path, rows: list[dict[str, Any]]) -> tuple[float | None, int | None]:
-    """Measured training seconds per optimizer step over the jobs that trained, and their step budget.
-    Read from each job's relora.json, because a job that stops when ready trains fewer steps."""
-    train_s, steps, budget = 0.0, 0, None
+def run_records(out: Path, rows: list[dict[str, Any]]) -> dict[str, RunRecord]:
+    """Each finished job's relora.json, by adapter name."""
+    found = {}
     for r in rows:
         run_dir = out / "runs" / r["name"]
-        if r["total_s"] is None or not RunRecord.exists(run_dir):
-            continue
-        rec = RunRecord.load(run_dir)
-        budget = budget or rec.config["training"]["steps"]
-        if rec.steps > 0:
-            train_s, steps = train_s + rec.train_s, steps + rec.steps
-    return (train_s / steps if steps else None), budget
+        if r["total_s"] is not None and RunRecord.exists(run_dir):
+            found[r["name"]] = RunRecord.load(run_dir)
+    return found
+
+
+def seconds_per_step(records: list[RunRecord]) -> tuple[float | None, int | None]:
+    """Measured training seconds per optimizer step over the jobs that trained, and their step budget.
+    Read from each job's relora.json, because a job that stops when ready trains fewer steps."""
+    trained = [rec for rec in records if rec.steps > 0]
+    budget = records[0].config["training"]["steps"] if records else None
+    steps = sum(rec.steps for rec in trained)
+    return (sum(rec.train_s for rec in trained) / steps if steps else None), budget
+
+
+def provenance_line(records: list[RunRecord]) -> str:
+    """The code, packages and inputs the rollout's jobs ran with (one value each when they agree)."""
+    def values(get: Any) -> str:
+        return ", ".join(sorted({str(get(rec)) for rec in records})) or "-"
+
+    return (f"Provenance: relora revision {values(lambda r: r.git_revision)}; "
+            + "; ".join(f"{pkg} {values(lambda r, pkg=pkg: r.packages.get(pkg))}" for pkg in ("torch", "transformers", "peft"))
+            + f"; old base {values(lambda r: r.hashes.get('old_base', '-')[:12])}, "
+            f"new base {values(lambda r: r.hashes['new_base'][:12])} (sha256 prefixes)")
 
 
 def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: float | None = None) -> dict[str, Any]:
@@ -80,7 +91,8 @@ def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: f
 
 def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
     rows = open_ledger(out, url).rows()
-    per_step_s, budget = seconds_per_step(Path(out), rows)
+    records = list(run_records(Path(out), rows).values())
+    per_step_s, budget = seconds_per_step(records)
     info = summary(rows, scratch_steps or budget, per_step_s)
     table = status_table(rows)
     root = Path(out)
@@ -96,12 +108,13 @@ def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | No
         f"Mean negative-flip rate (old service right, new one wrong, on D_val): {_fmt(info['mean_negative_flip_rate'])}", "",
         "Below-threshold adapters are not published; their service keeps the old adapter (PortLLM fallback), whose "
         "measured quality is `fallback_val_accuracy`.", "",
+        provenance_line(records), "",
         markdown_table(table), "", *[f"![{p.stem}]({p.name})" for p in plots], "",
     ]
-    (root / "fleet_report.md").write_text("\n".join(text))
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:9] if line) + html_table(table)
+    atomic_write(root / "fleet_report.md", "\n".join(text))
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:11] if line) + html_table(table)
     body += "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in plots)
-    (root / "fleet_report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>relora fleet"
+    atomic_write(root / "fleet_report.html", f"<!doctype html><html><head><meta charset='utf-8'><title>relora fleet"
                                             f"</title></head><body><h1>relora fleet report</h1>{body}</body></html>\n")
     return root / "fleet_report.md"
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from relora.tables import markdown_head, markdown_row
+
 
 def format_table(record: dict[str, Any]) -> str:
-    lines = ["| stage | ours | plain | ratio | detail | target |", "|---|---|---|---|---|---|"]
+    lines = markdown_head("stage", "ours", "plain", "ratio", "detail", "target")
     for r in record["rows"]:
         if r["stage"] == "training step":
             ours, plain, ratio = f"{r['ours_steps_per_s']:.3f} steps/s", f"{r['plain_steps_per_s']:.3f} steps/s", r["speedup"]
@@ -37,7 +39,7 @@ def format_table(record: dict[str, Any]) -> str:
                       f"err {r['mean_rel_frobenius_error_ours']:.4f} vs exact {r['mean_rel_frobenius_error_exact']:.4f}; "
                       f"peak RSS {r['ours_peak_rss_mb']:.0f} MB (baseline {r['ours_baseline_rss_mb']:.0f}) vs "
                       f"{r['plain_peak_rss_mb']:.0f} MB")
-        lines.append(f"| {r['stage']} | {ours} | {plain} | {ratio:.3g} | {detail} | {r['target']} |")
+        lines.append(markdown_row(r["stage"], ours, plain, f"{ratio:.3g}", detail, r["target"]))
     return "\n".join(lines)
 
 

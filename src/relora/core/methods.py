@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relora.core.init import BaseOnly, FreshLora, InitContext, InitInfo, OldAdapter, SearchedFusion
-
-InitStrategy = BaseOnly | FreshLora | OldAdapter | SearchedFusion
+from relora.core.init import BaseOnly, FreshLora, InitContext, InitInfo, InitStrategy, OldAdapter, SearchedFusion
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ search and training, as the paper's tau does.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -95,8 +94,7 @@ def _run(
     if method.has_adapter:
         save_adapter(model, run.work, cfg.new_base)
     record = RunRecord(
-        method=method.name, **{k: v for k, v in asdict(info).items() if k != "probes"}, probes=info.probes or [],
-        metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
+        **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
         threshold=cfg.threshold, steps=outcome.steps_done, train_s=outcome.train_s, total_s=total_s, load_s=load_s,
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
         n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val)},

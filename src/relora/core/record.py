@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from relora.core.search.probes import Probe
+from relora.core.init import InitInfo
 from relora.core.train import Event
 from relora.io import atomic_write
 
@@ -29,23 +29,11 @@ class Metrics(BaseModel):
     test_loss: float | None = None
 
 
-class RunRecord(BaseModel):
-    """What one readapt run did and measured, with the provenance to reproduce it."""
-
-    model_config = ConfigDict(extra="forbid")
+class RunRecord(InitInfo):
+    """What one readapt run did and measured (the init's fields, then the run's), with the provenance
+    to reproduce it."""
 
     method: str
-    alpha: float | None = None  # the init's fusion coefficients (None: no old adapter in the init)
-    beta: float | None = None
-    probes: list[Probe] = []
-    search_s: float = 0.0  # charged search cost: delta projection + probes (as recorded, also when reused)
-    search_wall_s: float | None = None  # what this process spent on it
-    search_examples_scored: int | None = None
-    search_stopped_early: bool | None = None
-    fusion_dropped_energy: float | None = None
-    delta_cached: bool | None = None
-    delta_dropped_energy_mean: float | None = None
-    delta_relative_norm_mean: float | None = None
     metrics: Metrics
     time_to_ready_s: float | None  # from the start of re-adaptation, search included
     steps_to_ready: int | None

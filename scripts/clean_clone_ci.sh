@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs .ci/run as CI does: on a fresh clone of HEAD (new venv, install included), with CI=true.
+# Prints the test summary and the wall time; the README quotes docs/ci/clean-clone.txt, made by:
+#   scripts/clean_clone_ci.sh > docs/ci/clean-clone.txt
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone -q "$repo" "$work/relora"
+cd "$work/relora"
+echo "revision: $(git rev-parse --short HEAD); machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
+start=$(date +%s)
+CI=true bash .ci/run 2>&1 | grep -E "passed|failed|error" | tail -n 3
+echo "wall: $(( $(date +%s) - start )) s for .ci/run on a clean clone, venv and install included"

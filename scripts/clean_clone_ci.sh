@@ -10,5 +10,5 @@ git clone -q "$repo" "$work/relora"
 cd "$work/relora"
 echo "revision: $(git rev-parse --short HEAD); machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
 start=$(date +%s)
-CI=true bash .ci/run 2>&1 | grep -E "passed|failed|error" | tail -n 3
+CI=true bash .ci/run 2>&1 | grep -E "^[0-9]+ (passed|failed)|[0-9]+ passed.* in |[0-9]+ failed.* in " | tail -n 1
 echo "wall: $(( $(date +%s) - start )) s for .ci/run on a clean clone, venv and install included"

@@ -14,7 +14,7 @@ from relora.core.inputs import score_adapter
 from relora.core.methods import METHODS
 from relora.core.readapt import readapt
 from relora.core.record import RunRecord, read_events
-from relora.errors import InputError
+from relora.errors import InputError, RolloutStopped
 from relora.io import cache_root
 
 
@@ -172,9 +172,9 @@ def test_a_crash_while_saving_leaves_no_output_and_a_rerun_finishes(world, tmp_p
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(readapt_mod, "save_adapter", save_then_crash)
-    with pytest.raises(OSError):
+    with pytest.raises(RolloutStopped, match="No space left"):
         _run(world, tmp_path, "portllm")
-    assert not (tmp_path / "portllm").exists()
+    assert not (tmp_path / "portllm").exists() and not list(tmp_path.glob(".*"))  # nothing half-written is left
     monkeypatch.setattr(readapt_mod, "save_adapter", real_save)
     record, out = _run(world, tmp_path, "portllm")
     assert RunRecord.load(out) == record and not list(tmp_path.glob(".*partial"))

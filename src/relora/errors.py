@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -21,4 +22,30 @@ class TrainingDiverged(Exception):
 
 
 class RolloutStopped(Exception):
-    """The output root cannot be written: every worker stops, the ledger stays truthful."""
+    """An output cannot be written (full disk, read-only, no permission): the command stops with exit 3,
+    the ledger stays truthful, and a re-run resumes."""
+
+
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+FATAL_ERRNOS = FULL_ERRNOS | {errno.EROFS, errno.EACCES}
+FULL_MESSAGES = ("no space left", "disk is full", "disk quota", "storagefull")
+
+
+def cannot_write(exc: BaseException) -> OSError | BaseException | None:
+    """The error in exc's chain that means the output cannot be written (full disk, read-only, no
+    permission), however a library wrapped it (SQLite's "database or disk is full", safetensors'
+    IoError), or None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in FATAL_ERRNOS:
+            return seen
+        if any(m in str(seen).lower() for m in FULL_MESSAGES):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def stopped(where: object, exc: BaseException) -> RolloutStopped:
+    """The one-line stop for an output that cannot be written."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:120]
+    return RolloutStopped(f"{where}: cannot write ({reason}); fix: free space or fix permissions, then re-run to resume")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,22 +50,51 @@ def _module_of(key: str) -> tuple[str, str] | None:
 
 
 def read_adapter(path: str | Path) -> LoraAdapter:
+    """A PEFT LoRA directory, checked: config types, supported kind, rank against the weights, finite weights."""
     root = Path(path)
     cfg_path, weights_path = root / "adapter_config.json", root / "adapter_model.safetensors"
     for needed in (cfg_path, weights_path):
         if not needed.is_file():
             raise InputError(needed, "adapter file missing", "pass a PEFT LoRA directory (save_pretrained output)")
     try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(cfg_path, f"invalid JSON ({exc.msg})", "restore the adapter's config") from exc
-    if cfg.get("peft_type", "LORA") != "LORA" or "r" not in cfg:
-        raise InputError(cfg_path, "not a LoRA adapter config", "pass a PEFT LoRA adapter")
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(cfg_path, f"invalid JSON ({exc.__class__.__name__})", "restore the adapter's config") from exc
+    check_supported(cfg_path, cfg)
     try:
         tensors = load_file(weights_path)
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise InputError(weights_path, f"unreadable weights ({exc.__class__.__name__})",
                          "restore the adapter from a good copy") from exc
+    factors = _factors(weights_path, tensors)
+    r, alpha = _rank_and_alpha(cfg_path, cfg, factors)
+    return LoraAdapter(
+        path=root, r=r, lora_alpha=alpha, use_rslora=bool(cfg.get("use_rslora", False)),
+        target_modules=cfg.get("target_modules") or sorted(factors), factors=factors,
+        base_model_name_or_path=cfg.get("base_model_name_or_path"),
+    )
+
+
+def check_supported(cfg_path: Path, cfg: Any) -> None:
+    """Refuse what relora would silently get wrong: not LoRA, DoRA, per-module ranks."""
+    if not isinstance(cfg, dict):
+        raise InputError(cfg_path, f"is a JSON {type(cfg).__name__}, not an object",
+                         "restore the adapter's config (PEFT's save_pretrained writes a JSON object)")
+    if cfg.get("peft_type", "LORA") != "LORA" or "r" not in cfg:
+        raise InputError(cfg_path, "not a LoRA adapter config", "pass a PEFT LoRA adapter")
+    if cfg.get("use_dora"):
+        raise InputError(cfg_path, "DoRA adapters (use_dora: true) are not supported: their magnitude vectors "
+                         "would be dropped", "pass a plain LoRA adapter, or merge the DoRA adapter into its base")
+    for key in ("rank_pattern", "alpha_pattern"):
+        if cfg.get(key):
+            raise InputError(cfg_path, f"per-module ranks or alphas ({key}) are not supported",
+                             f"pass an adapter with one r and lora_alpha for every module (empty {key})")
+    if not isinstance(cfg.get("use_rslora", False), bool):
+        raise InputError(cfg_path, f"use_rslora must be true or false, got {cfg['use_rslora']!r}",
+                         "set use_rslora to true or false")
+
+
+def _factors(weights_path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, LowRank]:
     halves: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         found = _module_of(key)
@@ -74,14 +104,27 @@ def read_adapter(path: str | Path) -> LoraAdapter:
     for module, parts in halves.items():
         if set(parts) != {"A", "B"}:
             raise InputError(weights_path, f"module {module} lacks lora_A or lora_B", "restore the adapter")
+        if not (torch.isfinite(parts["A"]).all() and torch.isfinite(parts["B"]).all()):
+            raise InputError(weights_path, f"module {module} has NaN or infinite weights",
+                             "restore the adapter from a good copy (a diverged training run writes these)")
         factors[module] = LowRank(B=parts["B"], A=parts["A"])
     if not factors:
         raise InputError(weights_path, "no LoRA weights found", "pass a PEFT LoRA adapter")
-    return LoraAdapter(
-        path=root, r=int(cfg["r"]), lora_alpha=float(cfg.get("lora_alpha", cfg["r"])),
-        use_rslora=bool(cfg.get("use_rslora", False)), target_modules=cfg.get("target_modules") or sorted(factors),
-        factors=factors, base_model_name_or_path=cfg.get("base_model_name_or_path"),
-    )
+    return factors
+
+
+def _rank_and_alpha(cfg_path: Path, cfg: dict[str, Any], factors: dict[str, LowRank]) -> tuple[int, float]:
+    """r must be the weights' rank (a positive int), lora_alpha a number: no bool or string is coerced."""
+    first = next(iter(factors.values()))
+    rank = first.rank
+    r = cfg["r"]
+    if isinstance(r, bool) or not isinstance(r, int) or r != rank:
+        raise InputError(cfg_path, f"r is {r!r}, but the lora_A weights have rank {rank}", f"set r to {rank}")
+    alpha = cfg.get("lora_alpha", r)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha) or alpha <= 0:
+        raise InputError(cfg_path, f"lora_alpha must be a positive number, got {alpha!r}",
+                         f"set lora_alpha to the value the adapter was trained with (PEFT's default is r = {r})")
+    return r, float(alpha)
 
 
 def check_fits(adapter: LoraAdapter, base: WeightReader, rank: int) -> None:

@@ -6,11 +6,12 @@ YAML file, dotted ``key=value`` overrides, and explicit CLI flags.
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relora.errors import InputError
 
@@ -23,6 +24,28 @@ class DataConfig(_Strict):
     labels: list[str] | None = None  # default: sorted distinct labels of the train file
     val_size: int = Field(512, gt=0)  # D_val for the search and readiness checks
     max_length: int = Field(256, gt=8)  # prompt tokens kept (left-truncated)
+
+    @field_validator("template")
+    @classmethod
+    def _template_has_text(cls, template: str) -> str:
+        """Every prompt must carry its example: {text} once at least, and no other field."""
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"is not a format string ({exc}); write literal braces as {{{{ and }}}}") from exc
+        if "text" not in fields:
+            raise ValueError("has no {text} field, so every prompt would be the same; add {text}")
+        unknown = sorted(fields - {"text"})
+        if unknown:
+            raise ValueError(f"names unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; only {{text}} exists")
+        return template
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_nonempty(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None and any(not label.strip() for label in labels):
+            raise ValueError("contains an empty label; every label needs text to score")
+        return labels
 
 
 class TrainConfig(_Strict):
@@ -115,7 +138,12 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise InputError(None, f"override {pair!r} is not key=value", "write e.g. training.lr=1e-4")
         key, raw = pair.split("=", 1)
-        set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise InputError(None, f"override {key.strip()}={raw!r} is not a valid YAML value ({exc.__class__.__name__})",
+                             f"quote the value, e.g. '{key.strip()}=\"{raw}\"'") from exc
+        set_dotted(tree, key.strip(), value)
     return tree
 
 

@@ -47,10 +47,14 @@ def read_jsonl(path: str | Path) -> list[Example]:
     if not p.is_file():
         raise InputError(p, "data file not found", "pass an existing JSONL file")
     examples: list[Example] = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(p, f"line {line} is not UTF-8 (byte {exc.object[exc.start]:#04x})",
+                         "save the file as UTF-8") from exc
+    for lineno, line in enumerate(lines, 1):
+        if line.strip():
             examples.append(_parse_line(p, lineno, line))
     if not examples:
         raise InputError(p, "no examples", 'write one {"text": ..., "label": ...} object per line')
@@ -65,6 +69,8 @@ def _parse_line(path: Path, lineno: int, line: str) -> Example:
         raise InputError(path, f"line {lineno} is not valid JSON ({exc.msg})", fix) from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
         raise InputError(path, f"line {lineno} lacks a string 'text' and a 'label'", fix)
+    if not str(obj["label"]).strip():
+        raise InputError(path, f"line {lineno} has an empty label", "give every example a non-empty label")
     choices = obj.get("choices")
     if choices is not None:
         if not isinstance(choices, list) or len(choices) < 2:
@@ -149,4 +155,20 @@ def load_task(
     for split, examples in raw.items():
         check_labels(paths[split], examples, labels)
     items = {s: tokenize(ex, labels, tokenizer, template, max_length) for s, ex in raw.items()}
+    check_distinct_answers(paths, raw, labels, items)
     return items, labels
+
+
+def check_distinct_answers(paths: dict[str, str], raw: dict[str, list[Example]], labels: list[str],
+                           items: dict[str, list[ScoringItem]]) -> None:
+    """Two candidates whose answer tokens are the same can never be told apart (e.g. both become <unk>)."""
+    for split, split_items in items.items():
+        for lineno, (ex, item) in enumerate(zip(raw[split], split_items, strict=True), 1):
+            options = list(ex.choices) if ex.choices is not None else labels
+            seen: dict[tuple[int, ...], str] = {}
+            for option, ids in zip(options, item.candidates, strict=True):
+                if ids in seen:
+                    where = "the label set" if ex.choices is None else f"example {lineno}'s choices"
+                    raise InputError(paths[split], f"{where}: {seen[ids]!r} and {option!r} tokenize to the same "
+                                     f"answer tokens {list(ids)}", "rename one of them (the tokenizer cannot tell them apart)")
+                seen[ids] = option

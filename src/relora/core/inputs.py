@@ -6,6 +6,7 @@ readapt, the fleet's service measurements and perf all score the same examples.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from relora.core.methods import Method
 from relora.core.models import load_tokenizer, shared_model
 from relora.core.resolve import resolve_base
 from relora.core.scoring import EvalResult, evaluate
-from relora.core.weights import WeightReader, check_same_architecture, model_files
-from relora.io import content_hash
+from relora.core.weights import (WeightReader, check_finite, check_same_architecture, check_targets_exist,
+                                 model_files)
+from relora.errors import InputError
+from relora.io import atomic_write, content_hash
 
 
 @dataclass
@@ -64,6 +67,7 @@ def input_hashes(cfg: ReadaptConfig, new_dir: Path, old_dir: Path | None, old: L
 
 
 def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
+    """Every input read and checked before any work starts; the first problem is one InputError."""
     new_dir = resolve_base(cfg.new_base, cache)
     tok = load_tokenizer(new_dir)
     items, labels = load_task(cfg.train, cfg.val, cfg.test, tok, cfg.data.template, cfg.data.labels,
@@ -74,13 +78,35 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     new_reader = WeightReader(new_dir)
     if old is not None:
         check_fits(old, new_reader, spec.r)
-    old_dir = None
-    if method.needs_old_base:
-        assert old is not None and cfg.old_base is not None
-        old_dir = resolve_base(cfg.old_base, cache)
-        check_same_architecture(WeightReader(old_dir), new_reader, old.modules)
+    elif method.has_adapter:
+        check_targets_exist(new_reader, spec.target_modules, "training.target_modules:")
+    # The old base, when given, must be the same model with the same tokenizer: the delta, PortLLM and
+    # the old service's measurements all assume it
+    old_dir = resolve_base(cfg.old_base, cache) if cfg.old_base and method.has_adapter else None
+    if old_dir is not None:
+        check_same_architecture(WeightReader(old_dir), new_reader, old.modules if old else [])
+        check_same_tokenizer(old_dir, tok, new_dir)
     hashes = input_hashes(cfg, new_dir, old_dir, old, cache)
-    return Loaded(new_dir, old_dir, int(tok.pad_token_id), items, d_val(items["val"], cfg), labels, old, spec, hashes)
+    for key, model_dir in (("new_base", new_dir), ("old_base", old_dir)):
+        if model_dir is not None:
+            check_finite_once(WeightReader(model_dir), hashes[key], cache)
+    return Loaded(new_dir, old_dir if method.needs_old_base else None, int(tok.pad_token_id), items,
+                  d_val(items["val"], cfg), labels, old, spec, hashes)
+
+
+def check_same_tokenizer(old_dir: Path, new_tok: Tokenizer, new_dir: Path) -> None:
+    if load_tokenizer(old_dir).get_vocab() != new_tok.get_vocab():  # type: ignore[attr-defined]
+        raise InputError(new_dir, "its tokenizer's vocabulary differs from the old base's: the old adapter and "
+                         "the delta would score different tokens", "pass two versions of the same model")
+
+
+def check_finite_once(reader: WeightReader, content: str, cache: Path) -> None:
+    """check_finite, remembered by content hash: a fleet checks each base once, not once per adapter."""
+    memo = cache / "finite-weights.json"
+    known = set(json.loads(memo.read_text())) if memo.is_file() else set()
+    if content not in known:
+        check_finite(reader)
+        atomic_write(memo, json.dumps(sorted(known | {content})))
 
 
 def tokenized_val(cfg: ReadaptConfig, tok: Tokenizer, labels: list[str]) -> list[ScoringItem]:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from relora.errors import InputError
+from relora.errors import FULL_ERRNOS, InputError
 from relora.io import atomic_write
 
 FINGERPRINT = ".fingerprint"
@@ -27,6 +27,8 @@ class RunDir:
             src = Path(spec).resolve()
             if self.out == src or (src.is_dir() and self.out.is_relative_to(src)):
                 raise InputError(out, f"is inside input {spec}", "choose an --out outside every input")
+            if src.is_relative_to(self.out):  # --force would delete it with the old output
+                raise InputError(out, f"contains input {spec}", "choose an --out that holds none of the inputs")
         if self.out.exists() and not force:
             raise InputError(out, "already exists", "choose a new --out or pass --force to replace it")
         self.work = self.out.parent / f".{self.out.name}.partial"
@@ -41,6 +43,8 @@ class RunDir:
             self.work.mkdir(parents=True, exist_ok=True)
             marker.write_text(self.key)
         except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise  # readapt turns it into a one-line stop (exit 3)
             raise InputError(self.out, f"cannot write output ({exc.strerror})", "choose a writable --out") from exc
 
     def path(self, name: str) -> Path:

@@ -23,7 +23,7 @@ from relora.core.outputs import EventLog, RunDir
 from relora.core.record import EVENTS_FILE, Metrics, RunRecord
 from relora.core.scoring import evaluate
 from relora.core.train import Schedule, train
-from relora.errors import InputError, TrainingDiverged
+from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
 from relora.io import cache_root
 from relora.provenance import git_revision, package_versions, peak_rss_mb
 
@@ -58,17 +58,29 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
     inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test) if p]
     run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))
     loaded = load_inputs(cfg, method, cache)
-    run.open()
+    try:
+        run.open()
+        record = _on_shared_base(cfg, method, loaded, run, cache, t_load, progress)
+        run.commit()
+    except Exception as exc:
+        cause = cannot_write(exc)
+        if cause is None:
+            raise
+        run.discard()  # a full disk leaves nothing half-written behind
+        raise stopped(cfg.out, cause) from exc
+    return record
+
+
+def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, run: RunDir, cache: Path, t_load: float,
+                    progress: bool) -> RunRecord:
     base = shared_model(loaded.new_dir)  # one load per process, reused by every adapter on this base
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base
     try:
-        record = _run(cfg, method, loaded, model, run, cache, time.perf_counter() - t_load, progress)
+        return _run(cfg, method, loaded, model, run, cache, time.perf_counter() - t_load, progress)
     finally:
         if model is not base:
             model.unload()  # remove the LoRA layers so the shared base is clean for the next adapter
-    run.commit()
-    return record
 
 
 def _run(

@@ -22,10 +22,18 @@ class WeightReader:
         self.model_dir = model_dir
         self._where: dict[str, Path] = {}
         for shard in sorted(model_dir.glob("*.safetensors")):
-            with safe_open(shard, framework="pt") as fh:
-                for name in fh.keys():
-                    self._where[name] = shard
-        self.config = json.loads((model_dir / "config.json").read_text())
+            try:
+                with safe_open(shard, framework="pt") as fh:
+                    for name in fh.keys():
+                        self._where[name] = shard
+            except Exception as exc:  # safetensors raises its own error type for a cut or corrupt header
+                raise InputError(shard, f"unreadable safetensors file ({exc})",
+                                 "restore the model file from a good copy") from exc
+        try:
+            self.config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(model_dir / "config.json", f"invalid JSON ({exc.__class__.__name__})",
+                             "restore the model's config.json") from exc
 
     def names(self) -> list[str]:
         return sorted(self._where)
@@ -38,8 +46,34 @@ class WeightReader:
             return tuple(fh.get_slice(name).get_shape())
 
     def get(self, name: str) -> torch.Tensor:
-        with safe_open(self._where[name], framework="pt") as fh:
-            return fh.get_tensor(name)
+        try:
+            with safe_open(self._where[name], framework="pt") as fh:
+                return fh.get_tensor(name)
+        except Exception as exc:  # a file cut after its header reads fine until the data
+            raise InputError(self._where[name], f"unreadable tensor {name} ({exc})",
+                             "restore the model file from a good copy") from exc
+
+    def module_names(self) -> list[str]:
+        """Names of the modules that own a weight matrix, as PEFT's target_modules match them."""
+        return [n.removesuffix(".weight") for n in self.names() if n.endswith(".weight")]
+
+
+def check_finite(reader: WeightReader) -> None:
+    """NaN or inf anywhere in a base would poison the delta, every probe and every step."""
+    for name in reader.names():
+        tensor = reader.get(name)
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(reader.model_dir, f"weight {name} has NaN or infinite values",
+                             "restore the model from a good copy")
+
+
+def check_targets_exist(reader: WeightReader, targets: list[str] | str, where: str) -> None:
+    """Each target module name matches a module of the base, as PEFT would match it (a suffix)."""
+    names = reader.module_names()
+    for target in [targets] if isinstance(targets, str) else targets:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            raise InputError(reader.model_dir, f"{where} target module {target!r} matches no module of this base",
+                             "use module names of this architecture, e.g. q_proj, v_proj")
 
 
 def check_same_architecture(old: WeightReader, new: WeightReader, modules: list[str]) -> None:
@@ -49,6 +83,10 @@ def check_same_architecture(old: WeightReader, new: WeightReader, modules: list[
     if old_arch != new_arch:
         raise InputError(new.model_dir, f"architecture {new_arch} differs from the old base's {old_arch}",
                          "pass two versions of the same model")
+    if old.config.get("vocab_size") != new.config.get("vocab_size"):
+        raise InputError(new.model_dir, f"vocabulary of {new.config.get('vocab_size')} tokens differs from the old "
+                         f"base's {old.config.get('vocab_size')}: the delta and the old adapter would not carry over",
+                         "pass two versions of the same model with the same tokenizer")
     for module in modules:
         name = f"{module}.weight"
         for reader in (old, new):

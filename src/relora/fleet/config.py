@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,18 +13,30 @@ from relora.core.methods import method_named
 from relora.errors import InputError
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class AdapterEntry(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    name: str
     path: str
     train: str
     val: str
     test: str | None = None
     threshold: float | None = Field(None, gt=0.0, le=1.0)
     method: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        """The name is a directory under out: (runs/<name>, published/<name>): one safe path component."""
+        if not SAFE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a safe directory name: start with a letter or digit, then use only "
+                             "letters, digits, '.', '_' and '-', at most 100 characters")
+        return name
 
     @field_validator("method")
     @classmethod

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, inspect, select,
                         update)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
+
+from relora.errors import InputError, cannot_write, stopped
 
 STATES = ("pending", "running", "ready", "below-threshold", "failed")
 FINAL = ("ready", "below-threshold", "failed")
@@ -53,8 +55,24 @@ adapters = Table(
 
 class Ledger:
     def __init__(self, url: str) -> None:
-        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, **kwargs)
+        sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60} if sqlite else {"connect_timeout": 10}}
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            raise InputError(url, f"is not a database URL ({exc.__class__.__name__})",
+                             "write a SQLAlchemy URL, e.g. sqlite:///rollout/ledger.sqlite3 or "
+                             "postgresql+psycopg://user@host/db") from exc
+        try:
+            self._create_table()
+        except DBAPIError as exc:
+            if cannot_write(exc):
+                raise stopped(self.engine.url.render_as_string(hide_password=True), exc) from exc
+            reason = str(exc.orig).strip().splitlines()[0][:160] if exc.orig else exc.__class__.__name__
+            raise InputError(self.engine.url.render_as_string(hide_password=True), f"cannot open the ledger ({reason})",
+                             "start the database server or fix the ledger: URL") from exc
+
+    def _create_table(self) -> None:
         try:
             metadata.create_all(self.engine)
         except (OperationalError, ProgrammingError, IntegrityError):
@@ -97,6 +115,18 @@ class Ledger:
                     lease_until=now + lease_s,
                     started_at=now, ended_at=None, error=None))
             return result.rowcount == 1
+
+    def release_dead(self, host: str, alive: Callable[[int], bool]) -> list[str]:
+        """Rows left running by processes of this host that no longer exist go back to pending at once,
+        instead of waiting out their lease (a full disk or kill -9 ended them); returns their names."""
+        with self._tx() as conn:
+            rows = conn.execute(select(adapters.c.name, adapters.c.worker, adapters.c.pid)
+                                .where(adapters.c.state == "running")).all()
+            dead = [r.name for r in rows if (r.worker or "").startswith(f"{host}:") and r.pid and not alive(r.pid)]
+            for name in dead:
+                conn.execute(update(adapters).where((adapters.c.name == name) & (adapters.c.state == "running"))
+                             .values(state="pending", lease_until=None, error="its process died; released"))
+        return dead
 
     def heartbeat(self, name: str, worker: str, lease_s: float) -> None:
         with self._tx() as conn:

@@ -7,39 +7,93 @@ configured executor runs the jobs (relora.fleet.worker) until every row is final
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 from pathlib import Path
 
-from relora.errors import InputError
+from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, cannot_write, stopped
 from relora.fleet.config import FleetConfig
 from relora.fleet.ledger import Ledger
 
 
+def fleet_inputs(fleet: FleetConfig) -> list[tuple[str, Path]]:
+    """Every local path the rollout reads: both bases (unless hub ids) and each adapter's files."""
+    found = [(key, Path(getattr(fleet, key))) for key in ("old_base", "new_base") if Path(getattr(fleet, key)).exists()]
+    for entry in fleet.adapters:
+        found += [(f"adapter {entry.name}'s {key}", Path(getattr(entry, key)))
+                  for key in ("path", "train", "val", "test") if getattr(entry, key)]
+    return found
+
+
 def check_output_root(fleet: FleetConfig) -> None:
-    root = Path(fleet.out)
+    """out: holds no input and lies inside none (checked before anything is written), and is writable."""
+    root = Path(fleet.out).resolve()
+    for what, path in fleet_inputs(fleet):
+        src = path.resolve()
+        if src.is_relative_to(root):
+            raise InputError(fleet.out, f"contains {what} ({path}), which a rollout could overwrite",
+                             "choose an out: that holds no input (a new one for each base update)")
+        if root.is_relative_to(src):
+            raise InputError(fleet.out, f"is inside {what} ({path})", "choose an out: outside every input")
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        if exc.errno in FULL_ERRNOS:
+            raise stopped(fleet.out, exc) from exc
         raise InputError(root, f"output root is not writable ({exc.strerror})", "choose a writable out:") from exc
-    for entry in fleet.adapters:
-        if Path(entry.path).resolve() in (root.resolve(), *root.resolve().parents):
-            raise InputError(root, f"is inside adapter {entry.name}'s directory", "choose an out: outside inputs")
 
 
 def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = True) -> dict[str, int]:
-    """Run the fleet on the configured executor; returns the ledger's state counts."""
+    """Run the fleet on the configured executor; returns the ledger's state counts.
+    An output that cannot be written (a full disk) stops it with RolloutStopped, wherever it happens."""
     check_output_root(fleet)
-    ledger = Ledger(fleet.ledger_url)
-    ledger.register([e.name for e in fleet.adapters], {e.name: fleet.method_of(e) for e in fleet.adapters},
-                    {e.name: fleet.threshold_of(e) for e in fleet.adapters})
-    if fleet.executor == "ray":
-        from relora.fleet.executors.ray import run_on_ray
+    try:
+        ledger = Ledger(fleet.ledger_url)
+        ledger.register([e.name for e in fleet.adapters], {e.name: fleet.method_of(e) for e in fleet.adapters},
+                        {e.name: fleet.threshold_of(e) for e in fleet.adapters})
+        ledger.release_dead(socket.gethostname(), process_alive)
+        sweep_leftovers(Path(fleet.out), ledger)
+        if fleet.executor == "ray":
+            from relora.fleet.executors.ray import run_on_ray
 
-        run_on_ray(fleet, ledger, retry_failed, progress)
-    else:
-        from relora.fleet.executors.local import run_local
+            run_on_ray(fleet, ledger, retry_failed, progress)
+        else:
+            from relora.fleet.executors.local import run_local
 
-        run_local(fleet, ledger, retry_failed, progress)
-    return ledger.counts()
+            run_local(fleet, ledger, retry_failed, progress)
+        return ledger.counts()
+    except (InputError, RolloutStopped):
+        raise
+    except Exception as exc:
+        cause = cannot_write(exc)
+        if cause is None:
+            raise
+        raise stopped(fleet.out, cause) from exc
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def sweep_leftovers(out: Path, ledger: Ledger) -> None:
+    """Remove what dead attempts left: half-built run directories and half-published copies of every
+    adapter that no live job holds (a running row's worker may still be writing its own)."""
+    rows = ledger.rows()
+    busy = {r["name"] for r in rows if r["state"] == "running"}
+    for parent in (out / "runs", out / "published"):
+        for leftover in parent.glob(".*") if parent.is_dir() else ():
+            # .<name>.partial, .<name>.<tmp>: the longest adapter name it starts with owns it
+            owners = [r["name"] for r in rows if leftover.name.startswith(f".{r['name']}.")]
+            if max(owners, key=len, default=None) not in busy:
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    for probe in out.glob(".write-test-*"):
+        probe.unlink(missing_ok=True)

@@ -7,7 +7,6 @@ so a re-run resumes, two rollouts cooperate, and a crash loses nothing.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import socket
@@ -16,12 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relora.errors import InputError, RolloutStopped
+from relora.errors import InputError, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
 from relora.io import atomic_dir
 
-FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", "relora.json", "events.jsonl")
 
 
@@ -82,18 +80,26 @@ def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str
         state, fields = run_job(fleet, entry)
     except InputError as exc:
         state, fields = "failed", {"error": str(exc)}
-    except OSError as exc:
-        if exc.errno in FATAL_ERRNOS:
-            ledger.finish(entry.name, worker, "pending", error=f"rollout stopped: {exc}")
-            raise RolloutStopped(f"{fleet.out}: cannot write ({exc.strerror}); fix: free space or permissions, "
-                                 "then re-run to resume") from exc
-        state, fields = "failed", {"error": f"{exc.__class__.__name__}: {exc}"}
-    except Exception as exc:  # one broken adapter must not stop the fleet
+    except Exception as exc:  # one broken adapter must not stop the fleet; a full disk stops it
+        cause = cannot_write(exc)
+        if cause is not None:
+            stop.set()
+            give_back(ledger, entry.name, worker, cause)
+            raise stopped(fleet.out, cause) from exc
         state, fields = "failed", {"error": f"{exc.__class__.__name__}: {exc}"}
     finally:
         stop.set()
     ledger.finish(entry.name, worker, state, **fields)
     return state
+
+
+def give_back(ledger: Ledger, name: str, worker: str, cause: BaseException) -> None:
+    """Return a stopped job's row to pending at once. The ledger may sit on the full disk itself; then
+    the row stays running, and the next rollout on this host releases it (its process is gone)."""
+    try:
+        ledger.finish(name, worker, "pending", error=f"rollout stopped: {cause}")
+    except Exception:  # noqa: BLE001 - the stop itself must still be reported in one line
+        pass
 
 
 def work_loop(fleet: FleetConfig, worker: str | None = None, retry_failed: bool = False, poll_s: float = 2.0) -> int:

@@ -36,18 +36,18 @@ class TinyWorld:
     root: Path
 
 
-def _vocab() -> list[str]:
+def _vocab(extra_words: tuple[str, ...] = ()) -> list[str]:
     words = set(LABELS) | {w for ws in CUES.values() for w in ws} | set(FILLER)
     words |= {w for phrase in CHOICE_WORDS for w in phrase.split()}
     words |= set(WN_LABELS) | set(WN_CUES.values()) | {"Topic", "of"}
-    return SPECIALS + sorted(words | {"Answer", ":", "?", "which"})
+    return SPECIALS + sorted(words | {"Answer", ":", "?", "which"} | set(extra_words))
 
 
-def build_tokenizer(path: Path) -> None:
+def build_tokenizer(path: Path, extra_words: tuple[str, ...] = ()) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(_vocab())}
+    vocab = {w: i for i, w in enumerate(_vocab(extra_words))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ def read_adapter(path: str | Path) -> LoraAdapter:
                          "restore the adapter from a good copy") from exc
     factors = _factors(weights_path, tensors)
     r, alpha = _rank_and_alpha(cfg_path, cfg, factors)
+    _check_targets_cover(cfg_path, cfg.get("target_modules"), factors)
     return LoraAdapter(
         path=root, r=r, lora_alpha=alpha, use_rslora=bool(cfg.get("use_rslora", False)),
         target_modules=cfg.get("target_modules") or sorted(factors), factors=factors,
@@ -106,11 +108,32 @@ def _factors(weights_path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, 
             raise InputError(weights_path, f"module {module} lacks lora_A or lora_B", "restore the adapter")
         if not (torch.isfinite(parts["A"]).all() and torch.isfinite(parts["B"]).all()):
             raise InputError(weights_path, f"module {module} has NaN or infinite weights",
-                             "restore the adapter from a good copy (a diverged training run writes these)")
+                             "restore the adapter from a good copy")
         factors[module] = LowRank(B=parts["B"], A=parts["A"])
     if not factors:
         raise InputError(weights_path, "no LoRA weights found", "pass a PEFT LoRA adapter")
     return factors
+
+
+def _check_targets_cover(cfg_path: Path, targets: Any, factors: dict[str, LowRank]) -> None:
+    """target_modules must name the modules the weights belong to, or PEFT wraps different layers."""
+    if targets is None:
+        return
+    if isinstance(targets, str):  # PEFT reads a string as a regex over full module names
+        uncovered = [m for m in factors if not re.fullmatch(targets, m)]
+        if uncovered:
+            raise InputError(cfg_path, f"target_modules {targets!r} does not match the weights' module {uncovered[0]}",
+                             "fix the target_modules pattern in adapter_config.json")
+        return
+    names = targets
+    if not isinstance(names, list) or not all(isinstance(t, str) for t in names):
+        raise InputError(cfg_path, f"target_modules must be a list of module names, got {targets!r}",
+                         "restore target_modules, e.g. [\"q_proj\", \"v_proj\"]")
+    suffixes = sorted({m.rsplit(".", 1)[-1] for m in factors})
+    for module in factors:
+        if not any(module == t or module.endswith("." + t) for t in names):
+            raise InputError(cfg_path, f"target_modules {names} do not cover the weights' module {module}",
+                             f"set target_modules to {suffixes}")
 
 
 def _rank_and_alpha(cfg_path: Path, cfg: dict[str, Any], factors: dict[str, LowRank]) -> tuple[int, float]:

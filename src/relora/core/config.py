@@ -33,11 +33,11 @@ class DataConfig(_Strict):
             fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
         except ValueError as exc:
             raise ValueError(f"is not a format string ({exc}); write literal braces as {{{{ and }}}}") from exc
-        if "text" not in fields:
-            raise ValueError("has no {text} field, so every prompt would be the same; add {text}")
         unknown = sorted(fields - {"text"})
         if unknown:
             raise ValueError(f"names unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; only {{text}} exists")
+        if "text" not in fields:
+            raise ValueError("has no {text} field, so every prompt would be the same; add {text}")
         return template
 
     @field_validator("labels")
@@ -138,13 +138,20 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise InputError(None, f"override {pair!r} is not key=value", "write e.g. training.lr=1e-4")
         key, raw = pair.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise InputError(None, f"override {key.strip()}={raw!r} is not a valid YAML value ({exc.__class__.__name__})",
-                             f"quote the value, e.g. '{key.strip()}=\"{raw}\"'") from exc
-        set_dotted(tree, key.strip(), value)
+        set_dotted(tree, key.strip(), override_value(raw))
     return tree
+
+
+def override_value(raw: str) -> Any:
+    """A YAML scalar, list or mapping; text that is not valid YAML, or that only YAML reads as a mapping
+    ("Answer:"), stays the text it was, and the config's own validation judges it."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, dict) and not raw.lstrip().startswith("{"):
+        return raw
+    return value
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

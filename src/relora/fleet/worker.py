@@ -72,32 +72,39 @@ def _heartbeat(ledger: Ledger, name: str, worker: str, lease_s: float, stop: thr
 
 
 def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str) -> str:
-    """Run a claimed job with a lease heartbeat; record its outcome. Raises RolloutStopped."""
+    """Run a claimed job with a lease heartbeat; record its outcome. A full disk, in the job or in the
+    ledger, gives the job back (pending) and raises RolloutStopped."""
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(ledger, entry.name, worker, fleet.lease_s, stop), daemon=True)
     beat.start()
     try:
-        state, fields = run_job(fleet, entry)
-    except InputError as exc:
-        state, fields = "failed", {"error": str(exc)}
-    except Exception as exc:  # one broken adapter must not stop the fleet; a full disk stops it
-        cause = cannot_write(exc)
-        if cause is not None:
+        try:
+            state, fields = run_job(fleet, entry)
+        except InputError as exc:
+            state, fields = "failed", {"error": str(exc)}
+        except Exception as exc:  # one broken adapter must not stop the fleet; a full disk stops it
+            if cannot_write(exc) is not None:
+                raise
+            state, fields = "failed", {"error": f"{exc.__class__.__name__}: {exc}"}
+        finally:
             stop.set()
-            give_back(ledger, entry.name, worker, cause)
-            raise stopped(fleet.out, cause) from exc
-        state, fields = "failed", {"error": f"{exc.__class__.__name__}: {exc}"}
-    finally:
-        stop.set()
-    ledger.finish(entry.name, worker, state, **fields)
+        ledger.finish(entry.name, worker, state, **fields)
+    except Exception as exc:
+        cause = cannot_write(exc)
+        if cause is None:
+            raise
+        give_back(fleet, ledger, entry.name, worker, cause)
+        raise stopped(fleet.out, cause) from exc
     return state
 
 
-def give_back(ledger: Ledger, name: str, worker: str, cause: BaseException) -> None:
-    """Return a stopped job's row to pending at once. The ledger may sit on the full disk itself; then
-    the row stays running, and the next rollout on this host releases it (its process is gone)."""
+def give_back(fleet: FleetConfig, ledger: Ledger, name: str, worker: str, cause: BaseException) -> None:
+    """Return a stopped job's row to pending at once. The job will be redone, so what it wrote is freed
+    first: the ledger may sit on the full disk itself and need the room. If it still cannot write, the
+    row stays running, and the next rollout on this host releases it (its process is gone)."""
+    shutil.rmtree(Path(fleet.out) / "runs" / name, ignore_errors=True)
     try:
-        ledger.finish(name, worker, "pending", error=f"rollout stopped: {cause}")
+        ledger.finish(name, worker, "pending", error=f"rollout stopped: {str(cause).splitlines()[0][:200]}")
     except Exception:  # noqa: BLE001 - the stop itself must still be reported in one line
         pass
 

@@ -225,3 +225,35 @@ def test_record_reads_legacy_correctness_strings(world, tmp_path: Path) -> None:
     _, out = _run(world, tmp_path, "portllm")
     legacy = json.loads((out / "relora.json").read_text()) | {"val_correct": "0110"}
     assert RunRecord.model_validate(legacy).val_correct == [False, True, True, False]
+
+
+def test_device_and_dtype_through_the_cli(world, tmp_path: Path) -> None:
+    """`--device cpu --dtype D`: the base computes in D, the LoRA factors and their optimizer stay float32,
+    and the record says where and how it ran. bfloat16 lands near float32; float32 is today's numbers."""
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from relora.cli import main
+
+    def run(dtype: str) -> tuple[RunRecord, list]:
+        out = tmp_path / dtype
+        args = ["readapt", "--old-base", str(world.old_base), "--new-base", str(world.new_base), "--adapter",
+                str(world.adapter), "--train", str(world.train), "--val", str(world.val), "--out", str(out), "--quiet",
+                "--device", "cpu", "--dtype", dtype, "--steps", "8", f"cache_dir={world.root / 'cache'}",
+                "search.trials=4", "search.n_init=3", "training.lr=5e-3", "training.eval_every=4",
+                "training.batch_size=16"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (result.output, result.exception)
+        record = RunRecord.load(out)
+        assert (record.device, record.dtype, record.config["dtype"]) == ("cpu", dtype, dtype)
+        assert {t.dtype for t in load_file(out / "adapter_model.safetensors").values()} == {torch.float32}
+        return record, read_events(out)
+
+    fp32, fp32_events = run("float32")
+    bf16, bf16_events = run("bfloat16")
+    assert bf16_events[-1].val_loss < bf16_events[0].val_loss  # it trains in bfloat16 too
+    assert abs(bf16_events[0].val_loss - fp32_events[0].val_loss) < 0.1  # near, not equal: 8 bits of mantissa
+    assert bf16_events[0].val_loss != fp32_events[0].val_loss
+    default, _ = _run(world, tmp_path / "auto", "relora", search={"trials": 4, "n_init": 3}, test=None, training={
+        "steps": 8, "lr": 5e-3, "eval_every": 4, "batch_size": 16})
+    assert default.dtype == "float32" and default.metrics == fp32.metrics  # auto on the CPU is float32

@@ -32,6 +32,9 @@ def _summary(record: RunRecord) -> str:
 @click.option("--steps", type=int, help="Total optimizer steps E_total (training.steps).")
 @click.option("--seed", type=int, help="Seed for data order, search design and init.")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
+@click.option("--device", help="auto (default: CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              help="The frozen base's weights: auto (default) is float32 on CPU, bfloat16 on GPU. LoRA stays float32.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config file (same keys as relora.json's config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)
@@ -64,6 +67,8 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
 @click.option("--rank", type=int, help="LoRA rank r (training.rank, default 16).")
 @click.option("--seed", type=int, help="Seed.")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
+@click.option("--device", help="auto (default), cpu, cuda, cuda:N or mps.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="The base's dtype.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)

@@ -105,6 +105,8 @@ class ReadaptConfig(_Strict):
     seed: int = 0
     force: bool = False
     cache_dir: str | None = None  # default: $RELORA_CACHE or ~/.cache/relora
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")  # auto: CUDA when there is one
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # the frozen base: auto = fp32 on CPU, bf16 on GPU
     data: DataConfig = DataConfig()
     training: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from relora.core.encode import encode_example
 from relora.errors import InputError
 
 
@@ -114,26 +115,12 @@ def tokenize(
     template: str,
     max_length: int,
 ) -> list[ScoringItem]:
-    """Prompt and answers are tokenized apart, so answer tokens are exact."""
-    cache: dict[str, tuple[int, ...]] = {}
-
-    def answer_ids(label: str) -> tuple[int, ...]:
-        if label not in cache:
-            cache[label] = tuple(tokenizer(" " + label, add_special_tokens=False)["input_ids"])
-        return cache[label]
-
+    """Each example's prompt and candidate answers, tokenized in context (relora.core.encode)."""
     items = []
     for ex in examples:
-        prompt = tuple(tokenizer(template.format(text=ex.text), add_special_tokens=True)["input_ids"])
         options = list(ex.choices) if ex.choices is not None else labels
-        prompt = prompt[-max_length:]  # keep the end: it holds the question cue
-        items.append(
-            ScoringItem(
-                prompt=prompt,
-                candidates=tuple(answer_ids(o) for o in options),
-                gold=options.index(ex.label),
-            )
-        )
+        prompt, candidates = encode_example(tokenizer, template.format(text=ex.text), options, max_length)
+        items.append(ScoringItem(prompt=prompt, candidates=candidates, gold=options.index(ex.label)))
     return items
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -43,16 +44,19 @@ def project_base_delta(
     seed: int,
     cache_file: Path | None,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> DeltaProjection:
+    """Pi_r(W' - W) for each module, computed in float32/float64 on `device`; factors come back on the CPU."""
     if cache_file is not None and cache_file.is_file():
         return _read_cache(cache_file)
     check_same_architecture(old, new, modules)
     factors, dropped, moved = {}, {}, {}
     for module in tqdm(modules, desc="project delta", disable=not progress, leave=False):
         name = f"{module}.weight"
-        w_old = old.get(name).float()
-        delta = new.get(name).float() - w_old
-        factors[module], dropped[module] = project_delta(delta, r, method=method, seed=seed)
+        w_old = old.get(name).float().to(device)
+        delta = new.get(name).float().to(device) - w_old
+        lowrank, dropped[module] = project_delta(delta, r, method=method, seed=seed)
+        factors[module] = lowrank.to("cpu")
         moved[module] = float(delta.norm() / w_old.norm().clamp_min(1e-12))
         del w_old, delta
     result = DeltaProjection(factors, dropped, moved, cached=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from relora.core.adapter import LoraAdapter, set_factors
 from relora.core.delta import DeltaProjection, cache_key, project_base_delta
+from relora.core.device import model_device
 from relora.core.ops import LowRank, fuse_factors
 from relora.core.scoring import evaluate
 from relora.core.search import Probe, run_search
@@ -54,6 +55,10 @@ class InitContext:
     model: torch.nn.Module
     cache: Path
     progress: bool
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
 
 
 class InitStrategy:
@@ -106,6 +111,8 @@ class SearchedFusion(InitStrategy):
         assert old is not None
         start = time.perf_counter()
         delta = project(ctx)
+        delta.factors = {m: lr.to(ctx.device) for m, lr in delta.factors.items()}  # the fusion runs there too
+        old = replace(old, factors={m: lr.to(ctx.device) for m, lr in old.factors.items()})
 
         def objective(a: float, b: float, n: int) -> float:
             set_factors(model, fused_init(a, b, delta, old, loaded.spec)[0])
@@ -150,7 +157,8 @@ def project(ctx: InitContext) -> DeltaProjection:
     key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, loaded.spec.r,
                     cfg.search.svd, cfg.seed)
     return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, loaded.spec.r,
-                              cfg.search.svd, cfg.seed, ctx.cache / "deltas" / f"{key}.safetensors", ctx.progress)
+                              cfg.search.svd, cfg.seed, ctx.cache / "deltas" / f"{key}.safetensors", ctx.progress,
+                              ctx.device)
 
 
 def search_store(ctx: InitContext, kind: str) -> Path:

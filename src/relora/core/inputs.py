@@ -13,6 +13,7 @@ from typing import Any
 
 from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
+from relora.core.device import resolve_device, resolve_dtype
 from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, sample, tokenize
 from relora.core.methods import Method
 from relora.core.models import load_tokenizer, shared_model
@@ -120,7 +121,8 @@ def score_adapter(base: str, adapter: str | None, cfg: ReadaptConfig, labels: li
     model_dir = resolve_base(base, cache)
     tok = load_tokenizer(model_dir)
     val = tokenized_val(cfg, tok, labels)
-    base_model = shared_model(model_dir)
+    device = resolve_device(cfg.device)
+    base_model = shared_model(model_dir, device, resolve_dtype(cfg.dtype, device))
     if adapter is None:
         return evaluate(base_model, val, int(tok.pad_token_id), cfg.training.eval_batch_size)
     old = read_adapter(adapter)

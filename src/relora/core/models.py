@@ -8,25 +8,28 @@ from pathlib import Path
 import torch
 
 
-def load_model(model_dir: Path) -> torch.nn.Module:
+def load_model(model_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A base in eval mode, its weights in `dtype` on `device` (relora.core.device chooses both)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    model.to(device)
     model.eval()
     return model
 
 
-_SHARED: OrderedDict[str, torch.nn.Module] = OrderedDict()
+_SHARED: OrderedDict[tuple[str, str, str], torch.nn.Module] = OrderedDict()
 
 
-def shared_model(model_dir: Path, keep: int = 2) -> torch.nn.Module:
+def shared_model(model_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 keep: int = 2) -> torch.nn.Module:
     """A process-wide cache of loaded bases (LRU of `keep`), so a worker loads each base once.
     Callers must leave the model as they found it (readapt unloads its LoRA layers)."""
-    key = str(model_dir.resolve())
+    key = (str(model_dir.resolve()), str(device), str(dtype))
     if key in _SHARED:
         _SHARED.move_to_end(key)
         return _SHARED[key]
-    _SHARED[key] = load_model(model_dir)
+    _SHARED[key] = load_model(model_dir, device, dtype)
     while len(_SHARED) > keep:
         _SHARED.popitem(last=False)
     return _SHARED[key]

@@ -29,6 +29,9 @@ class LowRank:
     def dense(self) -> torch.Tensor:
         return self.B @ self.A
 
+    def to(self, device: torch.device | str) -> LowRank:
+        return LowRank(B=self.B.to(device), A=self.A.to(device))
+
 
 def lora_scaling(lora_alpha: float, r: int, use_rslora: bool) -> float:
     """PEFT's scaling of B@A: alpha/r, or alpha/sqrt(r) with rsLoRA."""
@@ -58,7 +61,7 @@ def project_delta(
         U, S, Vh = U[:, :r], S[:r], Vh[:r]
     else:
         # Randomized range finder (Halko et al.); seeded so probes are reproducible.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[work.device] if work.device.type == "cuda" else []):
             torch.manual_seed(seed)
             U, S, V = torch.svd_lowrank(work, q=r + oversample, niter=power_iters)
         U, S, Vh = U[:, :r], S[:r], V[:, :r].T

@@ -15,6 +15,8 @@ import torch
 
 from relora.core.adapter import attach_lora, save_adapter
 from relora.core.config import ReadaptConfig
+from relora.core.device import (compute_dtype, model_device, peak_memory_mb, reset_peak_memory, resolve_device,
+                                resolve_dtype)
 from relora.core.init import InitContext
 from relora.core.inputs import Loaded, load_inputs
 from relora.core.methods import METHODS, Method
@@ -73,7 +75,10 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
 
 def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, run: RunDir, cache: Path, t_load: float,
                     progress: bool) -> RunRecord:
-    base = shared_model(loaded.new_dir)  # one load per process, reused by every adapter on this base
+    device = resolve_device(cfg.device)
+    reset_peak_memory(device)
+    # one load per process, reused by every adapter on this base
+    base = shared_model(loaded.new_dir, device, resolve_dtype(cfg.dtype, device))
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base
     try:
@@ -99,10 +104,11 @@ def _run(
         raise InputError(cfg.train, f"training diverged ({exc})", "lower training.lr or check the data") from exc
     total_s = time.perf_counter() - clock  # search (as charged) + training
     final = outcome.events[-1]
-    metrics = Metrics(val_accuracy=final.val_accuracy, val_loss=final.val_loss)
+    metrics = Metrics(val_accuracy=final.val_accuracy, val_loss=final.val_loss,
+                      val_accuracy_norm=outcome.final_accuracy_norm)
     if "test" in loaded.items:
         test = evaluate(model, loaded.items["test"], loaded.pad_id, cfg.training.eval_batch_size)
-        metrics.test_accuracy, metrics.test_loss = test.accuracy, test.loss
+        metrics.test_accuracy, metrics.test_loss, metrics.test_accuracy_norm = test.accuracy, test.loss, test.accuracy_norm
     if method.has_adapter:
         save_adapter(model, run.work, cfg.new_base)
     record = RunRecord(
@@ -111,7 +117,8 @@ def _run(
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
         n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val)},
         val_correct=outcome.final_correct, config=cfg.model_dump(mode="json"), seed=cfg.seed, hashes=loaded.hashes,
-        git_revision=git_revision(), packages=package_versions(),
+        git_revision=git_revision(), packages=package_versions(), device=str(model_device(model)),
+        dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),
     )
     record.save(run.work)
     return record

@@ -23,10 +23,12 @@ EVENTS_FILE = "events.jsonl"
 class Metrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    val_accuracy: float
+    val_accuracy: float  # argmax of the summed answer log-likelihood (readiness is judged on this)
     val_loss: float
     test_accuracy: float | None = None
     test_loss: float | None = None
+    val_accuracy_norm: float | None = None  # argmax of the per-token mean: differs only for multi-token answers
+    test_accuracy_norm: float | None = None
 
 
 class RunRecord(InitInfo):
@@ -51,6 +53,9 @@ class RunRecord(InitInfo):
     hashes: dict[str, str]
     git_revision: str | None
     packages: dict[str, str | None]
+    device: str = "cpu"  # where it ran, and the frozen base's dtype (records before devices: CPU, float32)
+    dtype: str = "float32"
+    peak_device_memory_mb: float | None = None  # CUDA's peak allocation; None on the CPU (see peak_rss_mb)
 
     @field_validator("val_correct", mode="before")
     @classmethod

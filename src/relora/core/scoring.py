@@ -17,13 +17,15 @@ import torch
 from torch import nn
 
 from relora.core.data import ScoringItem
+from relora.core.device import autocast_for, model_device
 
 
 @dataclass(frozen=True)
 class EvalResult:
     loss: float
-    accuracy: float
+    accuracy: float  # argmax of summed answer log-likelihood
     correct: list[bool]
+    accuracy_norm: float | None = None  # argmax of the per-token mean (length-normalized); equal for one-token answers
 
 
 def causal_parts(model: nn.Module) -> tuple[nn.Module, nn.Module, float | None]:
@@ -59,9 +61,12 @@ def answer_logits(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits at answer positions only: (n_answer_tokens, vocab), targets, row of each."""
     decoder, head, softcap = causal_parts(model)
-    ids, mask, rows, cols, targets = _batch_tensors(seqs, pad_id)
-    hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    logits = head(hidden[rows, cols])
+    device = model_device(model)
+    ids, mask, rows, cols, targets = (t.to(device) for t in _batch_tensors(seqs, pad_id))
+    with autocast_for(model):
+        hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = head(hidden[rows, cols])
+    logits = logits.float()  # log-softmax and the loss in float32 whatever the base computes in
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return logits, targets, rows
@@ -137,49 +142,53 @@ def evaluate(
     model.eval()
     single = all(len(c) == 1 for it in items for c in it.candidates)
     nll_total, tokens = 0.0, 0
-    correct = [False] * len(items)
+    correct, correct_norm = [False] * len(items), [False] * len(items)
     lengths = [len(it.prompt) for it in items]
     with lora_merged(model):
         for idx in length_sorted_batches(lengths, batch_size):
             batch = [items[i] for i in idx]
             score = _score_single_token if single else _score_multi_token
-            nll, n, hits = score(model, batch, pad_id)
+            nll, n, hits, hits_norm = score(model, batch, pad_id)
             nll_total += nll
             tokens += n
-            for i, hit in zip(idx, hits, strict=True):
-                correct[i] = hit
+            for i, hit, hit_norm in zip(idx, hits, hits_norm, strict=True):
+                correct[i], correct_norm[i] = hit, hit_norm
     model.train(was_training)
-    return EvalResult(loss=nll_total / max(tokens, 1), accuracy=sum(correct) / max(len(items), 1), correct=correct)
+    n_items = max(len(items), 1)
+    return EvalResult(loss=nll_total / max(tokens, 1), accuracy=sum(correct) / n_items, correct=correct,
+                      accuracy_norm=sum(correct_norm) / n_items)
 
 
 def _score_single_token(
     model: nn.Module, batch: list[ScoringItem], pad_id: int
-) -> tuple[float, int, list[bool]]:
+) -> tuple[float, int, list[bool], list[bool]]:
     logits, targets, _ = answer_logits(model, [(it.prompt, it.answer) for it in batch], pad_id)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    nll = float(-logp.gather(1, targets[:, None]).sum())
+    logp = torch.log_softmax(logits, dim=-1).cpu()
+    nll = float(-logp.gather(1, targets.cpu()[:, None]).sum())
     hits = []
     for row, it in enumerate(batch):
         cand = torch.tensor([c[0] for c in it.candidates])
         hits.append(int(logp[row, cand].argmax()) == it.gold)
-    return nll, len(batch), hits
+    return nll, len(batch), hits, hits  # one-token answers: length normalization changes nothing
 
 
 def _score_multi_token(
     model: nn.Module, batch: list[ScoringItem], pad_id: int
-) -> tuple[float, int, list[bool]]:
+) -> tuple[float, int, list[bool], list[bool]]:
     seqs, owner = [], []
     for i, it in enumerate(batch):
         for k, cand in enumerate(it.candidates):
             seqs.append((it.prompt, cand))
             owner.append((i, k))
     logits, targets, rows = answer_logits(model, seqs, pad_id)
-    token_logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
-    seq_logp = torch.zeros(len(seqs)).index_add_(0, rows, token_logp)
+    token_logp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1).cpu()
+    seq_logp = torch.zeros(len(seqs)).index_add_(0, rows.cpu(), token_logp)
     scores = [[0.0] * len(it.candidates) for it in batch]
     for s, (i, k) in enumerate(owner):
         scores[i][k] = float(seq_logp[s])
     nll = -sum(scores[i][it.gold] for i, it in enumerate(batch))
     n = sum(len(it.answer) for it in batch)
     hits = [max(range(len(sc)), key=sc.__getitem__) == it.gold for sc, it in zip(scores, batch, strict=True)]
-    return nll, n, hits
+    per_token = [[s / len(c) for s, c in zip(sc, it.candidates, strict=True)] for sc, it in zip(scores, batch, strict=True)]
+    hits_norm = [max(range(len(sc)), key=sc.__getitem__) == it.gold for sc, it in zip(per_token, batch, strict=True)]
+    return nll, n, hits, hits_norm

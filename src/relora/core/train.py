@@ -55,6 +55,7 @@ class TrainOutcome:
     ready_wall_s: float | None = None
     train_s: float = 0.0
     final_correct: list[bool] = field(default_factory=list)  # per validation example, at the last eval
+    final_accuracy_norm: float | None = None  # length-normalized accuracy at the last eval
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
@@ -104,7 +105,7 @@ def train(
         stage = 1 if step < schedule.e1 else 2
         event = Event(step, time.perf_counter() - clock_start, stage, train_loss, res.loss, res.accuracy)
         outcome.events.append(event)
-        outcome.final_correct = res.correct
+        outcome.final_correct, outcome.final_accuracy_norm = res.correct, res.accuracy_norm
         if on_event:
             on_event(event)
         if threshold is not None and outcome.ready_step is None and res.accuracy >= threshold:

@@ -45,4 +45,7 @@ def reference_evaluate(model: torch.nn.Module, items: list[ScoringItem], pad_id:
     nll = -sum(sc[it.gold] for sc, it in zip(scores, items, strict=True))
     tokens = sum(len(it.answer) for it in items)
     correct = [max(range(len(sc)), key=sc.__getitem__) == it.gold for sc, it in zip(scores, items, strict=True)]
-    return EvalResult(loss=nll / tokens, accuracy=sum(correct) / len(items), correct=correct)
+    per_token = [[s / len(c) for s, c in zip(sc, it.candidates, strict=True)] for sc, it in zip(scores, items, strict=True)]
+    norm = [max(range(len(sc)), key=sc.__getitem__) == it.gold for sc, it in zip(per_token, items, strict=True)]
+    return EvalResult(loss=nll / tokens, accuracy=sum(correct) / len(items), correct=correct,
+                      accuracy_norm=sum(norm) / len(items))

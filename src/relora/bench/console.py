@@ -8,6 +8,7 @@ past the summary.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ def quiet_third_party(log_file: Path) -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.disable_default_handler()
+    os.environ["TQDM_DISABLE"] = "1"  # bars that libraries start themselves (GGUF conversion); ours pass disable
 
 
 class StageBar:

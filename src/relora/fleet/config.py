@@ -71,6 +71,7 @@ class FleetConfig(_Strict):
     adapters: list[AdapterEntry] = Field(min_length=1)
     executor: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1)  # local: in-process when 1, else N worker processes
+    gpus: list[int] = []  # local: pin worker i to GPU gpus[i] (CUDA_VISIBLE_DEVICES); one per worker
     ledger: str | None = None  # SQLAlchemy URL; default sqlite:///<out>/ledger.sqlite3
     lease_s: float = Field(900.0, gt=0)
     ray: RayConfig = RayConfig()
@@ -84,6 +85,12 @@ class FleetConfig(_Strict):
         if dupes:
             raise ValueError(f"adapter names must be unique (repeated: {', '.join(dupes)})")
         return entries
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> FleetConfig:
+        if self.gpus and len(self.gpus) != self.workers:
+            raise ValueError(f"gpus lists {len(self.gpus)} GPUs for {self.workers} workers; give one GPU per worker")
+        return self
 
     @model_validator(mode="after")
     def _readapt_keys_valid(self) -> FleetConfig:

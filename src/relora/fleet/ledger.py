@@ -48,6 +48,7 @@ adapters = Table(
     Column("old_service_val_accuracy", Float),  # old base + old adapter: quality before the update
     Column("fallback_val_accuracy", Float),  # new base + old adapter (PortLLM): what serves if not ready
     Column("negative_flip_rate", Float),
+    Column("device", Text),  # where the job ran: torch device, visible and assigned GPUs
     Column("output_path", Text),
     Column("error", Text),
 )
@@ -80,6 +81,20 @@ class Ledger:
             # PostgreSQL raises a unique violation on its catalog). Anything else is real.
             if not inspect(self.engine).has_table("adapters"):
                 raise
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A ledger written by an older relora lacks newer columns (e.g. device): add them, empty."""
+        present = {c["name"] for c in inspect(self.engine).get_columns("adapters")}
+        for column in adapters.columns:
+            if column.name not in present:
+                try:
+                    with self._tx() as conn:
+                        conn.exec_driver_sql(f"ALTER TABLE adapters ADD COLUMN {column.name} "
+                                             f"{column.type.compile(self.engine.dialect)}")
+                except (OperationalError, ProgrammingError):  # another process added it first
+                    if column.name not in {c["name"] for c in inspect(self.engine).get_columns("adapters")}:
+                        raise
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:

@@ -14,7 +14,7 @@ from relora.tables import markdown_table
 from relora.fleet.ledger import Ledger
 
 COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
-           "threshold", "negative_flip_rate", "time_to_ready_s", "total_s", "alpha", "beta")
+           "threshold", "negative_flip_rate", "time_to_ready_s", "total_s", "alpha", "beta", "device")
 
 
 def open_ledger(out: str, url: str | None = None) -> Ledger:

@@ -40,7 +40,15 @@ def negative_flip_rate(old_correct: list[bool], new_correct: list[bool]) -> floa
     return flips / len(new_correct)
 
 
-def run_job(fleet: FleetConfig, entry: AdapterEntry) -> tuple[str, dict[str, Any]]:
+def job_device(record_device: str, assigned: list[str] | None) -> str:
+    """Where a job ran, as the ledger shows it: the torch device, the GPUs its process could see, and
+    the GPUs its executor assigned (Ray), so a mis-pinned job is visible."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return record_device + (f"; CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "") + (
+        f"; assigned GPUs {','.join(assigned)}" if assigned is not None else "")
+
+
+def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
     from relora.core.inputs import score_adapter
     from relora.core.readapt import readapt
@@ -57,6 +65,7 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry) -> tuple[str, dict[str, Any
         "val_accuracy": record.metrics.val_accuracy, "test_accuracy": record.metrics.test_accuracy,
         "old_service_val_accuracy": old_service.accuracy, "fallback_val_accuracy": fallback.accuracy,
         "negative_flip_rate": negative_flip_rate(old_service.correct, record.val_correct),
+        "device": job_device(record.device, assigned),
     }
     if record.metrics.val_accuracy >= fleet.threshold_of(entry):
         target = Path(fleet.out) / "published" / entry.name
@@ -71,7 +80,8 @@ def _heartbeat(ledger: Ledger, name: str, worker: str, lease_s: float, stop: thr
         ledger.heartbeat(name, worker, lease_s)
 
 
-def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str) -> str:
+def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str,
+            assigned: list[str] | None = None) -> str:
     """Run a claimed job with a lease heartbeat; record its outcome. A full disk, in the job or in the
     ledger, gives the job back (pending) and raises RolloutStopped."""
     stop = threading.Event()
@@ -79,7 +89,7 @@ def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str
     beat.start()
     try:
         try:
-            state, fields = run_job(fleet, entry)
+            state, fields = run_job(fleet, entry, assigned)
         except InputError as exc:
             state, fields = "failed", {"error": str(exc)}
         except Exception as exc:  # one broken adapter must not stop the fleet; a full disk stops it

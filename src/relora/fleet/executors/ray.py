@@ -16,12 +16,16 @@ from relora.fleet.ledger import Ledger
 
 
 def ray_job(fleet_json: str, name: str, token: str, retry_failed: bool) -> str:
+    """One adapter on the GPU Ray assigned this task (Ray sets CUDA_VISIBLE_DEVICES to it, so
+    `device: auto` finds it as cuda:0)."""
+    import ray
+
     fleet = FleetConfig.model_validate_json(fleet_json)
     ledger = Ledger(fleet.ledger_url)
     entry = next(e for e in fleet.adapters if e.name == name)
     if not ledger.claim(name, token, fleet.lease_s, retry_failed):
         return "skipped"  # final already, or another rollout holds it
-    return process(fleet, ledger, entry, token)
+    return process(fleet, ledger, entry, token, [str(i) for i in ray.get_gpu_ids()])
 
 
 def run_on_ray(fleet: FleetConfig, ledger: Ledger, retry_failed: bool, progress: bool) -> list[str]:

@@ -190,8 +190,11 @@ def test_local_workers_are_pinned_one_gpu_each(world, tmp_path: Path) -> None:
     """gpus: [1, 0] with two workers: each worker process sees only its GPU (CUDA_VISIBLE_DEVICES)."""
     fleet = load_fleet(str(write_fleet(world, tmp_path, n=4, steps=20, workers=2, gpus=[1, 0])))
     assert rollout(fleet, progress=False)["ready"] == 4
-    seen = {r["device"].split("CUDA_VISIBLE_DEVICES=")[1] for r in Ledger(fleet.ledger_url).rows()}
-    assert seen <= {"1", "0"} and seen  # on a machine without GPUs the jobs run on the CPU, pinned all the same
+    # On a machine without GPUs the jobs run on the CPU, pinned all the same: each worker process saw
+    # one GPU id, and no two workers saw the same one
+    seen = {r["worker"]: r["device"].split("CUDA_VISIBLE_DEVICES=")[1] for r in Ledger(fleet.ledger_url).rows()}
+    assert set(seen.values()) <= {"1", "0"} and len(set(seen.values())) == len(seen)
+    (tmp_path / "bad").mkdir()
     with pytest.raises(InputError, match="one GPU per worker"):
         load_fleet(str(write_fleet(world, tmp_path / "bad", n=1, workers=2, gpus=[0])))
 

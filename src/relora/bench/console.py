@@ -8,10 +8,10 @@ past the summary.
 from __future__ import annotations
 
 import logging
-import os
+import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -32,22 +32,26 @@ def quiet_third_party(log_file: Path) -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.disable_default_handler()
-    os.environ["TQDM_DISABLE"] = "1"  # bars that libraries start themselves (GGUF conversion); ours pass disable
 
 
 class StageBar:
     """One line for a whole run: the current stage's name, the share done (stages weighted by their
-    expected seconds, so the ETA means something), and tqdm's estimate of the time left."""
+    expected seconds, so the ETA means something), and tqdm's estimate of the time left. While a stage
+    runs, whatever else writes to stderr (a library's own progress bar) goes to log_file."""
 
-    def __init__(self, expected_s: dict[str, float], enabled: bool = True) -> None:
-        self.expected_s = expected_s
+    def __init__(self, expected_s: dict[str, float], enabled: bool = True, log_file: Path | None = None) -> None:
+        self.expected_s, self.log_file = expected_s, log_file
         self.bar = tqdm(total=round(sum(expected_s.values())), disable=not enabled, unit="s", leave=False,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar:20}| elapsed {elapsed}, ETA {remaining}")
+                        file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar:20}| elapsed {elapsed}, ETA {remaining}")
 
     @contextmanager
     def stage(self, name: str, weight_key: str | None = None) -> Iterator[None]:
         self.bar.set_description_str(name)
-        yield
+        if self.log_file is None:
+            yield
+        else:
+            with self.log_file.open("a") as log, redirect_stderr(log):
+                yield
         self.bar.update(round(self.expected_s.get(weight_key or name, 0.0)))
 
     def close(self) -> None:

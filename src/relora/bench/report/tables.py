@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import METHODS, PORTLLM, SCRATCH
+from relora.core.methods import DEFAULT_METHOD, METHODS, PORTLLM, SCRATCH
 from relora.tables import markdown_head, mean_std
 
 # Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
@@ -127,7 +127,7 @@ def search_tables(cells: list[dict[str, Any]]) -> list[str]:
                      f"{stat([c['search_s'] for c in group], '.1f')} | "
                      f"{stat([c['alpha'] for c in group])} | {stat([c['beta'] for c in group])} | "
                      f"{paper_value(PAPER_SEARCH_S, task, cell)} | "
-                     f"{paper_value(PAPER_ALPHA_BETA, task) if cell == 'relora' else '-'} |")
+                     f"{paper_value(PAPER_ALPHA_BETA, task) if cell == DEFAULT_METHOD else '-'} |")
     return lines
 
 

@@ -37,7 +37,9 @@ def test_cli_end_to_end_smoke(world, tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)
     record = json.loads((out / "relora.json").read_text())
     stages = [p["stage"] for p in record["probes"]]
-    assert summary["method"] == "relora" and stages == ["explore"] * 4 + ["rescore"] * 3  # screened, then re-scored
+    explored = stages.count("explore")
+    assert summary["method"] == "relora" and stages == ["explore"] * explored + ["rescore"] * 3  # screened, re-scored
+    assert explored == 4 or (record["search_stopped_early"] and explored >= 3)
     assert record["config"]["training"]["lambda1"] == 0.01 and record["config"]["training"]["steps"] == 8
     assert "test_accuracy" in record["metrics"]
     inspected = subprocess.run([str(exe), "inspect", str(out), "--base", str(world.new_base)], capture_output=True,

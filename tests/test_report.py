@@ -25,8 +25,8 @@ def probes(n: int) -> list[dict[str, Any]]:
 CELLS = [
     cell("portllm", 0, 0.70, 0.70, None, 5.0, steps=0), cell("portllm", 1, 0.80, 0.80, None, 5.0, steps=0),
     cell("scratch", 0, 0.60, 0.76, 100.0, 200.0), cell("scratch", 1, 0.70, 0.78, 120.0, 240.0),
-    cell("relora", 0, 0.80, 0.85, 50.0, 100.0, restore_s=90.0, alpha=0.5, beta=1.0, search_s=12.0, probes=probes(5)),
-    cell("relora", 1, 0.90, 0.95, 40.0, 80.0, restore_s=None, alpha=-0.5, beta=1.5, search_s=18.0, probes=probes(10)),
+    cell("relora-paper", 0, 0.80, 0.85, 50.0, 100.0, restore_s=90.0, alpha=0.5, beta=1.0, search_s=12.0, probes=probes(5)),
+    cell("relora-paper", 1, 0.90, 0.95, 40.0, 80.0, restore_s=None, alpha=-0.5, beta=1.5, search_s=18.0, probes=probes(10)),
 ]
 
 
@@ -37,13 +37,13 @@ def row(lines: list[str], method: str) -> list[str]:
 
 
 def test_quality_table_is_mean_and_sample_std_over_seeds() -> None:
-    relora = row(quality_table(CELLS), "relora")
+    relora = row(quality_table(CELLS), "relora-paper")
     assert relora[3:5] == ["0.850 ± 0.071", "0.900 ± 0.071"]  # (0.8, 0.9) and (0.85, 0.95): std = 0.1/sqrt(2)
     assert relora[5] == "76.6 (20News)"
 
 
 def test_readiness_table_speedups_are_per_seed_ratios_against_scratch() -> None:
-    relora = row(readiness_table(CELLS), "relora")
+    relora = row(readiness_table(CELLS), "relora-paper")
     assert relora[5] == "45.0 ± 7.1"  # time to ready: 50, 40
     assert relora[6] == "2.50 ± 0.71x"  # scratch / relora per seed: 100/50 = 2, 120/40 = 3
     assert relora[8] == "90.0 (1 not reached)"  # time to old quality: one seed never got there
@@ -51,7 +51,7 @@ def test_readiness_table_speedups_are_per_seed_ratios_against_scratch() -> None:
 
 
 def test_search_table_sums_the_examples_each_probe_scored() -> None:
-    relora = row(search_tables(CELLS), "relora")
+    relora = row(search_tables(CELLS), "relora-paper")
     assert relora[3:7] == ["3", "22 ± 11", "15.0 ± 4.2", "0.000 ± 0.707"]  # 3x5=15 and 3x10=30 examples
 
 
@@ -62,8 +62,8 @@ def test_portllm_drop_is_old_quality_minus_portllm_in_points() -> None:
 
 def test_demo_summary_reads_the_first_seed(tmp_path: Path) -> None:
     lines = demo_summary({"base": "models/tiny", "cells": CELLS}, tmp_path)
-    relora = next(line for line in lines[1:] if line.startswith("relora "))
-    assert relora.split() == ["relora", "0.800", "50", "s", "2.00x", "90", "s", "100", "s"]
+    relora = next(line for line in lines[1:] if line.startswith("relora-paper "))
+    assert relora.split() == ["relora-paper", "0.800", "50", "s", "2.00x", "90", "s", "100", "s"]
 
 
 def test_fleet_scratch_estimate_from_hand_computed_seconds_per_step(world, tmp_path: Path) -> None:

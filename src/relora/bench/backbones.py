@@ -13,7 +13,7 @@ from typing import Any
 from relora.core.methods import METHODS, PORTLLM, SCRATCH
 from relora.errors import InputError
 from relora.io import atomic_write
-from relora.bench.report.tables import PAPER_ANALOGUE, drop_points, groups, ratio, ready_speedups, stat
+from relora.bench.report.tables import PAPER_ANALOGUE, paper_key, drop_points, groups, ratio, ready_speedups, stat
 from relora.tables import markdown_head
 
 # Table III of arXiv 2606.02606 (OpenOrca update): each task analogue's column, per paper backbone.
@@ -45,7 +45,7 @@ def load_benches(dirs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _paper(task: str, cell: str) -> str:
-    values = PAPER_TABLE_III.get(PAPER_ANALOGUE.get(task, ""), {}).get(cell)
+    values = PAPER_TABLE_III.get(PAPER_ANALOGUE.get(task, ""), {}).get(paper_key(cell))
     return " / ".join(f"{v}" for v in values) + f" ({PAPER_ANALOGUE[task]})" if values else "-"
 
 

@@ -22,7 +22,10 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     template: str = "{text}\nAnswer:"
     labels: list[str] | None = None  # default: sorted distinct labels of the train file
-    val_size: int = Field(512, gt=0)  # D_val for the search and readiness checks
+    val_size: int = Field(512, gt=0)  # D_val: the search objective (and the readiness checks, unless ready_size)
+    # Readiness checks on examples the search never scored: a seeded sample of this many validation
+    # examples disjoint from D_val. None: D_val itself, as the paper does.
+    ready_size: int | None = Field(None, gt=0)
     max_length: int = Field(256, gt=8)  # prompt tokens kept (left-truncated)
 
     @field_validator("template")
@@ -63,6 +66,9 @@ class TrainConfig(_Strict):
     lora_alpha: float | None = Field(None, gt=0)  # default: the old adapter's
     target_modules: list[str] = ["q_proj", "v_proj"]  # train-adapter only
     eval_batch_size: int = Field(16, gt=0)  # smaller batches are faster on CPU (cache-resident)
+    # coupled: the anchor's gradient joins the loss's (Eq. 20, inside AdamW's scaling); decoupled:
+    # P <- P - lr_t * lambda_t * (P - P_init) after each step, as AdamW decouples weight decay
+    anchor: Literal["coupled", "decoupled"] = "coupled"
 
     def stage1_steps(self) -> int:
         return min(self.e1 if self.e1 is not None else round(self.e1_fraction * self.steps), self.steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class DeltaProjection:
     dropped_energy: dict[str, float]  # relative ||dW - Pi_r(dW)||^2 / ||dW||^2
     relative_delta: dict[str, float]  # ||dW|| / ||W||, how far the base moved
     cached: bool
+    seconds: float = 0.0  # what computing it took, as measured then (charged to every search that uses it)
 
 
 def cache_key(old_hash: str, new_hash: str, modules: list[str], r: int, method: SvdMethod, seed: int) -> str:
@@ -49,6 +51,7 @@ def project_base_delta(
     """Pi_r(W' - W) for each module, computed in float32/float64 on `device`; factors come back on the CPU."""
     if cache_file is not None and cache_file.is_file():
         return _read_cache(cache_file)
+    start = time.perf_counter()
     check_same_architecture(old, new, modules)
     factors, dropped, moved = {}, {}, {}
     for module in tqdm(modules, desc="project delta", disable=not progress, leave=False):
@@ -59,7 +62,7 @@ def project_base_delta(
         factors[module] = lowrank.to("cpu")
         moved[module] = float(delta.norm() / w_old.norm().clamp_min(1e-12))
         del w_old, delta
-    result = DeltaProjection(factors, dropped, moved, cached=False)
+    result = DeltaProjection(factors, dropped, moved, cached=False, seconds=time.perf_counter() - start)
     if cache_file is not None:
         _write_cache(cache_file, result)
     return result
@@ -70,7 +73,8 @@ def _write_cache(path: Path, proj: DeltaProjection) -> None:
     for module, lr in proj.factors.items():
         tensors[f"{module}.B"] = lr.B.contiguous()
         tensors[f"{module}.A"] = lr.A.contiguous()
-    meta = {"dropped_energy": json.dumps(proj.dropped_energy), "relative_delta": json.dumps(proj.relative_delta)}
+    meta = {"dropped_energy": json.dumps(proj.dropped_energy), "relative_delta": json.dumps(proj.relative_delta),
+            "seconds": str(proj.seconds)}
     atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
@@ -79,6 +83,5 @@ def _read_cache(path: Path) -> DeltaProjection:
         meta = fh.metadata()
         names = {k.rsplit(".", 1)[0] for k in fh.keys()}
         factors = {m: LowRank(B=fh.get_tensor(f"{m}.B"), A=fh.get_tensor(f"{m}.A")) for m in names}
-    return DeltaProjection(
-        factors, json.loads(meta["dropped_energy"]), json.loads(meta["relative_delta"]), cached=True
-    )
+    return DeltaProjection(factors, json.loads(meta["dropped_energy"]), json.loads(meta["relative_delta"]), cached=True,
+                           seconds=float(meta.get("seconds", 0.0)))  # caches from before it was recorded: 0

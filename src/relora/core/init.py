@@ -22,7 +22,9 @@ from relora.core.delta import DeltaProjection, cache_key, project_base_delta
 from relora.core.device import model_device
 from relora.core.ops import LowRank, fuse_factors
 from relora.core.scoring import evaluate
+from relora.core.ops import rebalance
 from relora.core.search import Probe, run_search
+from relora.core.search.known import known_points, remember
 from relora.core.weights import WeightReader
 
 if TYPE_CHECKING:  # the config module validates method names against the registry, which imports this
@@ -102,8 +104,18 @@ class SearchedFusion(InitStrategy):
     needs_adapter = True
     needs_old_base = True
 
-    def __init__(self, search: Literal["bo", "grid"]) -> None:
-        self.search = search
+    def __init__(self, search: Literal["bo", "grid"], design: Literal["paper", "known"] = "paper",
+                 balance: Literal["even", "old"] = "even") -> None:
+        """design known: the revert point and earlier searches' best points on this base pair follow
+        PortLLM's in the initial design. balance old: each module's init keeps the old adapter's
+        ||B|| / ||A|| instead of splitting sqrt(S) evenly (under Adam the split sets the step size on B A)."""
+        self.search, self.design, self.balance = search, design, balance
+
+    @property
+    def kind(self) -> str:
+        """What the probe store is keyed by: methods whose searches probe the same thing share them."""
+        return self.search if self.design == "paper" and self.balance == "even" else \
+            f"{self.search}-{self.design}-{self.balance}"
 
     def __call__(self, ctx: InitContext) -> InitInfo:
         cfg, loaded, model = ctx.cfg, ctx.loaded, ctx.model
@@ -113,23 +125,26 @@ class SearchedFusion(InitStrategy):
         delta = project(ctx)
         delta.factors = {m: lr.to(ctx.device) for m, lr in delta.factors.items()}  # the fusion runs there too
         old = replace(old, factors={m: lr.to(ctx.device) for m, lr in old.factors.items()})
+        balanced = self.balance == "old"
 
         def objective(a: float, b: float, n: int) -> float:
-            set_factors(model, fused_init(a, b, delta, old, loaded.spec)[0])
+            set_factors(model, fused_init(a, b, delta, old, loaded.spec, balanced)[0])
             # D_val is a seeded random sample, so its first n examples are a random screening subset
             return evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size).loss
 
-        project_s = time.perf_counter() - start
+        pair = (loaded.hashes["old_base"], loaded.hashes["new_base"])
+        known = known_points(ctx.cache, *pair) if self.design == "known" else None
         result = run_search(objective, cfg.search, cfg.seed, len(loaded.val), self.search,
-                            search_store(ctx, self.search), ctx.progress)
+                            search_store(ctx, self.kind), ctx.progress, known)
         best = result.best
-        factors, dropped = fused_init(best.alpha, best.beta, delta, old, loaded.spec)
+        remember(ctx.cache, *pair, (best.alpha, best.beta))
+        factors, dropped = fused_init(best.alpha, best.beta, delta, old, loaded.spec, balanced)
         set_factors(model, factors)
         # Probes may come from the store (resumed or shared with another method): charge
         # their recorded cost, so time-to-readiness is the same as for a fresh search.
         return InitInfo(
             alpha=best.alpha, beta=best.beta, probes=result.probes,
-            search_s=project_s + result.seconds, search_wall_s=time.perf_counter() - start,
+            search_s=delta.seconds + result.seconds, search_wall_s=time.perf_counter() - start,
             search_examples_scored=result.examples_scored, search_stopped_early=result.stopped_early,
             fusion_dropped_energy=dropped, delta_cached=delta.cached,
             delta_dropped_energy_mean=sum(delta.dropped_energy.values()) / len(delta.dropped_energy),
@@ -138,13 +153,16 @@ class SearchedFusion(InitStrategy):
 
 
 def fused_init(
-    alpha: float, beta: float, delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter
+    alpha: float, beta: float, delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter,
+    old_balance: bool = False,
 ) -> tuple[dict[str, LowRank], float]:
-    """Eq. 7 for every module, as rank-r factors; returns the max dropped energy."""
+    """Eq. 7 for every module, as rank-r factors; returns the max dropped energy. With old_balance,
+    each module's factors take the old adapter's ||B|| / ||A|| (the product is unchanged)."""
     factors, worst = {}, 0.0
     for module, old_lr in old.factors.items():
         d_lr = delta.factors[module] if delta else LowRank(old_lr.B[:, :0], old_lr.A[:0])
-        factors[module], dropped = fuse_factors(alpha, d_lr, beta, old_lr, old.scaling, spec.r, spec.scaling)
+        fused, dropped = fuse_factors(alpha, d_lr, beta, old_lr, old.scaling, spec.r, spec.scaling)
+        factors[module] = rebalance(fused, old_lr) if old_balance else fused
         worst = max(worst, dropped)
     return factors, worst
 

@@ -31,7 +31,8 @@ class Loaded:
     old_dir: Path | None  # only for methods that project the base delta
     pad_id: int
     items: dict[str, list[ScoringItem]]
-    val: list[ScoringItem]  # D_val: the search objective and the readiness checks
+    val: list[ScoringItem]  # D_val: the search objective
+    ready: list[ScoringItem]  # the readiness checks: D_val itself unless data.ready_size
     labels: list[str]
     old_adapter: LoraAdapter | None
     spec: LoraAdapter  # the output adapter's shape (no factors)
@@ -39,8 +40,22 @@ class Loaded:
 
 
 def d_val(val_items: list[ScoringItem], cfg: ReadaptConfig) -> list[ScoringItem]:
-    """The seeded D_val sample of the validation split."""
-    return sample(val_items, cfg.data.val_size, cfg.seed)
+    """The seeded D_val sample of the validation split: the search's objective."""
+    return [val_items[i] for i in sample(list(range(len(val_items))), cfg.data.val_size, cfg.seed)]
+
+
+def readiness_set(val_items: list[ScoringItem], cfg: ReadaptConfig, path: str | Path | None = None) -> list[ScoringItem]:
+    """The examples readiness is judged on: D_val, or with data.ready_size a seeded sample the search
+    never scored (disjoint from D_val), so a searched init is not judged on what it was tuned on."""
+    if cfg.data.ready_size is None:
+        return d_val(val_items, cfg)
+    searched = set(sample(list(range(len(val_items))), cfg.data.val_size, cfg.seed))
+    rest = [i for i in range(len(val_items)) if i not in searched]
+    if len(rest) < cfg.data.ready_size:
+        raise InputError(path, f"has {len(val_items)} examples; D_val ({cfg.data.val_size}) and a disjoint readiness "
+                         f"set ({cfg.data.ready_size}) need {cfg.data.val_size + cfg.data.ready_size}",
+                         "lower data.val_size or data.ready_size, or add validation examples")
+    return [val_items[i] for i in sample(rest, cfg.data.ready_size, cfg.seed + 1)]
 
 
 def output_spec(cfg: ReadaptConfig, old: LoraAdapter | None) -> LoraAdapter:
@@ -92,7 +107,7 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
         if model_dir is not None:
             check_finite_once(WeightReader(model_dir), hashes[key], cache)
     return Loaded(new_dir, old_dir if method.needs_old_base else None, int(tok.pad_token_id), items,
-                  d_val(items["val"], cfg), labels, old, spec, hashes)
+                  d_val(items["val"], cfg), readiness_set(items["val"], cfg, cfg.val), labels, old, spec, hashes)
 
 
 def check_same_tokenizer(old_dir: Path, new_tok: Tokenizer, new_dir: Path) -> None:
@@ -111,8 +126,10 @@ def check_finite_once(reader: WeightReader, content: str, cache: Path) -> None:
 
 
 def tokenized_val(cfg: ReadaptConfig, tok: Tokenizer, labels: list[str]) -> list[ScoringItem]:
-    """D_val alone, tokenized with a label set that readapt has already validated."""
-    return d_val(tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length), cfg)
+    """The readiness set alone (what readapt's val metrics and correctness are on), tokenized with a
+    label set that readapt has already validated."""
+    items = tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length)
+    return readiness_set(items, cfg, cfg.val)
 
 
 def score_adapter(base: str, adapter: str | None, cfg: ReadaptConfig, labels: list[str], cache: Path) -> EvalResult:

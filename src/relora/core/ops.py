@@ -107,6 +107,17 @@ def fuse_factors(
     return LowRank(B=B.to(dtype), A=A.to(dtype)), dropped
 
 
+def rebalance(factors: LowRank, like: LowRank) -> LowRank:
+    """The same product B A, with ||B||_F / ||A||_F set to like's. A factor split is a free choice
+    for the product, but not for training: under Adam it sets the effective step size on B A."""
+    b_norm, a_norm = float(factors.B.norm()), float(factors.A.norm())
+    target = float(like.B.norm()) / max(float(like.A.norm()), 1e-30)
+    if b_norm == 0.0 or a_norm == 0.0 or target == 0.0:
+        return factors  # a zero factor (PEFT's B at init) has no ratio to copy
+    c = (target * a_norm / b_norm) ** 0.5
+    return LowRank(B=factors.B * c, A=factors.A / c)
+
+
 def anchor_penalty(
     params: list[torch.Tensor], anchors: list[torch.Tensor], lam: float
 ) -> torch.Tensor:
@@ -115,6 +126,14 @@ def anchor_penalty(
         return torch.zeros(())
     total = sum((p - a).pow(2).sum() for p, a in zip(params, anchors, strict=True))
     return 0.5 * lam * total
+
+
+@torch.no_grad()
+def decoupled_anchor_step(params: list[torch.Tensor], anchors: list[torch.Tensor], rate: float) -> None:
+    """P <- P - rate * (P - P_init), rate = lr_t * lambda_t: the anchor applied after the optimizer's step,
+    the way AdamW decouples weight decay, so its pull is not rescaled by Adam's second moments."""
+    for p, a in zip(params, anchors, strict=True):
+        p.sub_(rate * (p - a))
 
 
 def scheduled_lambda(step: int, e1: int, lambda1: float, lambda2: float) -> float:

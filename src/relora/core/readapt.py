@@ -35,7 +35,7 @@ def schedule_for(cfg: ReadaptConfig, method: Method) -> Schedule:
     steps = t.steps if method.trains else 0
     lam1, lam2 = (t.lambda1, t.lambda2) if method.anchored else (0.0, 0.0)
     e1 = min(t.stage1_steps(), steps)
-    return Schedule(steps, e1, t.lr, t.lr_min, lam1, lam2, t.batch_size, t.micro_batch_size, t.eval_every)
+    return Schedule(steps, e1, t.lr, t.lr_min, lam1, lam2, t.batch_size, t.micro_batch_size, t.eval_every, t.anchor)
 
 
 def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
@@ -96,7 +96,7 @@ def _run(
     clock = time.perf_counter() - info.search_s  # wall_s counts the search's (recorded) cost
     events = EventLog(run.path(EVENTS_FILE))
     try:
-        outcome = train(model, loaded.items["train"], loaded.val, loaded.pad_id, schedule_for(cfg, method),
+        outcome = train(model, loaded.items["train"], loaded.ready, loaded.pad_id, schedule_for(cfg, method),
                         cfg.seed, clock, cfg.threshold, cfg.stop_when_ready, lambda e: events.append(e.as_dict()),
                         cfg.training.eval_batch_size, progress)
     except TrainingDiverged as exc:
@@ -115,7 +115,8 @@ def _run(
         **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
         threshold=cfg.threshold, steps=outcome.steps_done, train_s=outcome.train_s, total_s=total_s, load_s=load_s,
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
-        n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val)},
+        n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val),
+                                                                     "val_ready": len(loaded.ready)},
         val_correct=outcome.final_correct, config=cfg.model_dump(mode="json"), seed=cfg.seed, hashes=loaded.hashes,
         git_revision=git_revision(), packages=package_versions(), device=str(model_device(model)),
         dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from relora.core.adapter import lora_parameters
 from relora.core.data import ScoringItem
 from relora.errors import TrainingDiverged
-from relora.core.ops import anchor_penalty, scheduled_lambda, scheduled_lr
+from relora.core.ops import anchor_penalty, decoupled_anchor_step, scheduled_lambda, scheduled_lr
 from relora.core.scoring import answer_nll, evaluate
 
 
@@ -32,6 +32,7 @@ class Schedule:
     batch_size: int
     micro_batch_size: int
     eval_every: int
+    anchor: str = "coupled"  # or "decoupled": pulled toward the init after each step, outside AdamW
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,13 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         train_loss = accumulate_gradients(model, [train_items[i] for i in idx], pad_id, schedule.micro_batch_size)
         lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)
-        if lam > 0:
+        if lam > 0 and schedule.anchor == "coupled":
             anchor_penalty(params, anchors, lam).backward()
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"loss became {train_loss} at step {step + 1}")
         optimizer.step()
+        if lam > 0 and schedule.anchor == "decoupled":
+            decoupled_anchor_step(params, anchors, optimizer.param_groups[0]["lr"] * lam)
         outcome.steps_done = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}")

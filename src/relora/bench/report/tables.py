@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import DEFAULT_METHOD, METHODS, PORTLLM, SCRATCH
+from relora.core.methods import DEFAULT_METHOD, METHODS, PAPER_METHOD, PORTLLM, SCRATCH
 from relora.tables import markdown_head, mean_std
 
 # Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
@@ -25,9 +25,14 @@ PAPER_QUALITY = {
 }
 
 
+def paper_key(cell: str) -> str | None:
+    """The paper's name for a cell's method: its "ReLoRA" is our relora-paper; our relora has no paper row."""
+    return "relora" if cell == PAPER_METHOD else None if cell == DEFAULT_METHOD else cell
+
+
 def paper_quality(task: str, cell: str) -> str:
     analogue = PAPER_ANALOGUE.get(task)
-    value = PAPER_QUALITY.get(analogue, {}).get(cell) if analogue else None
+    value = PAPER_QUALITY.get(analogue, {}).get(paper_key(cell)) if analogue else None
     return f"{value} ({analogue})" if value is not None else "-"
 
 
@@ -43,7 +48,7 @@ def paper_value(table: dict[str, Any], task: str, cell: str | None = None) -> st
     analogue = PAPER_ANALOGUE.get(task, "")
     value = table.get(analogue)
     if cell is not None and isinstance(value, dict):
-        value = value.get(cell)
+        value = value.get(paper_key(cell))
     return f"{value} ({analogue})" if value is not None else "-"
 
 
@@ -127,7 +132,7 @@ def search_tables(cells: list[dict[str, Any]]) -> list[str]:
                      f"{stat([c['search_s'] for c in group], '.1f')} | "
                      f"{stat([c['alpha'] for c in group])} | {stat([c['beta'] for c in group])} | "
                      f"{paper_value(PAPER_SEARCH_S, task, cell)} | "
-                     f"{paper_value(PAPER_ALPHA_BETA, task) if cell == DEFAULT_METHOD else '-'} |")
+                     f"{paper_value(PAPER_ALPHA_BETA, task) if cell == PAPER_METHOD else '-'} |")
     return lines
 
 

@@ -21,16 +21,24 @@ def bounds_tensor(cfg: SearchConfig) -> torch.Tensor:
                         dtype=torch.float64)
 
 
-def initial_design(cfg: SearchConfig, seed: int) -> list[tuple[float, float]]:
-    """The PortLLM point (0, 1), clipped into the box, then scrambled Sobol points."""
+def initial_design(cfg: SearchConfig, seed: int, known: list[tuple[float, float]] | None = None
+                   ) -> list[tuple[float, float]]:
+    """The PortLLM point (0, 1), then any known good points, clipped into the box, then scrambled
+    Sobol points up to n_init."""
     from torch.quasirandom import SobolEngine
 
     b = bounds_tensor(cfg)
-    portllm = tuple(float(v) for v in torch.tensor([0.0, 1.0], dtype=torch.float64).clamp(b[0], b[1]))
-    n_more = max(min(cfg.n_init, cfg.trials) - 1, 0)
+    firsts: list[tuple[float, float]] = []
+    for point in [(0.0, 1.0), *(known or [])]:
+        clipped = tuple(float(v) for v in torch.tensor(point, dtype=torch.float64).clamp(b[0], b[1]))
+        if clipped not in firsts:
+            firsts.append(clipped)  # type: ignore[arg-type]
+    n_more = max(min(cfg.n_init, cfg.trials) - len(firsts), 0)
+    if n_more == 0:  # SobolEngine cannot draw zero points
+        return firsts[: cfg.trials]
     unit = SobolEngine(2, scramble=True, seed=seed).draw(n_more, dtype=torch.float64)
     points = b[0] + unit * (b[1] - b[0])
-    return [portllm] + [(float(a), float(c)) for a, c in points]
+    return firsts + [(float(a), float(c)) for a, c in points]
 
 
 def fit_gp(history: list[Probe], cfg: SearchConfig, warm: GpState | None = None) -> Any:

@@ -72,19 +72,21 @@ def run_search(
     kind: str = "bo",
     store_path: Path | None = None,
     progress: bool = True,
+    known: list[tuple[float, float]] | None = None,
 ) -> SearchResult:
-    """Explore up to T probes (BO) or the full grid, then re-score the best few on all of D_val."""
+    """Explore up to T probes (BO) or the full grid, then re-score the best few on all of D_val.
+    known: good points to try right after PortLLM's (earlier searches' best, the revert point)."""
     with exclusive(store_path):
-        return _search(objective, cfg, seed, n_val, kind, store_path, progress)
+        return _search(objective, cfg, seed, n_val, kind, store_path, progress, known)
 
 
 def _search(objective: Objective, cfg: SearchConfig, seed: int, n_val: int, kind: str, store_path: Path | None,
-            progress: bool) -> SearchResult:
+            progress: bool, known: list[tuple[float, float]] | None = None) -> SearchResult:
     store = ProbeStore(store_path, cfg)
     history = store.completed()
     result = SearchResult([p for p in history if p.stage == "explore"], [p for p in history if p.stage == "rescore"])
     n_screen = screen_size(cfg, n_val, kind)
-    planned = grid_points(cfg) if kind == "grid" else initial_design(cfg, seed)
+    planned = grid_points(cfg) if kind == "grid" else initial_design(cfg, seed, known)
     total = len(planned) if kind == "grid" else cfg.trials
     bar = tqdm(total=total, initial=len(result.explored), desc=f"search ({kind})", disable=not progress, leave=False)
     explored = result.explored

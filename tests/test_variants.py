@@ -1,0 +1,89 @@
+"""What relora adds to the paper's algorithm: known starting points, the old adapter's factor balance,
+a decoupled anchor, and readiness judged on examples the search never scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from helpers import fast_config
+from relora.core.config import ReadaptConfig, SearchConfig
+from relora.core.ops import LowRank, rebalance
+from relora.core.readapt import readapt
+from relora.core.record import read_events
+from relora.core.search.gp import initial_design
+from relora.core.search.known import REVERT, known_points
+
+
+def _run(world, out: Path, method: str, **extra):
+    return readapt(ReadaptConfig(**fast_config(world, out, method, **extra)), progress=False)
+
+
+def test_rebalance_keeps_the_product_and_copies_the_ratio() -> None:
+    gen = torch.Generator().manual_seed(0)
+    fused = LowRank(B=torch.randn(12, 4, generator=gen), A=torch.randn(4, 9, generator=gen))
+    old = LowRank(B=torch.randn(12, 4, generator=gen) * 0.01, A=torch.randn(4, 9, generator=gen))
+    out = rebalance(fused, old)
+    assert torch.allclose(out.dense(), fused.dense(), atol=1e-6)
+    assert abs(float(out.B.norm() / out.A.norm()) - float(old.B.norm() / old.A.norm())) < 1e-6
+    zero_b = LowRank(B=torch.zeros(12, 4), A=torch.randn(4, 9, generator=gen))
+    assert rebalance(zero_b, old) is zero_b  # a zero factor has no ratio to copy
+
+
+def test_known_points_come_right_after_portllm_and_grow_with_each_search(world, tmp_path: Path) -> None:
+    cfg = SearchConfig(trials=6, n_init=4)
+    design = initial_design(cfg, 0, [REVERT, (0.3, 1.2)])
+    assert design[:3] == [(0.0, 1.0), REVERT, (0.3, 1.2)] and len(design) == 4
+    cache = tmp_path / "cache"
+    record = _run(world, tmp_path / "first", "relora", cache_dir=str(cache))
+    pair = (record.hashes["old_base"], record.hashes["new_base"])
+    assert known_points(cache, *pair) == [REVERT, (record.alpha, record.beta)] or (record.alpha, record.beta) == REVERT
+    second = _run(world, tmp_path / "second", "relora", cache_dir=str(cache), seed=1)
+    first_points = [(p.alpha, p.beta) for p in second.probes[:3]]
+    assert first_points[:2] == [(0.0, 1.0), REVERT]
+    assert (record.alpha, record.beta) in first_points or (record.alpha, record.beta) == REVERT
+
+
+def test_relora_starts_from_the_old_adapters_balance(world, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from relora.core.adapter import read_adapter
+
+    _run(world, tmp_path / "r", "relora", training={"steps": 0})
+    _run(world, tmp_path / "p", "relora-paper", training={"steps": 0})
+    old = read_adapter(world.adapter)
+    for out, matches in ((tmp_path / "r", True), (tmp_path / "p", False)):
+        weights = load_file(out / "adapter_model.safetensors")
+        module = sorted(old.factors)[0]
+        key = f"base_model.model.{module}.lora_"
+        ratio = float(weights[key + "B.weight"].norm() / weights[key + "A.weight"].norm())
+        old_ratio = float(old.factors[module].B.norm() / old.factors[module].A.norm())
+        assert (abs(ratio - old_ratio) < 1e-4 * old_ratio) == matches
+
+
+def test_decoupled_anchor_changes_the_trajectory_at_the_default_lambda(world, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    base = fast_config(world, tmp_path, "relora-paper")["training"]
+    anchored = _run(world, tmp_path / "a", "relora-paper", cache_dir=cache, training=base | {"anchor": "decoupled"})
+    plain = _run(world, tmp_path / "b", "relora-no-sreg", cache_dir=cache, training=base | {"anchor": "decoupled"})
+    assert anchored.config["training"]["lambda1"] == 1e-3  # the default
+    assert read_events(tmp_path / "a")[-1].val_loss != read_events(tmp_path / "b")[-1].val_loss
+    strong = _run(world, tmp_path / "s", "relora-paper", cache_dir=cache,
+                  training=base | {"anchor": "decoupled", "lambda1": 100.0, "lambda2": 100.0})
+    # lr 5e-3 x lambda 100 = 0.5 of the way back to the init each step: it barely moves
+    assert abs(strong.metrics.val_loss - read_events(tmp_path / "s")[0].val_loss) < \
+        abs(plain.metrics.val_loss - read_events(tmp_path / "b")[0].val_loss)
+
+
+def test_readiness_is_judged_on_examples_the_search_never_scored(world, tmp_path: Path) -> None:
+    from relora.core.data import read_jsonl
+    from relora.core.inputs import d_val, readiness_set
+
+    cfg = ReadaptConfig(**fast_config(world, tmp_path / "x", "relora", data={"val_size": 16, "ready_size": 24}))
+    items = list(range(len(read_jsonl(world.val))))  # any items: the split is by position
+    searched, ready = d_val(items, cfg), readiness_set(items, cfg)
+    assert len(searched) == 16 and len(ready) == 24 and not set(searched) & set(ready)
+    record = _run(world, tmp_path / "r", "relora", data={"val_size": 16, "ready_size": 24})
+    assert record.n_examples["val_search"] == 16 and record.n_examples["val_ready"] == 24
+    assert len(record.val_correct) == 24 and {p.n_examples for p in record.probes} <= {4, 16}

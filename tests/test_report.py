@@ -50,6 +50,15 @@ def test_readiness_table_speedups_are_per_seed_ratios_against_scratch() -> None:
     assert relora[9] == "90.0 ± 14.1" and relora[10] == "2.50 ± 0.71x"  # rollout 100, 80; 200/100, 240/80
 
 
+def test_old_quality_race_counts_the_seeds_that_got_back() -> None:
+    from relora.bench.report.tables import old_quality_race
+
+    ft = [cell("portllm-ft", s, 0.8, 0.9, 60.0, 150.0, restore_s=t) for s, t in ((0, 180.0), (1, 100.0))]
+    relora = row(old_quality_race(CELLS + ft), "relora-paper")
+    # seed 0 got back in 90 s (PortLLM+FT: 180 s, so 2x); seed 1 never did; no cell recorded its steps
+    assert relora[3:7] == ["1/2", "90.0 (1 not reached)", "not reached", "2.00x"]
+
+
 def test_search_table_sums_the_examples_each_probe_scored() -> None:
     relora = row(search_tables(CELLS), "relora-paper")
     assert relora[3:7] == ["3", "22 ± 11", "15.0 ± 4.2", "0.000 ± 0.707"]  # 3x5=15 and 3x10=30 examples

@@ -50,7 +50,8 @@ class Profile:
     batch_size: int = 16
     lr: float = 5e-4  # the paper's eta_1 for every method
     eval_every: int = 10
-    val_size: int = 128  # D_val, for the search and the readiness checks alike
+    val_size: int = 128  # D_val, the search's objective (and the readiness checks, unless ready_size)
+    ready_size: int | None = None  # readiness checks on this many validation examples the search never scored
     trials: int = 20
     grid_size: int = 5
     task_size: str = "standard"
@@ -70,6 +71,13 @@ PROFILES = {
     # 0.867, and PortLLM lost only 4.7 points against it: one seed's old adapter moves the drop a lot.)
     "demo": Profile("demo", methods=("zero-shot", "portllm", "scratch", "portllm-ft", "relora"), evolve_steps=60,
                     evolve_lr=1.2e-3, old_adapter_steps=60, trials=12),
+    # Ranking relora against PortLLM+FT: 3 seeds, readiness on 256 validation examples the search never
+    # scored, the old service's quality as the bar, at two update strengths (the demo's strong update,
+    # and the quick bench's gentler one)
+    "rank-strong": Profile("rank-strong", methods=("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora"),
+                           evolve_steps=60, evolve_lr=1.2e-3, old_adapter_steps=60, seeds=(0, 1, 2), ready_size=256),
+    "rank-gentle": Profile("rank-gentle", methods=("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora"),
+                           old_adapter_steps=60, seeds=(0, 1, 2), ready_size=256),
     "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"),
                     corpora=("computing", "quotations", "scripture"),
                     seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
@@ -103,7 +111,7 @@ def run_cell(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
 def common_config(p: Profile, task: dict[str, Path], cache: Path, seed: int, device: str | None = None) -> dict[str, Any]:
     return {
         "train": str(task["train"]), "val": str(task["val"]), "test": str(task["test"]), "seed": seed,
-        "cache_dir": str(cache), "data": {"val_size": p.val_size},
+        "cache_dir": str(cache), "data": {"val_size": p.val_size, "ready_size": p.ready_size},
         "training": {"steps": p.steps, "batch_size": p.batch_size, "eval_every": p.eval_every, "lr": p.lr,
                      "rank": 16, "lora_alpha": 32},
         "search": {"trials": p.trials, "grid_size": p.grid_size},
@@ -204,11 +212,12 @@ def run_history(previous: Path, this_run: dict[str, Any]) -> dict[str, Any]:
 def run_bench(
     profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
     base: str | None = None, wordnet: str | None = None, methods: tuple[str, ...] | None = None,
-    overall: bool = False, device: str | None = None,
+    overall: bool = False, device: str | None = None, seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel.
     overall: one progress line for the whole run instead of one bar per stage (the demo's)."""
     p = PROFILES[profile] if isinstance(profile, str) else profile
+    p = replace(p, seeds=seeds) if seeds else p
     if methods:
         unknown = sorted(set(methods) - set(ALL_METHODS))
         if unknown:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from relora.cli.app import main, one_line_errors, require_extra
+from relora.errors import InputError
 
 
 @main.command("evolve")
@@ -60,22 +61,29 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 
 
 @main.command("bench")
-@click.option("--profile", type=click.Choice(["demo", "quick", "full"]), default="quick", show_default=True,
-              help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; "
+@click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "full"]), default="quick",
+              show_default=True,
+              help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
+                   "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; "
                    "full: 3 tasks x 3 sources x 3 seeds, resumable.")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
 @click.option("--methods", help="Comma-separated subset of the methods (default: all; see `relora methods`).")
 @click.option("--device", help="auto (default: a GPU when there is one), cpu, cuda, cuda:N or mps.")
+@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the profile's). Finished cells resume.")
 @one_line_errors
-def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: str | None) -> None:
+def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: str | None, seeds: str | None) -> None:
     """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
     require_extra("bench", "matplotlib")
     from relora.bench.run import run_bench
 
     subset = tuple(m.strip() for m in methods.split(",")) if methods else None
-    results = run_bench(profile, out, base=base, methods=subset, device=device)
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else None
+    except ValueError as exc:
+        raise InputError("--seeds", f"{seeds!r} is not a comma-separated list of integers", "write e.g. --seeds 0,1,2") from exc
+    results = run_bench(profile, out, base=base, methods=subset, device=device, seeds=seed_list)
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 

@@ -67,6 +67,7 @@ METHODS: dict[str, Method] = {
 # The roles some methods play for the others: the reference for speed-ups, the measure of the
 # update's damage, what `relora readapt` runs by default, and the base alone.
 SCRATCH, PORTLLM, DEFAULT_METHOD, BASE_ONLY = "scratch", "portllm", "relora", "zero-shot"
+PORTLLM_FT = "portllm-ft"  # the simple alternative relora has to beat on time
 PAPER_METHOD = "relora-paper"  # the paper's exact algorithm: its published numbers sit beside this one
 
 

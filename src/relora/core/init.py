@@ -20,9 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from relora.core.adapter import LoraAdapter, set_factors
 from relora.core.delta import DeltaProjection, cache_key, project_base_delta
 from relora.core.device import model_device
-from relora.core.ops import LowRank, fuse_factors
+from relora.core.ops import LowRank, fuse_factors, rebalance
 from relora.core.scoring import evaluate
-from relora.core.ops import rebalance
 from relora.core.search import Probe, run_search
 from relora.core.search.known import known_points, remember
 from relora.core.weights import WeightReader
@@ -181,7 +180,7 @@ def project(ctx: InitContext) -> DeltaProjection:
 
 def search_store(ctx: InitContext, kind: str) -> Path:
     """One probe store per (inputs, search settings): resumable, and shared by the
-    methods that search the same thing (relora and relora-no-sreg)."""
+    methods that search the same thing (relora-paper and relora-no-sreg)."""
     cfg, loaded = ctx.cfg, ctx.loaded
     key = json.dumps([loaded.hashes, loaded.spec.r, loaded.spec.lora_alpha, cfg.data.model_dump(),
                       cfg.search.model_dump(), cfg.seed, kind], sort_keys=True)

@@ -13,14 +13,13 @@ from typing import Any
 
 from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
-from relora.core.device import resolve_device, resolve_dtype
 from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, sample, tokenize
+from relora.core.device import resolve_device, resolve_dtype
 from relora.core.methods import Method
 from relora.core.models import load_tokenizer, shared_model
 from relora.core.resolve import resolve_base
 from relora.core.scoring import EvalResult, evaluate
-from relora.core.weights import (WeightReader, check_finite, check_same_architecture, check_targets_exist,
-                                 model_files)
+from relora.core.weights import WeightReader, check_finite, check_same_architecture, check_targets_exist, model_files
 from relora.errors import InputError
 from relora.io import atomic_write, content_hash
 
@@ -39,9 +38,13 @@ class Loaded:
     hashes: dict[str, str]
 
 
+def _d_val_positions(n: int, cfg: ReadaptConfig) -> list[int]:
+    return sample(list(range(n)), cfg.data.val_size, cfg.seed)
+
+
 def d_val(val_items: list[ScoringItem], cfg: ReadaptConfig) -> list[ScoringItem]:
     """The seeded D_val sample of the validation split: the search's objective."""
-    return [val_items[i] for i in sample(list(range(len(val_items))), cfg.data.val_size, cfg.seed)]
+    return [val_items[i] for i in _d_val_positions(len(val_items), cfg)]
 
 
 def readiness_set(val_items: list[ScoringItem], cfg: ReadaptConfig, path: str | Path | None = None) -> list[ScoringItem]:
@@ -49,7 +52,7 @@ def readiness_set(val_items: list[ScoringItem], cfg: ReadaptConfig, path: str | 
     never scored (disjoint from D_val), so a searched init is not judged on what it was tuned on."""
     if cfg.data.ready_size is None:
         return d_val(val_items, cfg)
-    searched = set(sample(list(range(len(val_items))), cfg.data.val_size, cfg.seed))
+    searched = set(_d_val_positions(len(val_items), cfg))
     rest = [i for i in range(len(val_items)) if i not in searched]
     if len(rest) < cfg.data.ready_size:
         raise InputError(path, f"has {len(val_items)} examples; D_val ({cfg.data.val_size}) and a disjoint readiness "
@@ -103,9 +106,9 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
         check_same_architecture(WeightReader(old_dir), new_reader, old.modules if old else [])
         check_same_tokenizer(old_dir, tok, new_dir)
     hashes = input_hashes(cfg, new_dir, old_dir, old, cache)
-    for key, model_dir in (("new_base", new_dir), ("old_base", old_dir)):
-        if model_dir is not None:
-            check_finite_once(WeightReader(model_dir), hashes[key], cache)
+    check_finite_once(new_reader, hashes["new_base"], cache)
+    if old_dir is not None:
+        check_finite_once(WeightReader(old_dir), hashes["old_base"], cache)
     return Loaded(new_dir, old_dir if method.needs_old_base else None, int(tok.pad_token_id), items,
                   d_val(items["val"], cfg), readiness_set(items["val"], cfg, cfg.val), labels, old, spec, hashes)
 

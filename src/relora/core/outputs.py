@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from relora.errors import FULL_ERRNOS, InputError
-from relora.io import atomic_write
 
 FINGERPRINT = ".fingerprint"
 
@@ -49,9 +48,6 @@ class RunDir:
 
     def path(self, name: str) -> Path:
         return self.work / name
-
-    def write_json(self, name: str, data: Any) -> None:
-        atomic_write(self.path(name), json.dumps(data, indent=2, default=str) + "\n")
 
     def commit(self) -> Path:
         """Move the finished work directory to --out (replacing it under --force)."""

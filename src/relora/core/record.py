@@ -63,10 +63,6 @@ class RunRecord(InitInfo):
         """Records written before this type stored correctness as a '0101' string."""
         return [c == "1" for c in value] if isinstance(value, str) else value
 
-    @property
-    def val_accuracy(self) -> float:
-        return self.metrics.val_accuracy
-
     def save(self, run_dir: Path) -> None:
         atomic_write(run_dir / RECORD_FILE, self.model_dump_json(indent=2) + "\n")
 

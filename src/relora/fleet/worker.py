@@ -1,8 +1,8 @@
-"""`relora rollout FLEET.yaml`: take a whole fleet of adapters from Theta to Theta'.
+"""One rollout job per adapter, as any executor runs it (relora.fleet.rollout starts them).
 
-Each adapter is one job: re-adapt, measure the old service and the fallback,
-gate on the threshold, publish atomically. Jobs are claimed from the ledger,
-so a re-run resumes, two rollouts cooperate, and a crash loses nothing.
+A job re-adapts, measures the old service and the fallback, gates on the threshold and
+publishes atomically. Jobs are claimed from the ledger, so a re-run resumes, two rollouts
+cooperate, and a crash loses nothing.
 """
 
 from __future__ import annotations

@@ -61,6 +61,41 @@ def test_rollout_publishes_gated_adapters_with_report(world, tmp_path: Path) -> 
     assert [r["attempts"] for r in Ledger(fleet.ledger_url).rows()] == [1, 1]
 
 
+def test_relative_gate_stops_at_the_old_services_quality(world, tmp_path: Path) -> None:
+    """threshold: old - 0.05 gates each adapter at its own old service's quality minus 0.05; with
+    stop_when_ready the second adapter's search is seeded by the first's, and the report says so."""
+    spec = yaml.safe_load(write_fleet(world, tmp_path, n=2, steps=8).read_text())
+    spec["defaults"] |= {"threshold": "old - 0.05"}
+    spec["defaults"]["readapt"] |= {"stop_when_ready": True}
+    spec["adapters"][1]["threshold"] = "old"
+    spec["cache_dir"] = str(tmp_path / "cache")  # no earlier searches on this update from other tests
+    (tmp_path / "rel.yaml").write_text(yaml.safe_dump(spec))
+    fleet = load_fleet(str(tmp_path / "rel.yaml"))
+    rollout(fleet, progress=False)
+    rows = Ledger(fleet.ledger_url).rows()
+    for row, margin in zip(rows, (0.05, 0.0)):
+        assert row["threshold"] == pytest.approx(row["old_service_val_accuracy"] - margin)
+        record = RunRecord.load(Path(fleet.out) / "runs" / row["name"])
+        assert record.threshold == pytest.approx(row["threshold"])
+        assert (row["state"] == "ready") == (row["val_accuracy"] >= row["threshold"])
+        assert row["probes"] == len(record.probes) and row["steps"] == record.steps
+    assert [r["known_earlier"] for r in rows] == [0, 1]
+    text = write_fleet_report(fleet.out).read_text()
+    zero = sum(r["state"] == "ready" and r["steps"] == 0 for r in rows)
+    assert f"zero training steps (the searched init already met the gate): {zero} of 2" in text
+    assert f"no earlier search on this update: {rows[0]['probes']:.1f} over 1 adapters" in text
+    assert f"seeded by earlier searches: {rows[1]['probes']:.1f} over 1 adapters" in text
+
+
+@pytest.mark.parametrize("bad", ["old + 0.1", "older", "old - 1.5", 0, 1.2])
+def test_bad_gates_are_refused_in_one_line(world, tmp_path: Path, bad) -> None:
+    spec = yaml.safe_load(write_fleet(world, tmp_path, n=1).read_text())
+    spec["defaults"]["threshold"] = bad
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match=r"defaults\.threshold.*old - 0\.01|defaults\.threshold.*below 1"):
+        load_fleet(str(tmp_path / "bad.yaml"))
+
+
 def check_service_measures(world, row: dict, record: RunRecord) -> None:
     """The ledger's old-service quality and negative flips, recomputed with PEFT's own loader and the
     full-logits reference evaluator (no code shared with the fleet's measurement)."""

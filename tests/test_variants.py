@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from helpers import fast_config
@@ -87,3 +88,52 @@ def test_readiness_is_judged_on_examples_the_search_never_scored(world, tmp_path
     record = _run(world, tmp_path / "r", "relora", data={"val_size": 16, "ready_size": 24})
     assert record.n_examples["val_search"] == 16 and record.n_examples["val_ready"] == 24
     assert len(record.val_correct) == 24 and {p.n_examples for p in record.probes} <= {4, 16}
+
+
+def test_gradient_strategy_lowers_validation_loss_from_the_bo_point(world, tmp_path: Path) -> None:
+    """Per-group coefficients learned from BO's best point: D_val's loss at the learned point is lower,
+    or the BO point is kept (the guard), and the adapter saved is the one the record describes."""
+    cache = str(tmp_path / "cache")
+    bo = _run(world, tmp_path / "bo", "relora", cache_dir=cache, training={"steps": 0})
+    grad = _run(world, tmp_path / "grad", "relora-gradient", cache_dir=str(tmp_path / "cache2"),
+                training={"steps": 0}, search={"trials": 6, "n_init": 3, "gradient_steps": 6, "gradient_lr": 0.1})
+    assert grad.search_strategy == "gradient" and bo.search_strategy == "bo"
+    learned = [p for p in grad.probes if p.stage == "gradient"]
+    assert len(learned) == 1 and learned[0].n_examples == grad.n_examples["val_search"] + 6 * grad.config["training"]["batch_size"]  # D_val plus the gradient batches
+    start = min((p for p in grad.probes if p.stage == "rescore"), key=lambda p: p.val_loss)
+    if grad.coefficients is None:  # the guard kept the start
+        assert learned[0].val_loss >= start.val_loss and (grad.alpha, grad.beta) == (start.alpha, start.beta)
+    else:
+        assert learned[0].val_loss < start.val_loss
+        assert grad.metrics.val_loss == pytest.approx(learned[0].val_loss, rel=1e-5)
+        assert len(grad.coefficients) == 2 * 2  # 2 layers x (q_proj, v_proj) in the tiny model
+    assert grad.metrics.val_loss <= bo.metrics.val_loss + 1e-6 or grad.metrics.val_loss <= start.val_loss + 1e-6
+
+
+def test_groups_name_layers_and_module_types() -> None:
+    from relora.core.search.gradient import group_of
+
+    name = "model.layers.12.self_attn.q_proj"
+    assert [group_of(name, g) for g in ("global", "type", "layer", "layer-type")] == ["all", "q_proj", "12", "12.q_proj"]
+
+
+def test_search_stops_when_a_rescored_candidate_is_ready(world, tmp_path: Path) -> None:
+    """With stop-when-ready and a threshold the design already meets, the search re-scores the design's
+    best point, stops there, and the run publishes with zero training steps."""
+    cfg = SearchConfig(trials=12, n_init=3, screen_fraction=0.5, raw_samples=32)
+    from relora.core.search import run_search
+
+    calls: list[int] = []
+
+    def bowl(a: float, b: float, n: int) -> tuple[float, float]:
+        calls.append(n)
+        return (a + 0.5) ** 2 + (b - 1) ** 2, 0.9 if n == 100 else 0.5
+
+    ready = run_search(bowl, cfg, 0, 100, progress=False, ready_at=0.8)
+    assert ready.ready is not None and ready.best is ready.ready and calls == [50, 50, 50, 100]
+    calls.clear()
+    never = run_search(bowl, cfg, 0, 100, progress=False, ready_at=0.95)
+    assert never.ready is None and len(calls) > 4
+    record = _run(world, tmp_path / "r", "relora", threshold=0.05, stop_when_ready=True, cache_dir=str(tmp_path / "c"))
+    assert record.steps == 0 and record.steps_to_ready == 0
+    assert [p.stage for p in record.probes] == ["explore"] * 3 + ["rescore"]

@@ -55,7 +55,8 @@ class Profile:
     trials: int = 20
     grid_size: int = 5
     task_size: str = "standard"
-    lambda_grid: tuple[tuple[float, float], ...] = ()  # Table IX: (lambda1, lambda2) pairs, first task/source/seed
+    # Table IX: (lambda1, lambda2) or (lambda1, lambda2, anchor) for relora, first task/source/seed
+    lambda_grid: tuple[tuple[float, float] | tuple[float, float, str], ...] = ()
 
 
 TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
@@ -63,6 +64,7 @@ TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
     "tiny": {"wn-topic": {"per_label_train": 12, "val": 24, "test": 24},
              "wn-relation": {"train": 48, "val": 24, "test": 24}, "wn-define": {"train": 48, "val": 24, "test": 24}},
 }
+RANKED = ("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora", "relora-gradient")
 PROFILES = {
     "quick": Profile("quick"),
     # `relora demo`: the update is made stronger per step (6x the learning rate for a fifth of the updates),
@@ -74,10 +76,15 @@ PROFILES = {
     # Ranking relora against PortLLM+FT: 3 seeds, readiness on 256 validation examples the search never
     # scored, the old service's quality as the bar, at two update strengths (the demo's strong update,
     # and the quick bench's gentler one)
-    "rank-strong": Profile("rank-strong", methods=("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora"),
-                           evolve_steps=60, evolve_lr=1.2e-3, old_adapter_steps=60, seeds=(0, 1, 2), ready_size=256),
-    "rank-gentle": Profile("rank-gentle", methods=("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora"),
-                           old_adapter_steps=60, seeds=(0, 1, 2), ready_size=256),
+    "rank-strong": Profile("rank-strong", methods=RANKED, evolve_steps=60, evolve_lr=1.2e-3, old_adapter_steps=60,
+                           seeds=(0, 1, 2), ready_size=256),
+    "rank-gentle": Profile("rank-gentle", methods=RANKED, old_adapter_steps=60, seeds=(0, 1, 2), ready_size=256),
+    # Does the anchor act? relora at lambda1 over six orders of magnitude (lambda2 = lambda1 / 10), coupled
+    # into AdamW (Eq. 20) and decoupled, on rank-strong's update, old adapter and readiness set (seed 0)
+    "anchor-sweep": Profile("anchor-sweep", methods=("portllm-ft", "relora"), evolve_steps=60, evolve_lr=1.2e-3,
+                            old_adapter_steps=60, ready_size=256,
+                            lambda_grid=((0.0, 0.0), *((lam, lam / 10, anchor) for anchor in ("coupled", "decoupled")
+                                                       for lam in (1e-3, 1e-1, 1e1, 1e3)))),
     "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"),
                     corpora=("computing", "quotations", "scripture"),
                     seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
@@ -174,7 +181,7 @@ def run_task(
             group.append(dict(rec, cell=method))
         threshold = readiness_threshold(group)
         if (task, corpus, seed) == (p.tasks[0], next(iter(new_bases)), p.seeds[0]):
-            group += lambda_cells(p, common | {"new_base": str(new_base)}, where / corpus, progress)
+            group += lambda_cells(p, common | {"new_base": str(new_base)}, where / corpus, progress, old)
         old_quality = old["metrics"]["val_accuracy"]  # the service as it was before the update
         for rec in group:
             step, wall = first_ready(rec["events"], threshold)
@@ -185,14 +192,20 @@ def run_task(
     return cells, old["train_s"]
 
 
-def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool) -> list[dict[str, Any]]:
-    """relora at each (lambda1, lambda2) of the sensitivity grid; scored at the group's threshold."""
+def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool,
+                 old: dict[str, Any]) -> list[dict[str, Any]]:
+    """relora at each (lambda1, lambda2[, anchor]) of the sensitivity grid; scored at the group's threshold,
+    with its negative flips against the old service on the readiness set."""
     cells = []
-    for lam1, lam2 in p.lambda_grid:
-        training = common["training"] | {"lambda1": lam1, "lambda2": lam2}
-        rec = run_cell(common | {"method": DEFAULT_METHOD, "training": training, "out": str(where / f"relora-l{lam1}-{lam2}")},
-                       progress)
-        cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g}", lambdas=(lam1, lam2)))
+    for lam1, lam2, *rest in p.lambda_grid:
+        anchor = rest[0] if rest else "coupled"
+        suffix = "" if anchor == "coupled" else f"-{anchor}"
+        training = common["training"] | {"lambda1": lam1, "lambda2": lam2, "anchor": anchor}
+        rec = run_cell(common | {"method": DEFAULT_METHOD, "training": training,
+                                 "out": str(where / f"relora-l{lam1}-{lam2}{suffix}")}, progress)
+        flips = sum(o and not n for o, n in zip(old["val_correct"], rec["val_correct"], strict=True))
+        cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g} {anchor}", lambdas=(lam1, lam2), anchor=anchor,
+                          negative_flip_rate=flips / len(rec["val_correct"])))
     return cells
 
 

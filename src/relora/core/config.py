@@ -87,6 +87,13 @@ class SearchConfig(_Strict):
     screen_fraction: float = Field(0.25, gt=0, le=1)  # BO probes score this share of D_val (1 = all)
     rescore_top: int = Field(3, gt=0)  # best screened points re-scored on all of D_val
     ei_stop: float = Field(0.02, ge=0)  # stop when max EI < ei_stop * std(losses seen); 0 = never
+    # bo | gradient, for every searched method; None: the method's own (relora-grid keeps its grid)
+    strategy: Literal["bo", "gradient"] | None = None
+    # gradient: one (alpha, beta) per group of modules, learned by Adam on training batches from the
+    # best known point (PortLLM, the revert point, earlier searches on this base pair)
+    groups: Literal["global", "type", "layer", "layer-type"] = "layer-type"
+    gradient_steps: int = Field(8, gt=0)
+    gradient_lr: float = Field(0.05, gt=0)
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> SearchConfig:

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from relora.core.adapter import LoraAdapter, set_factors
+from relora.core.adapter import LoraAdapter, lora_modules, set_factors
 from relora.core.delta import DeltaProjection, cache_key, project_base_delta
 from relora.core.device import model_device
 from relora.core.ops import LowRank, fuse_factors, rebalance
 from relora.core.scoring import evaluate
-from relora.core.search import Probe, run_search
-from relora.core.search.known import known_points, remember
+from relora.core.search import Objective, Probe, run_search
+from relora.core.search.gradient import FusionTerms, group_of, learn_coefficients
+from relora.core.search.known import REVERT, known_points, remember
 from relora.core.weights import WeightReader
 
 if TYPE_CHECKING:  # the config module validates method names against the registry, which imports this
@@ -39,6 +40,9 @@ class InitInfo(BaseModel):
     alpha: float | None = None  # the init's fusion coefficients (None: no old adapter in the init)
     beta: float | None = None
     probes: list[Probe] = []
+    search_strategy: str | None = None  # bo, grid or gradient
+    coefficients: dict[str, tuple[float, float]] | None = None  # gradient: (alpha, beta) per group of modules
+    search_known_earlier: int | None = None  # earlier searches' best points on this base pair in the design
     search_s: float = 0.0  # charged search cost: delta projection + probes (as recorded, also when reused)
     search_wall_s: float | None = None  # what this process spent on it
     search_examples_scored: int | None = None
@@ -97,24 +101,41 @@ class OldAdapter(InitStrategy):
         return InitInfo(alpha=0.0, beta=1.0)
 
 
+@dataclass(frozen=True)
+class Found:
+    """Where a search ended: one (alpha, beta), or per-module pairs (the gradient strategy)."""
+
+    alpha: float
+    beta: float
+    probes: list[Probe]
+    seconds: float
+    stopped_early: bool
+    per_module: dict[str, tuple[float, float]] | None = None
+    groups: dict[str, tuple[float, float]] | None = None
+
+
 class SearchedFusion(InitStrategy):
     """Eq. 7's fusion alpha * Pi_r(dW) + beta * s * B A, with (alpha, beta) chosen by a search."""
 
     needs_adapter = True
     needs_old_base = True
 
-    def __init__(self, search: Literal["bo", "grid"], design: Literal["paper", "known"] = "paper",
+    def __init__(self, search: Literal["bo", "grid", "gradient"], design: Literal["paper", "known"] = "paper",
                  balance: Literal["even", "old"] = "even") -> None:
         """design known: the revert point and earlier searches' best points on this base pair follow
         PortLLM's in the initial design. balance old: each module's init keeps the old adapter's
-        ||B|| / ||A|| instead of splitting sqrt(S) evenly (under Adam the split sets the step size on B A)."""
+        ||B|| / ||A|| instead of splitting sqrt(S) evenly (under Adam the split sets the step size on B A).
+        gradient: per-group coefficients learned on training batches from the best known point."""
         self.search, self.design, self.balance = search, design, balance
 
-    @property
-    def kind(self) -> str:
+    def strategy(self, cfg: ReadaptConfig) -> str:
+        """search.strategy overrides BO and the gradient; the grid baseline stays a grid."""
+        return self.search if self.search == "grid" or cfg.search.strategy is None else cfg.search.strategy
+
+    def store_kind(self, strategy: str) -> str:
         """What the probe store is keyed by: methods whose searches probe the same thing share them."""
-        return self.search if self.design == "paper" and self.balance == "even" else \
-            f"{self.search}-{self.design}-{self.balance}"
+        return strategy if self.design == "paper" and self.balance == "even" else \
+            f"{strategy}-{self.design}-{self.balance}"
 
     def __call__(self, ctx: InitContext) -> InitInfo:
         cfg, loaded, model = ctx.cfg, ctx.loaded, ctx.model
@@ -124,43 +145,84 @@ class SearchedFusion(InitStrategy):
         delta = project(ctx)
         delta.factors = {m: lr.to(ctx.device) for m, lr in delta.factors.items()}  # the fusion runs there too
         old = replace(old, factors={m: lr.to(ctx.device) for m, lr in old.factors.items()})
-        balanced = self.balance == "old"
+        balanced, strategy = self.balance == "old", self.strategy(cfg)
+        ready_at = cfg.threshold if cfg.stop_when_ready else None
 
-        def objective(a: float, b: float, n: int) -> float:
+        def objective(a: float, b: float, n: int) -> tuple[float, float]:
             set_factors(model, fused_init(a, b, delta, old, loaded.spec, balanced)[0])
             # D_val is a seeded random sample, so its first n examples are a random screening subset
-            return evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size).loss
+            res = evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size)
+            return res.loss, res.accuracy
 
         pair = (loaded.hashes["old_base"], loaded.hashes["new_base"])
-        known = known_points(ctx.cache, *pair) if self.design == "known" else None
-        result = run_search(objective, cfg.search, cfg.seed, len(loaded.val), self.search,
-                            search_store(ctx, self.kind), ctx.progress, known)
-        best = result.best
-        remember(ctx.cache, *pair, (best.alpha, best.beta))
-        factors, dropped = fused_init(best.alpha, best.beta, delta, old, loaded.spec, balanced)
+        known = known_points(ctx.cache, *pair) if self.design == "known" or strategy == "gradient" else None
+        if strategy == "gradient":
+            found = self._gradient(ctx, objective, delta, old, known, ready_at)
+        else:
+            result = run_search(objective, cfg.search, cfg.seed, len(loaded.val), strategy,
+                                search_store(ctx, self.store_kind(strategy)), ctx.progress, known, ready_at)
+            found = Found(result.best.alpha, result.best.beta, result.probes, result.seconds, result.stopped_early)
+        remember(ctx.cache, *pair, (found.alpha, found.beta))
+        factors, dropped = fused_init(found.alpha, found.beta, delta, old, loaded.spec, balanced, found.per_module)
         set_factors(model, factors)
         # Probes may come from the store (resumed or shared with another method): charge
         # their recorded cost, so time-to-readiness is the same as for a fresh search.
         return InitInfo(
-            alpha=best.alpha, beta=best.beta, probes=result.probes,
-            search_s=delta.seconds + result.seconds, search_wall_s=time.perf_counter() - start,
-            search_examples_scored=result.examples_scored, search_stopped_early=result.stopped_early,
-            fusion_dropped_energy=dropped, delta_cached=delta.cached,
+            alpha=found.alpha, beta=found.beta, probes=found.probes, search_strategy=strategy,
+            search_known_earlier=None if known is None else len([p for p in known if p != REVERT]),
+            coefficients=found.groups, search_s=delta.seconds + found.seconds,
+            search_wall_s=time.perf_counter() - start, search_examples_scored=sum(p.n_examples for p in found.probes),
+            search_stopped_early=found.stopped_early, fusion_dropped_energy=dropped, delta_cached=delta.cached,
             delta_dropped_energy_mean=sum(delta.dropped_energy.values()) / len(delta.dropped_energy),
             delta_relative_norm_mean=sum(delta.relative_delta.values()) / len(delta.relative_delta),
         )
 
+    def _gradient(self, ctx: InitContext, objective: Objective, delta: DeltaProjection, old: LoraAdapter,
+                  known: list[tuple[float, float]] | None, ready_at: float | None) -> Found:
+        """Score PortLLM and the known points, re-score the best on all of D_val (the start), learn
+        per-group coefficients from it, and keep them when they beat the start on all of D_val."""
+        cfg, loaded, s = ctx.cfg, ctx.loaded, ctx.cfg.search
+        n_design = 1 + len(known or [])
+        design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
+        begun = run_search(objective, design, cfg.seed, len(loaded.val), "bo",
+                           search_store(ctx, self.store_kind("gradient")), ctx.progress, known, ready_at)
+        first = begun.best
+        found = Found(first.alpha, first.beta, begun.probes, begun.seconds, False)
+        if begun.ready is not None:
+            return found
+        layers = lora_modules(ctx.model)
+        groups = {m: group_of(m, s.groups) for m in layers}
+        learned = learn_coefficients(
+            ctx.model, layers, FusionTerms(delta.factors, old.factors, old.scaling), groups, (first.alpha, first.beta),
+            loaded.items["train"], loaded.pad_id, s.gradient_steps, cfg.training.batch_size,
+            cfg.training.micro_batch_size, s.gradient_lr, (s.alpha_bounds, s.beta_bounds), cfg.seed, ctx.progress)
+        per_module = {m: learned.coefficients[g] for m, g in groups.items()}
+        t0 = time.perf_counter()
+        set_factors(ctx.model, fused_init(0, 0, delta, old, loaded.spec, self.balance == "old", per_module)[0])
+        res = evaluate(ctx.model, loaded.val, loaded.pad_id, cfg.training.eval_batch_size)
+        mean = [sum(c[i] for c in learned.coefficients.values()) / len(learned.coefficients) for i in (0, 1)]
+        probe = Probe(mean[0], mean[1], res.loss, learned.seconds, time.perf_counter() - t0, len(loaded.val),
+                      "gradient", val_accuracy=res.accuracy)
+        # the gradient steps' training examples count as scored: a forward and a backward each
+        probe = replace(probe, n_examples=probe.n_examples + learned.examples)
+        found = replace(found, probes=[*found.probes, probe], seconds=found.seconds + probe.propose_s + probe.eval_s)
+        if res.loss >= first.val_loss:
+            return found  # the start stays: the learned coefficients did not lower D_val's loss
+        return replace(found, alpha=mean[0], beta=mean[1], per_module=per_module, groups=learned.coefficients)
+
 
 def fused_init(
     alpha: float, beta: float, delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter,
-    old_balance: bool = False,
+    old_balance: bool = False, per_module: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[dict[str, LowRank], float]:
     """Eq. 7 for every module, as rank-r factors; returns the max dropped energy. With old_balance,
-    each module's factors take the old adapter's ||B|| / ||A|| (the product is unchanged)."""
+    each module's factors take the old adapter's ||B|| / ||A|| (the product is unchanged).
+    per_module: each module's own (alpha, beta), in place of the global pair."""
     factors, worst = {}, 0.0
     for module, old_lr in old.factors.items():
         d_lr = delta.factors[module] if delta else LowRank(old_lr.B[:, :0], old_lr.A[:0])
-        fused, dropped = fuse_factors(alpha, d_lr, beta, old_lr, old.scaling, spec.r, spec.scaling)
+        a, b = per_module[module] if per_module else (alpha, beta)
+        fused, dropped = fuse_factors(a, d_lr, b, old_lr, old.scaling, spec.r, spec.scaling)
         factors[module] = rebalance(fused, old_lr) if old_balance else fused
         worst = max(worst, dropped)
     return factors, worst

@@ -54,6 +54,9 @@ METHODS: dict[str, Method] = {
         Method("relora", SearchedFusion("bo", design="known", balance="old"), True, True,
                "BO-fused init started from known points (PortLLM, the revert point, earlier searches on this "
                "base pair), the old adapter's factor balance, scheduled regularization"),
+        Method("relora-gradient", SearchedFusion("gradient", design="known", balance="old"), True, True,
+               "per-group (layer x module type) fusion coefficients learned by a few gradient steps from the best "
+               "known point, the old adapter's factor balance, scheduled regularization"),
         Method("relora-paper", SearchedFusion("bo"), True, True,
                "the paper's exact algorithm: BO-fused init + scheduled regularization", frozenset({"IV", "VIII"})),
         Method("relora-no-sreg", SearchedFusion("bo"), True, False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -14,6 +14,39 @@ from relora.errors import InputError
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RELATIVE_GATE = re.compile(r"\s*old\s*(?:-\s*(\d*\.?\d+)\s*)?")
+GATE_HELP = "write a number in (0, 1], or 'old - 0.01' (the old service's own quality minus a margin)"
+
+
+class Gate(NamedTuple):
+    """A readiness gate: a fixed accuracy, or the old service's own accuracy minus a margin."""
+
+    absolute: float | None
+    margin: float = 0.0
+
+    def resolve(self, old_service: float) -> float:
+        """The threshold for this adapter, given its old service's measured quality (kept inside (0, 1])."""
+        return self.absolute if self.absolute is not None else min(max(old_service - self.margin, 1e-6), 1.0)
+
+
+def parse_gate(value: float | str) -> Gate:
+    if isinstance(value, str):
+        match = RELATIVE_GATE.fullmatch(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a threshold; {GATE_HELP}")
+        margin = float(match.group(1) or 0.0)
+        if margin >= 1:
+            raise ValueError(f"margin {margin:g} in {value!r} must be below 1")
+        return Gate(None, margin)
+    if not 0 < value <= 1:
+        raise ValueError(f"{value!r} is outside (0, 1]; {GATE_HELP}")
+    return Gate(float(value))
+
+
+def _valid_gate(value: float | str | None) -> float | str | None:
+    if value is not None:
+        parse_gate(value)
+    return value
 
 
 class _Strict(BaseModel):
@@ -26,8 +59,9 @@ class AdapterEntry(_Strict):
     train: str
     val: str
     test: str | None = None
-    threshold: float | None = Field(None, gt=0.0, le=1.0)
+    threshold: float | str | None = None  # e.g. 0.85, or "old - 0.01"; None: the fleet's default
     method: str | None = None
+    _gate = field_validator("threshold")(_valid_gate)
 
     @field_validator("name")
     @classmethod
@@ -51,8 +85,9 @@ class FleetDefaults(_Strict):
     @classmethod
     def _known_method(cls, name: str) -> str:
         return method_named(name).name
-    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    threshold: float | str = 0.8  # a fixed accuracy, or "old - 0.01": the old service's own quality minus 0.01
     seed: int = 0
+    _gate = field_validator("threshold")(_valid_gate)
     readapt: dict[str, Any] = {}  # any ReadaptConfig keys: training.*, search.*, data.*
 
 
@@ -105,14 +140,16 @@ class FleetConfig(_Strict):
     def method_of(self, entry: AdapterEntry) -> str:
         return entry.method or self.defaults.method
 
-    def threshold_of(self, entry: AdapterEntry) -> float:
-        return entry.threshold or self.defaults.threshold
+    def gate_of(self, entry: AdapterEntry) -> Gate:
+        return parse_gate(entry.threshold if entry.threshold is not None else self.defaults.threshold)
 
-    def readapt_config(self, entry: AdapterEntry) -> ReadaptConfig:
+    def readapt_config(self, entry: AdapterEntry, threshold: float | None = None) -> ReadaptConfig:
+        """The job's readapt config; threshold: the resolved gate (needed when it is relative to the old service)."""
         tree = deep_merge(self.defaults.readapt, {
             "old_base": self.old_base, "new_base": self.new_base, "adapter": entry.path, "train": entry.train,
             "val": entry.val, "test": entry.test, "out": str(Path(self.out) / "runs" / entry.name),
-            "method": self.method_of(entry), "threshold": self.threshold_of(entry), "seed": self.defaults.seed,
+            "method": self.method_of(entry), "seed": self.defaults.seed,
+            "threshold": threshold if threshold is not None else self.gate_of(entry).absolute,
             "force": True, "cache_dir": self.cache_dir,
         })
         return ReadaptConfig.model_validate(tree)

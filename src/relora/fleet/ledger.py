@@ -48,6 +48,9 @@ adapters = Table(
     Column("old_service_val_accuracy", Float),  # old base + old adapter: quality before the update
     Column("fallback_val_accuracy", Float),  # new base + old adapter (PortLLM): what serves if not ready
     Column("negative_flip_rate", Float),
+    Column("steps", Integer),  # training steps taken (0: ready from the searched init)
+    Column("probes", Integer),  # search probes scored
+    Column("known_earlier", Integer),  # earlier searches' points on this base update that seeded its search
     Column("device", Text),  # where the job ran: torch device, visible and assigned GPUs
     Column("output_path", Text),
     Column("error", Text),
@@ -101,7 +104,7 @@ class Ledger:
         with self.engine.begin() as conn:  # commits on exit: every change is durable at once
             yield conn
 
-    def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float]) -> None:
+    def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float | None]) -> None:
         """Add rows for adapters the ledger has not seen; existing rows keep their state.
         One transaction per row: two rollouts starting together may both try to add it."""
         with self._tx() as conn:

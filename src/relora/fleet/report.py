@@ -14,7 +14,7 @@ from relora.tables import markdown_table
 from relora.fleet.ledger import Ledger
 
 COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
-           "threshold", "negative_flip_rate", "time_to_ready_s", "total_s", "alpha", "beta", "device")
+           "threshold", "negative_flip_rate", "steps", "probes", "time_to_ready_s", "total_s", "alpha", "beta", "device")
 
 
 def open_ledger(out: str, url: str | None = None) -> Ledger:
@@ -81,12 +81,35 @@ def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: f
     out = {"counts": counts, "compute_hours": cpu_hours,
            "time_to_ready_s": {"median": statistics.median(ready_times) if ready_times else None,
                                "max": ready_times[-1] if ready_times else None, "n": len(ready_times)},
-           "mean_negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in done) if done else None}
+           "mean_negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in done) if done else None,
+           "ready_at_zero_steps": sum(r["state"] == "ready" and r.get("steps") == 0 for r in done),
+           "probes": probes_by_seeding(done)}
     if scratch_steps and per_step_s:
         # Scratch baseline estimate: every adapter retrained for the full E_total steps at this
         # rollout's measured seconds per step, with no search. It is a lower bound for Scratch.
         out["scratch_estimate_hours"] = per_step_s * scratch_steps * len(rows) / 3600
     return out
+
+
+def probes_by_seeding(done: list[dict[str, Any]]) -> dict[str, tuple[float, int] | None]:
+    """Mean probes per searched adapter, apart for searches the fleet's earlier searches seeded and those
+    that started with none (the first on this base update), as (mean, adapters)."""
+    out: dict[str, tuple[float, int] | None] = {}
+    for key, picked in (("without", [r for r in done if r.get("known_earlier") == 0]),
+                        ("with", [r for r in done if (r.get("known_earlier") or 0) > 0])):
+        counts = [r["probes"] for r in picked if r.get("probes")]
+        out[key] = (statistics.fmean(counts), len(counts)) if counts else None
+    return out
+
+
+def _probes_line(info: dict[str, Any], n: int) -> str:
+    def part(key: str, what: str) -> str:
+        value = info["probes"][key]
+        return f"{what}: " + ("-" if value is None else f"{value[0]:.1f} over {value[1]} adapters")
+
+    return (f"Ready with zero training steps (the searched init already met the gate): {info['ready_at_zero_steps']} "
+            f"of {n} adapters. Probes per adapter, {part('without', 'no earlier search on this update')}; "
+            f"{part('with', 'seeded by earlier searches')}")
 
 
 def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
@@ -106,13 +129,14 @@ def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | No
         f"Time to ready: median {_fmt(info['time_to_ready_s']['median'])} s, max {_fmt(info['time_to_ready_s']['max'])} s "
         f"over {info['time_to_ready_s']['n']} adapters", "",
         f"Mean negative-flip rate (old service right, new one wrong, on D_val): {_fmt(info['mean_negative_flip_rate'])}", "",
+        _probes_line(info, len(rows)), "",
         "Below-threshold adapters are not published; their service keeps the old adapter (PortLLM fallback), whose "
         "measured quality is `fallback_val_accuracy`.", "",
         provenance_line(records), "",
         markdown_table(table), "", *[f"![{p.stem}]({p.name})" for p in plots], "",
     ]
     atomic_write(root / "fleet_report.md", "\n".join(text))
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:11] if line) + html_table(table)
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:13] if line) + html_table(table)
     body += "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in plots)
     atomic_write(root / "fleet_report.html", f"<!doctype html><html><head><meta charset='utf-8'><title>relora fleet"
                                             f"</title></head><body><h1>relora fleet report</h1>{body}</body></html>\n")

@@ -53,7 +53,7 @@ def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = Tru
     try:
         ledger = Ledger(fleet.ledger_url)
         ledger.register([e.name for e in fleet.adapters], {e.name: fleet.method_of(e) for e in fleet.adapters},
-                        {e.name: fleet.threshold_of(e) for e in fleet.adapters})
+                        {e.name: fleet.gate_of(e).absolute for e in fleet.adapters})
         ledger.release_dead(socket.gethostname(), process_alive)
         sweep_leftovers(Path(fleet.out), ledger)
         if fleet.executor == "ray":

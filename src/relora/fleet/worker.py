@@ -50,16 +50,22 @@ def job_device(record_device: str, assigned: list[str] | None) -> str:
 
 def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
+    from relora.core.data import label_set, read_jsonl
     from relora.core.inputs import score_adapter
     from relora.core.readapt import readapt
     from relora.io import cache_root
 
-    cfg = fleet.readapt_config(entry)
+    cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)
+    labels = label_set(read_jsonl(cfg.train), cfg.data.labels)
+    # The quality before the update comes first: a relative gate ("old - 0.01") needs it to stop when ready
+    old_service = score_adapter(fleet.old_base, entry.path, cfg, labels, cache)
+    threshold = fleet.gate_of(entry).resolve(old_service.accuracy)
+    cfg = fleet.readapt_config(entry, threshold)
     record = readapt(cfg, progress=False)
-    cache = cache_root(fleet.cache_dir)
-    old_service = score_adapter(fleet.old_base, entry.path, cfg, record.labels, cache)  # quality before the update
     fallback = score_adapter(fleet.new_base, entry.path, cfg, record.labels, cache)  # PortLLM, if not published
     fields = {
+        "threshold": threshold, "steps": record.steps, "probes": len(record.probes),
+        "known_earlier": record.search_known_earlier,
         "search_s": record.search_s, "train_s": record.train_s, "total_s": record.total_s,
         "time_to_ready_s": record.time_to_ready_s, "alpha": record.alpha, "beta": record.beta,
         "val_accuracy": record.metrics.val_accuracy, "test_accuracy": record.metrics.test_accuracy,
@@ -67,7 +73,7 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
         "negative_flip_rate": negative_flip_rate(old_service.correct, record.val_correct),
         "device": job_device(record.device, assigned),
     }
-    if record.metrics.val_accuracy >= fleet.threshold_of(entry):
+    if record.metrics.val_accuracy >= threshold:
         target = Path(fleet.out) / "published" / entry.name
         publish(Path(cfg.out), target)
         return "ready", fields | {"output_path": str(target)}

@@ -176,11 +176,18 @@ def lambda_table(cells: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     lines = ["## Table IX: lambda1 / lambda2 sensitivity", "",
-             *markdown_head("task", "update", "lambda1", "lambda2", "test acc", "steps to ready", "time to ready (s)")]
+             "relora at each anchor strength (lambda2 in stage 2), one seed. Negative flips: readiness-set "
+             "examples the old service got right and the final adapter gets wrong.", "",
+             *markdown_head("task", "update", "lambda1", "lambda2", "anchor", "test acc", "final val acc",
+                            "steps to ready", "time to ready (s)", "steps to old quality", "time to old quality (s)",
+                            "negative flips")]
     for c in rows:
+        flips = c.get("negative_flip_rate")
         lines.append(f"| {c['task']} | {c['corpus']} | {c['lambdas'][0]:g} | {c['lambdas'][1]:g} | "
-                     f"{stat([c['metrics'].get('test_accuracy')])} | {stat([c['ready_step']], '.0f')} | "
-                     f"{stat([c['ready_s']], '.1f')} |")
+                     f"{c.get('anchor', 'coupled')} | {stat([c['metrics'].get('test_accuracy')])} | "
+                     f"{stat([c['metrics'].get('val_accuracy')])} | {stat([c['ready_step']], '.0f')} | "
+                     f"{stat([c['ready_s']], '.1f')} | {stat([c.get('restore_step')], '.0f')} | "
+                     f"{stat([c.get('restore_s')], '.1f')} | {'-' if flips is None else format(flips, '.3f')} |")
     return lines
 
 

@@ -6,6 +6,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 GpState = tuple[float, float, float]  # (outputscale, lengthscale, noise)
+Score = float | tuple[float, float]  # what an objective returns: loss, or (loss, accuracy)
+
+
+def as_score(value: Score) -> tuple[float, float | None]:
+    """(loss, accuracy or None): synthetic objectives know only a loss."""
+    return (float(value[0]), float(value[1])) if isinstance(value, tuple) else (float(value), None)
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,7 @@ class Probe:
     stage: str = "explore"  # "explore" (design, BO or grid) or "rescore" (all of D_val)
     log_ei: float | None = None  # log EI at the point when BO proposed it
     gp_state: GpState | None = None  # hyperparameters of the GP that proposed it
+    val_accuracy: float | None = None  # on the same examples (None: the objective reports loss only)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

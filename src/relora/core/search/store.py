@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 
 from relora.core.config import SearchConfig
-from relora.core.search.probes import Probe, Proposal
+from relora.core.search.probes import Probe, Proposal, Score, as_score
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -43,18 +43,18 @@ class ProbeStore:
             probes.append(Probe(t.params["alpha"], t.params["beta"], float(t.value), **attrs))
         return probes
 
-    def record(self, alpha: float, beta: float, n: int, run: Callable[[], float], stage: str = "explore",
+    def record(self, alpha: float, beta: float, n: int, run: Callable[[], Score], stage: str = "explore",
                proposal: Proposal | None = None) -> Probe:
         self.study.enqueue_trial({"alpha": alpha, "beta": beta})
         trial = self.study.ask(self.dists)
         start = time.perf_counter()
         try:
-            loss = run()
+            loss, accuracy = as_score(run())
         except BaseException:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         probe = Probe(alpha, beta, loss, proposal.seconds if proposal else 0.0, time.perf_counter() - start, n,
-                      stage, proposal.log_ei if proposal else None, proposal.gp_state if proposal else None)
+                      stage, proposal.log_ei if proposal else None, proposal.gp_state if proposal else None, accuracy)
         for key, value in probe.as_dict().items():
             if key not in ("alpha", "beta", "val_loss"):
                 trial.set_user_attr(key, value)

@@ -210,3 +210,13 @@ def write_tiny_gguf(path: Path) -> torch.nn.Module:
     writer.write_tensors_to_file()
     writer.close()
     return model
+
+
+def copy_adapter(adapter: Path, to: Path) -> Path:
+    """The same LoRA under another content hash: another service's adapter, as the index sees it."""
+    import shutil
+
+    shutil.copytree(adapter, to)
+    config = to / "adapter_config.json"
+    config.write_text(config.read_text() + "\n")
+    return to

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import RELORA, write_fleet
+from helpers import RELORA, copy_adapter, write_fleet
 from relora.core.record import RunRecord
 from relora.errors import InputError, RolloutStopped
 from relora.fleet.rollout import rollout
@@ -69,6 +69,7 @@ def test_relative_gate_stops_at_the_old_services_quality(world, tmp_path: Path) 
     spec["defaults"]["readapt"] |= {"stop_when_ready": True}
     spec["adapters"][1]["threshold"] = "old"
     spec["cache_dir"] = str(tmp_path / "cache")  # no earlier searches on this update from other tests
+    spec["adapters"][1]["path"] = str(copy_adapter(world.adapter, tmp_path / "svc1-adapter"))  # another service
     (tmp_path / "rel.yaml").write_text(yaml.safe_dump(spec))
     fleet = load_fleet(str(tmp_path / "rel.yaml"))
     rollout(fleet, progress=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import fast_config
+from helpers import copy_adapter, fast_config
 from relora.core.config import ReadaptConfig, SearchConfig
 from relora.core.ops import LowRank, rebalance
 from relora.core.readapt import readapt
@@ -33,17 +33,26 @@ def test_rebalance_keeps_the_product_and_copies_the_ratio() -> None:
 
 
 def test_known_points_come_right_after_portllm_and_grow_with_each_search(world, tmp_path: Path) -> None:
+    """Another adapter's search on the same base update seeds the next design (with a smaller budget);
+    an adapter's own earlier search never seeds it."""
     cfg = SearchConfig(trials=6, n_init=4)
     design = initial_design(cfg, 0, [REVERT, (0.3, 1.2)])
     assert design[:3] == [(0.0, 1.0), REVERT, (0.3, 1.2)] and len(design) == 4
     cache = tmp_path / "cache"
     record = _run(world, tmp_path / "first", "relora", cache_dir=str(cache))
     pair = (record.hashes["old_base"], record.hashes["new_base"])
-    assert known_points(cache, *pair) == [REVERT, (record.alpha, record.beta)] or (record.alpha, record.beta) == REVERT
-    second = _run(world, tmp_path / "second", "relora", cache_dir=str(cache), seed=1)
+    point = (record.alpha, record.beta)
+    assert known_points(cache, *pair) == ([REVERT] if point == REVERT else [REVERT, point])
+    assert known_points(cache, *pair, record.hashes["adapter"]) == [REVERT]  # not its own answer
+    assert record.search_known_earlier == 0
+    other = copy_adapter(world.adapter, tmp_path / "other-adapter")
+    second = _run(world, tmp_path / "second", "relora", cache_dir=str(cache), seed=1, adapter=str(other),
+                  search={"trials": 12, "n_init": 3, "seeded_trials": 4, "raw_samples": 32, "ei_stop": 0})
     first_points = [(p.alpha, p.beta) for p in second.probes[:3]]
     assert first_points[:2] == [(0.0, 1.0), REVERT]
-    assert (record.alpha, record.beta) in first_points or (record.alpha, record.beta) == REVERT
+    if point != REVERT:
+        assert point == first_points[2] and second.search_known_earlier == 1
+        assert len([p for p in second.probes if p.stage == "explore"]) == 4  # seeded_trials, not trials
 
 
 def test_relora_starts_from_the_old_adapters_balance(world, tmp_path: Path) -> None:

@@ -87,6 +87,9 @@ class SearchConfig(_Strict):
     screen_fraction: float = Field(0.25, gt=0, le=1)  # BO probes score this share of D_val (1 = all)
     rescore_top: int = Field(3, gt=0)  # best screened points re-scored on all of D_val
     ei_stop: float = Field(0.02, ge=0)  # stop when max EI < ei_stop * std(losses seen); 0 = never
+    # relora: when earlier searches on this base update seed the design, explore at most this many
+    # probes (with rescore_top 3, at most 8 in all): the earlier best points already found the basin
+    seeded_trials: int = Field(5, gt=0)
     # bo | gradient, for every searched method; None: the method's own (relora-grid keeps its grid)
     strategy: Literal["bo", "gradient"] | None = None
     # gradient: one (alpha, beta) per group of modules, learned by Adam on training batches from the

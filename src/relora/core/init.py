@@ -154,15 +154,20 @@ class SearchedFusion(InitStrategy):
             res = evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size)
             return res.loss, res.accuracy
 
-        pair = (loaded.hashes["old_base"], loaded.hashes["new_base"])
-        known = known_points(ctx.cache, *pair) if self.design == "known" or strategy == "gradient" else None
+        pair, adapter = (loaded.hashes["old_base"], loaded.hashes["new_base"]), loaded.hashes["adapter"]
+        uses_known = self.design == "known" or strategy == "gradient"
+        known = known_points(ctx.cache, *pair, adapter) if uses_known else None
         if strategy == "gradient":
             found = self._gradient(ctx, objective, delta, old, known, ready_at)
         else:
-            result = run_search(objective, cfg.search, cfg.seed, len(loaded.val), strategy,
-                                search_store(ctx, self.store_kind(strategy)), ctx.progress, known, ready_at)
+            search = cfg.search
+            if known is not None and len(known) > 1:  # earlier searches found the basin: a smaller budget
+                search = search.model_copy(update={"trials": min(search.trials, search.seeded_trials)})
+            result = run_search(objective, search, cfg.seed, len(loaded.val), strategy,
+                                search_store(ctx, self.store_kind(strategy), known), ctx.progress, known, ready_at)
             found = Found(result.best.alpha, result.best.beta, result.probes, result.seconds, result.stopped_early)
-        remember(ctx.cache, *pair, (found.alpha, found.beta))
+        if uses_known:  # the paper's search starts from no known points, so it does not feed them either
+            remember(ctx.cache, *pair, (found.alpha, found.beta), adapter)
         factors, dropped = fused_init(found.alpha, found.beta, delta, old, loaded.spec, balanced, found.per_module)
         set_factors(model, factors)
         # Probes may come from the store (resumed or shared with another method): charge
@@ -185,7 +190,7 @@ class SearchedFusion(InitStrategy):
         n_design = 1 + len(known or [])
         design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
         begun = run_search(objective, design, cfg.seed, len(loaded.val), "bo",
-                           search_store(ctx, self.store_kind("gradient")), ctx.progress, known, ready_at)
+                           search_store(ctx, self.store_kind("gradient"), known), ctx.progress, known, ready_at)
         first = begun.best
         found = Found(first.alpha, first.beta, begun.probes, begun.seconds, False)
         if begun.ready is not None:
@@ -240,12 +245,12 @@ def project(ctx: InitContext) -> DeltaProjection:
                               ctx.device)
 
 
-def search_store(ctx: InitContext, kind: str) -> Path:
-    """One probe store per (inputs, search settings): resumable, and shared by the
-    methods that search the same thing (relora-paper and relora-no-sreg)."""
+def search_store(ctx: InitContext, kind: str, known: list[tuple[float, float]] | None = None) -> Path:
+    """One probe store per (inputs, search settings, known starting points): resumable, and shared
+    by the methods that search the same thing (relora-paper and relora-no-sreg)."""
     cfg, loaded = ctx.cfg, ctx.loaded
     key = json.dumps([loaded.hashes, loaded.spec.r, loaded.spec.lora_alpha, cfg.data.model_dump(),
-                      cfg.search.model_dump(), cfg.seed, kind], sort_keys=True)
+                      cfg.search.model_dump(), cfg.seed, kind] + ([known] if known else []), sort_keys=True)
     path = ctx.cache / "searches" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sqlite3"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,7 +1,8 @@
 """Known good points for a base update: where earlier searches on the same base pair ended.
 
 Keyed by both bases' content hashes, so in a fleet the first adapters' searches seed the rest,
-and a re-run of a bench seeds its later seeds. The revert point (-1, 1), which undoes the base
+and a bench's first seed seeds its later ones. Each point names the adapter it was found for, so an
+adapter's own earlier search never seeds it (that would be its answer, not a prior). The revert point (-1, 1), which undoes the base
 update in the adapted modules, is always known: our searches kept ending near it.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from relora.io import atomic_write
 
@@ -20,17 +22,23 @@ def _index(cache: Path) -> Path:
     return cache / "searches" / "known-points.json"
 
 
-def known_points(cache: Path, old_hash: str, new_hash: str) -> list[tuple[float, float]]:
-    """The revert point, then the best points of the latest earlier searches on this base pair."""
+def _entries(cache: Path, old_hash: str, new_hash: str) -> list[dict[str, Any]]:
     path = _index(cache)
     table = json.loads(path.read_text()) if path.is_file() else {}
-    earlier = [tuple(p) for p in table.get(f"{old_hash}:{new_hash}", [])][-KEEP:][::-1]
-    return [REVERT] + [p for p in earlier if p != REVERT]
+    # entries written before adapters were recorded were bare [alpha, beta] pairs
+    return [e if isinstance(e, dict) else {"point": e, "adapter": None} for e in table.get(f"{old_hash}:{new_hash}", [])]
 
 
-def remember(cache: Path, old_hash: str, new_hash: str, best: tuple[float, float]) -> None:
+def known_points(cache: Path, old_hash: str, new_hash: str, adapter: str | None = None) -> list[tuple[float, float]]:
+    """The revert point, then the best points of the latest earlier searches on this base pair for other
+    adapters (a re-run of the same adapter must not start from its own answer)."""
+    earlier = [tuple(e["point"]) for e in _entries(cache, old_hash, new_hash) if adapter is None or e["adapter"] != adapter]
+    return [REVERT] + [p for p in earlier[-KEEP:][::-1] if p != REVERT]  # type: ignore[misc]
+
+
+def remember(cache: Path, old_hash: str, new_hash: str, best: tuple[float, float], adapter: str | None = None) -> None:
     path = _index(cache)
     table = json.loads(path.read_text()) if path.is_file() else {}
-    points = [p for p in table.get(f"{old_hash}:{new_hash}", []) if tuple(p) != best] + [list(best)]
-    table[f"{old_hash}:{new_hash}"] = points[-10:]
+    entries = [e for e in _entries(cache, old_hash, new_hash) if (tuple(e["point"]), e["adapter"]) != (best, adapter)]
+    table[f"{old_hash}:{new_hash}"] = [*entries, {"point": list(best), "adapter": adapter}][-10:]
     atomic_write(path, json.dumps(table, indent=1))

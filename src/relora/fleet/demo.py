@@ -39,7 +39,8 @@ def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[s
                         "test": str(task["test"])})
     fleet = {
         "old_base": str(old_base), "new_base": str(new_base), "out": str(root / "rollout"),
-        "defaults": {"method": DEFAULT_METHOD, "threshold": 0.8, "seed": 0,
+        # a service is ready when it is no worse than before the update, within one point
+        "defaults": {"method": DEFAULT_METHOD, "threshold": "old - 0.01", "seed": 0,
                      # a rollout wants each service ready, not trained to the end: stop at the threshold
                      "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12},
                                  "stop_when_ready": True}},

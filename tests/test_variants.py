@@ -39,14 +39,14 @@ def test_known_points_come_right_after_portllm_and_grow_with_each_search(world, 
     design = initial_design(cfg, 0, [REVERT, (0.3, 1.2)])
     assert design[:3] == [(0.0, 1.0), REVERT, (0.3, 1.2)] and len(design) == 4
     cache = tmp_path / "cache"
-    record = _run(world, tmp_path / "first", "relora", cache_dir=str(cache))
+    record = _run(world, tmp_path / "first", "relora-bo", cache_dir=str(cache))
     pair = (record.hashes["old_base"], record.hashes["new_base"])
     point = (record.alpha, record.beta)
     assert known_points(cache, *pair) == ([REVERT] if point == REVERT else [REVERT, point])
     assert known_points(cache, *pair, record.hashes["adapter"]) == [REVERT]  # not its own answer
     assert record.search_known_earlier == 0
     other = copy_adapter(world.adapter, tmp_path / "other-adapter")
-    second = _run(world, tmp_path / "second", "relora", cache_dir=str(cache), seed=1, adapter=str(other),
+    second = _run(world, tmp_path / "second", "relora-bo", cache_dir=str(cache), seed=1, adapter=str(other),
                   search={"trials": 12, "n_init": 3, "seeded_trials": 4, "raw_samples": 32, "ei_stop": 0})
     first_points = [(p.alpha, p.beta) for p in second.probes[:3]]
     assert first_points[:2] == [(0.0, 1.0), REVERT]
@@ -103,12 +103,14 @@ def test_gradient_strategy_lowers_validation_loss_from_the_bo_point(world, tmp_p
     """Per-group coefficients learned from BO's best point: D_val's loss at the learned point is lower,
     or the BO point is kept (the guard), and the adapter saved is the one the record describes."""
     cache = str(tmp_path / "cache")
-    bo = _run(world, tmp_path / "bo", "relora", cache_dir=cache, training={"steps": 0})
-    grad = _run(world, tmp_path / "grad", "relora-gradient", cache_dir=str(tmp_path / "cache2"),
+    bo = _run(world, tmp_path / "bo", "relora-bo", cache_dir=cache, training={"steps": 0})
+    grad = _run(world, tmp_path / "grad", "relora", cache_dir=str(tmp_path / "cache2"),
                 training={"steps": 0}, search={"trials": 6, "n_init": 3, "gradient_steps": 6, "gradient_lr": 0.1})
     assert grad.search_strategy == "gradient" and bo.search_strategy == "bo"
     learned = [p for p in grad.probes if p.stage == "gradient"]
-    assert len(learned) == 1 and learned[0].n_examples == grad.n_examples["val_search"] + 6 * grad.config["training"]["batch_size"]  # D_val plus the gradient batches
+    assert len(learned) == 1 and learned[0].n_examples == grad.n_examples["val_search"]  # judged on all of D_val
+    scored = sum(p.n_examples for p in grad.probes) + 6 * grad.config["training"]["batch_size"]
+    assert grad.search_examples_scored == scored  # the gradient steps' training batches count as scored
     start = min((p for p in grad.probes if p.stage == "rescore"), key=lambda p: p.val_loss)
     if grad.coefficients is None:  # the guard kept the start
         assert learned[0].val_loss >= start.val_loss and (grad.alpha, grad.beta) == (start.alpha, start.beta)
@@ -143,6 +145,9 @@ def test_search_stops_when_a_rescored_candidate_is_ready(world, tmp_path: Path) 
     calls.clear()
     never = run_search(bowl, cfg, 0, 100, progress=False, ready_at=0.95)
     assert never.ready is None and len(calls) > 4
-    record = _run(world, tmp_path / "r", "relora", threshold=0.05, stop_when_ready=True, cache_dir=str(tmp_path / "c"))
+    record = _run(world, tmp_path / "r", "relora-bo", threshold=0.05, stop_when_ready=True,
+                  cache_dir=str(tmp_path / "c"))
     assert record.steps == 0 and record.steps_to_ready == 0
     assert [p.stage for p in record.probes] == ["explore"] * 3 + ["rescore"]
+    grad = _run(world, tmp_path / "g", "relora", threshold=0.05, stop_when_ready=True, cache_dir=str(tmp_path / "c2"))
+    assert grad.steps == 0 and [p.stage for p in grad.probes] == ["explore"] * 2 + ["rescore"]  # no gradient steps

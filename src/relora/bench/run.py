@@ -64,7 +64,7 @@ TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
     "tiny": {"wn-topic": {"per_label_train": 12, "val": 24, "test": 24},
              "wn-relation": {"train": 48, "val": 24, "test": 24}, "wn-define": {"train": 48, "val": 24, "test": 24}},
 }
-RANKED = ("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora", "relora-gradient")
+RANKED = ("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora-bo", "relora")
 PROFILES = {
     "quick": Profile("quick"),
     # `relora demo`: the update is made stronger per step (6x the learning rate for a fifth of the updates),

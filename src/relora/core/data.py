@@ -124,6 +124,15 @@ def tokenize(
     return items
 
 
+def checked_labels(paths: dict[str, str], labels_given: list[str] | None) -> tuple[dict[str, list[Example]], list[str]]:
+    """Read the splits and the label set, and check every example's label against it."""
+    raw = {split: read_jsonl(p) for split, p in paths.items()}
+    labels = label_set(raw["train"], labels_given)
+    for split, examples in raw.items():
+        check_labels(paths[split], examples, labels)
+    return raw, labels
+
+
 def load_task(
     train_path: str,
     val_path: str,
@@ -137,10 +146,7 @@ def load_task(
     paths = {"train": train_path, "val": val_path}
     if test_path:
         paths["test"] = test_path
-    raw = {split: read_jsonl(p) for split, p in paths.items()}
-    labels = label_set(raw["train"], labels_given)
-    for split, examples in raw.items():
-        check_labels(paths[split], examples, labels)
+    raw, labels = checked_labels(paths, labels_given)
     items = {s: tokenize(ex, labels, tokenizer, template, max_length) for s, ex in raw.items()}
     check_distinct_answers(paths, raw, labels, items)
     return items, labels

@@ -112,6 +112,7 @@ class Found:
     stopped_early: bool
     per_module: dict[str, tuple[float, float]] | None = None
     groups: dict[str, tuple[float, float]] | None = None
+    train_examples: int = 0  # training examples through forward and backward (the gradient steps)
 
 
 class SearchedFusion(InitStrategy):
@@ -176,7 +177,7 @@ class SearchedFusion(InitStrategy):
             alpha=found.alpha, beta=found.beta, probes=found.probes, search_strategy=strategy,
             search_known_earlier=None if known is None else len([p for p in known if p != REVERT]),
             coefficients=found.groups, search_s=delta.seconds + found.seconds,
-            search_wall_s=time.perf_counter() - start, search_examples_scored=sum(p.n_examples for p in found.probes),
+            search_wall_s=time.perf_counter() - start, search_examples_scored=sum(p.n_examples for p in found.probes) + found.train_examples,
             search_stopped_early=found.stopped_early, fusion_dropped_energy=dropped, delta_cached=delta.cached,
             delta_dropped_energy_mean=sum(delta.dropped_energy.values()) / len(delta.dropped_energy),
             delta_relative_norm_mean=sum(delta.relative_delta.values()) / len(delta.relative_delta),
@@ -208,9 +209,8 @@ class SearchedFusion(InitStrategy):
         mean = [sum(c[i] for c in learned.coefficients.values()) / len(learned.coefficients) for i in (0, 1)]
         probe = Probe(mean[0], mean[1], res.loss, learned.seconds, time.perf_counter() - t0, len(loaded.val),
                       "gradient", val_accuracy=res.accuracy)
-        # the gradient steps' training examples count as scored: a forward and a backward each
-        probe = replace(probe, n_examples=probe.n_examples + learned.examples)
-        found = replace(found, probes=[*found.probes, probe], seconds=found.seconds + probe.propose_s + probe.eval_s)
+        found = replace(found, probes=[*found.probes, probe], seconds=found.seconds + probe.propose_s + probe.eval_s,
+                        train_examples=learned.examples)
         if res.loss >= first.val_loss:
             return found  # the start stays: the learned coefficients did not lower D_val's loss
         return replace(found, alpha=mean[0], beta=mean[1], per_module=per_module, groups=learned.coefficients)

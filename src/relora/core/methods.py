@@ -51,12 +51,13 @@ METHODS: dict[str, Method] = {
         Method("scratch", FreshLora(), True, False, "a fresh LoRA (PEFT default init), plain fine-tuning"),
         Method("portllm-ft", OldAdapter(), True, False, "the old adapter, then plain fine-tuning",
                frozenset({"VIII"})),
-        Method("relora", SearchedFusion("bo", design="known", balance="old"), True, True,
-               "BO-fused init started from known points (PortLLM, the revert point, earlier searches on this "
-               "base pair), the old adapter's factor balance, scheduled regularization"),
-        Method("relora-gradient", SearchedFusion("gradient", design="known", balance="old"), True, True,
-               "per-group (layer x module type) fusion coefficients learned by a few gradient steps from the best "
-               "known point, the old adapter's factor balance, scheduled regularization"),
+        Method("relora", SearchedFusion("gradient", design="known", balance="old"), True, True,
+               "per-group (layer x module type) fusion coefficients learned by a few Adam steps on training "
+               "batches from the best known point (PortLLM, the revert point, earlier searches for other adapters "
+               "on this base pair), the old adapter's factor balance, scheduled regularization"),
+        Method("relora-bo", SearchedFusion("bo", design="known", balance="old"), True, True,
+               "BO-fused init started from the known points, with a smaller budget once earlier searches exist, "
+               "the old adapter's factor balance, scheduled regularization"),
         Method("relora-paper", SearchedFusion("bo"), True, True,
                "the paper's exact algorithm: BO-fused init + scheduled regularization", frozenset({"IV", "VIII"})),
         Method("relora-no-sreg", SearchedFusion("bo"), True, False,

@@ -50,13 +50,13 @@ def job_device(record_device: str, assigned: list[str] | None) -> str:
 
 def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
-    from relora.core.data import label_set, read_jsonl
+    from relora.core.data import checked_labels
     from relora.core.inputs import score_adapter
     from relora.core.readapt import readapt
     from relora.io import cache_root
 
     cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)
-    labels = label_set(read_jsonl(cfg.train), cfg.data.labels)
+    _, labels = checked_labels({"train": cfg.train, "val": cfg.val}, cfg.data.labels)
     # The quality before the update comes first: a relative gate ("old - 0.01") needs it to stop when ready
     old_service = score_adapter(fleet.old_base, entry.path, cfg, labels, cache)
     threshold = fleet.gate_of(entry).resolve(old_service.accuracy)

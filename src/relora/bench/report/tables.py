@@ -128,9 +128,12 @@ def old_quality_race(cells: list[dict[str, Any]]) -> list[str]:
     lines = ["## Back to the old service's quality (the primary bar)", "",
              "Seconds from the start of re-adaptation (search included) until validation accuracy first reaches the "
              "old adapter's accuracy on the old base; mean ± std over the seeds that got there. The ratio is "
-             "PortLLM+FT's time over the method's, per seed where both got there (above 1: faster than PortLLM+FT).", "",
+             "PortLLM+FT's time over the method's, per seed where both got there (above 1: faster than PortLLM+FT). "
+             "Init val acc: the readiness check before any training step. Search share: the search's charged "
+             "seconds over the time to old quality.", "",
              *markdown_head("task", "update", "method", "seeds back", "time to old quality (s)", "steps",
-                            "vs portllm-ft (median)", "final val acc")]
+                            "vs portllm-ft (median)", "per-seed ratios", "init val acc", "probes", "search (s)",
+                            "search share", "final val acc")]
     grouped = groups(cells)
     for (task, corpus, cell), group in grouped.items():
         if not METHODS[group[0]["method"]].trains:
@@ -139,10 +142,17 @@ def old_quality_race(cells: list[dict[str, Any]]) -> list[str]:
         ratios = [f["restore_s"] / c["restore_s"] for f, c in zip(ft, group)
                   if f.get("restore_s") is not None and c.get("restore_s")]
         back = sum(c.get("restore_s") is not None for c in group)
+        searched = [c for c in group if c["probes"]]
+        share = [c["search_s"] / c["restore_s"] for c in searched if c.get("restore_s")]
         lines.append(f"| {task} | {corpus} | {cell} | {back}/{len(group)} | "
                      f"{stat([c.get('restore_s') for c in group], '.1f')} | "
                      f"{stat([c.get('restore_step') for c in group], '.0f')} | "
                      f"{format(statistics.median(ratios), '.2f') + 'x' if ratios else '-'} | "
+                     f"{', '.join(format(r, '.2f') for r in ratios) or '-'} | "
+                     f"{stat([c['events'][0]['val_accuracy'] for c in group])} | "
+                     f"{stat([len(c['probes']) for c in searched], '.1f') if searched else '-'} | "
+                     f"{stat([c['search_s'] for c in searched], '.1f') if searched else '-'} | "
+                     f"{stat(share, '.2f') if share else '-'} | "
                      f"{stat([c['metrics']['val_accuracy'] for c in group])} |")
     return lines
 

@@ -117,3 +117,11 @@ def test_bench_rejects_an_unknown_method_before_any_work(tmp_path: Path) -> None
     run = CliRunner().invoke(main, ["bench", "--methods", "relora,retrain", "--out", str(tmp_path / "b")])
     assert run.exit_code == 2 and "retrain" in run.output and "choose from" in run.output
     assert not (tmp_path / "b").exists()
+
+
+def test_every_bench_profile_is_a_cli_choice() -> None:
+    from relora.bench.run import PROFILES
+    from relora.cli.bench import bench_cmd
+
+    choices = next(p for p in bench_cmd.params if p.name == "profile").type.choices
+    assert set(choices) == set(PROFILES)

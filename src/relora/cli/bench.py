@@ -61,10 +61,11 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 
 
 @main.command("bench")
-@click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "full"]), default="quick",
+@click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "anchor-sweep", "full"]), default="quick",
               show_default=True,
               help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
-                   "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; "
+                   "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; anchor-sweep: relora "
+                   "at lambda1 from 1e-3 to 1e3, coupled and decoupled (one seed); "
                    "full: 3 tasks x 3 sources x 3 seeds, resumable.")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,

@@ -61,6 +61,14 @@ def test_every_method_writes_a_complete_run(world, tmp_path: Path, method: str) 
 def check_search(record: RunRecord, kind: str) -> None:
     explored = [p for p in record.probes if p.stage == "explore"]
     rescored = [p for p in record.probes if p.stage == "rescore"]
+    if kind == "gradient":  # the known points screened, the best re-scored, the learned point judged on D_val
+        assert [p.stage for p in record.probes] == ["explore"] * len(explored) + ["rescore", "gradient"]
+        start, learned = record.probes[-2:]
+        assert (start.alpha, start.beta) == min(((p.val_loss, p.alpha, p.beta) for p in explored))[1:]
+        kept = learned if record.coefficients else start
+        assert kept.val_loss == min(start.val_loss, learned.val_loss)
+        assert (record.alpha, record.beta) == (kept.alpha, kept.beta)
+        return
     if kind == "bo":  # screened exploration (EI may stop it early), then 3 re-scores on all of D_val
         assert len(explored) == 6 or (record.search_stopped_early and len(explored) >= 3)  # EI may stop after n_init
         assert len(rescored) == 3 and {p.n_examples for p in explored} == {record.n_examples["val_search"] // 4}

@@ -142,14 +142,14 @@ def old_quality_race(cells: list[dict[str, Any]]) -> list[str]:
         ratios = [f["restore_s"] / c["restore_s"] for f, c in zip(ft, group)
                   if f.get("restore_s") is not None and c.get("restore_s")]
         back = sum(c.get("restore_s") is not None for c in group)
-        searched = [c for c in group if c["probes"]]
+        searched = [c for c in group if c.get("probes")]
         share = [c["search_s"] / c["restore_s"] for c in searched if c.get("restore_s")]
         lines.append(f"| {task} | {corpus} | {cell} | {back}/{len(group)} | "
                      f"{stat([c.get('restore_s') for c in group], '.1f')} | "
                      f"{stat([c.get('restore_step') for c in group], '.0f')} | "
                      f"{format(statistics.median(ratios), '.2f') + 'x' if ratios else '-'} | "
                      f"{', '.join(format(r, '.2f') for r in ratios) or '-'} | "
-                     f"{stat([c['events'][0]['val_accuracy'] for c in group])} | "
+                     f"{stat([c['events'][0]['val_accuracy'] if c.get('events') else None for c in group])} | "
                      f"{stat([len(c['probes']) for c in searched], '.1f') if searched else '-'} | "
                      f"{stat([c['search_s'] for c in searched], '.1f') if searched else '-'} | "
                      f"{stat(share, '.2f') if share else '-'} | "

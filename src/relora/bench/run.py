@@ -26,6 +26,7 @@ from relora.provenance import provenance
 from relora.core.methods import BASE_ONLY, DEFAULT_METHOD, METHODS, SCRATCH
 from relora.core.readapt import readapt
 from relora.core.record import RunRecord, read_events
+from relora.core.scoring import negative_flip_rate
 from relora.bench.tasks import TASKS
 
 BASE_WHEELS = {"smollm2": SMOLLM2_WHEEL, "gemma3": GEMMA3_WHEEL}  # named old bases shipped as PyPI wheels
@@ -204,9 +205,8 @@ def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool
         training = common["training"] | {"lambda1": lam1, "lambda2": lam2, "anchor": anchor}
         rec = run_cell(common | {"method": DEFAULT_METHOD, "training": training,
                                  "out": str(where / f"relora-l{lam1}-{lam2}{suffix}")}, progress)
-        flips = sum(o and not n for o, n in zip(old["val_correct"], rec["val_correct"], strict=True))
         cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g} {anchor}", lambdas=(lam1, lam2), anchor=anchor,
-                          negative_flip_rate=flips / len(rec["val_correct"])))
+                          negative_flip_rate=negative_flip_rate(old["val_correct"], rec["val_correct"])))
     return cells
 
 

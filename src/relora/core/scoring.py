@@ -192,3 +192,9 @@ def _score_multi_token(
     per_token = [[s / len(c) for s, c in zip(sc, it.candidates, strict=True)] for sc, it in zip(scores, batch, strict=True)]
     hits_norm = [max(range(len(sc)), key=sc.__getitem__) == it.gold for sc, it in zip(per_token, batch, strict=True)]
     return nll, n, hits, hits_norm
+
+
+def negative_flip_rate(old_correct: list[bool], new_correct: list[bool]) -> float:
+    """The share of examples the old service got right and the new one gets wrong."""
+    flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True))
+    return flips / len(new_correct)

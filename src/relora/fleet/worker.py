@@ -34,12 +34,6 @@ def publish(run_dir: Path, target: Path) -> None:
             shutil.copy2(run_dir / name, tmp / name)
 
 
-def negative_flip_rate(old_correct: list[bool], new_correct: list[bool]) -> float:
-    """The share of D_val examples the old service got right and the new one gets wrong."""
-    flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True))
-    return flips / len(new_correct)
-
-
 def job_device(record_device: str, assigned: list[str] | None) -> str:
     """Where a job ran, as the ledger shows it: the torch device, the GPUs its process could see, and
     the GPUs its executor assigned (Ray), so a mis-pinned job is visible."""
@@ -53,6 +47,7 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
     from relora.core.data import checked_labels
     from relora.core.inputs import score_adapter
     from relora.core.readapt import readapt
+    from relora.core.scoring import negative_flip_rate
     from relora.io import cache_root
 
     cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)

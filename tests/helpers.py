@@ -220,3 +220,11 @@ def copy_adapter(adapter: Path, to: Path) -> Path:
     config = to / "adapter_config.json"
     config.write_text(config.read_text() + "\n")
     return to
+
+
+def write_probe(path: Path, blocks: int = 6, seed: int = 5) -> Path:
+    """An update probe for the tiny world: word-level text, one token per word, `blocks` 64-token blocks."""
+    rng = random.Random(seed)
+    words = [rng.choice(FILLER + [w for ws in CUES.values() for w in ws]) for _ in range(64 * blocks)]
+    path.write_text(" ".join(words) + "\n")
+    return path

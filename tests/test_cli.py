@@ -124,4 +124,6 @@ def test_every_bench_profile_is_a_cli_choice() -> None:
     from relora.cli.bench import bench_cmd
 
     choices = next(p for p in bench_cmd.params if p.name == "profile").type.choices
-    assert set(choices) == set(PROFILES)
+    from relora.showcase.race import RACE_PROFILES
+
+    assert set(choices) == set(PROFILES) | set(RACE_PROFILES)

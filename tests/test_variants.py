@@ -42,8 +42,8 @@ def test_known_points_come_right_after_portllm_and_grow_with_each_search(world, 
     record = _run(world, tmp_path / "first", "relora-bo", cache_dir=str(cache))
     pair = (record.hashes["old_base"], record.hashes["new_base"])
     point = (record.alpha, record.beta)
-    assert known_points(cache, *pair) == ([REVERT] if point == REVERT else [REVERT, point])
-    assert known_points(cache, *pair, record.hashes["adapter"]) == [REVERT]  # not its own answer
+    assert known_points(cache, "relora-bo", *pair) == ([REVERT] if point == REVERT else [REVERT, point])
+    assert known_points(cache, "relora-bo", *pair, record.hashes["adapter"]) == [REVERT]  # not its own answer
     assert record.search_known_earlier == 0
     other = copy_adapter(world.adapter, tmp_path / "other-adapter")
     second = _run(world, tmp_path / "second", "relora-bo", cache_dir=str(cache), seed=1, adapter=str(other),

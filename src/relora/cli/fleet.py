@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from relora.cli.app import main, one_line_errors, require_extra
+from relora.cli.app import main, one_line_errors, parse_methods, parse_seeds, require_extra
 
 
 @main.command("rollout")
@@ -61,12 +61,36 @@ def report_cmd(out: str, ledger: str | None) -> None:
     click.echo(str(write_fleet_report(out, url=ledger)))
 
 
+@main.command("race")
+@click.argument("fleet_file", metavar="FLEET.yaml")
+@click.option("--out", required=True, help="Where each (seed, method) rollout, summary.json and report.md go.")
+@click.option("--methods", help="Comma-separated methods (default: portllm,portllm-ft,relora-paper,relora).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@one_line_errors
+def race_cmd(fleet_file: str, out: str, methods: str | None, seeds: str, quiet: bool) -> None:
+    """Roll one fleet out once per method and seed, each with its own cache, and compare them.
+
+    Every method gets the fleet's gate, budgets and stop-when-ready; the report gives each
+    method's compute to all final, share ready at zero steps, time to ready, services never
+    ready, quality against the old service, negative flips and update retention. Resumable.
+    """
+    require_extra("fleet", "sqlalchemy", "matplotlib")
+    from relora.fleet.config import load_fleet
+    from relora.fleet.race import RACE_METHODS, run_race
+
+    summary = run_race(load_fleet(fleet_file), out, parse_methods(methods) or RACE_METHODS, parse_seeds(seeds) or (0,),
+                       progress=not quiet)
+    click.echo(json.dumps({m: {k: v for k, v in info.items() if k != "per_seed"}
+                           for m, info in summary["methods"].items()}, indent=2))
+
+
 @main.command("fleet-demo")
 @click.option("--out", default="runs/fleet", show_default=True, help="Where the demo fleet is built.")
 @one_line_errors
 def fleet_demo_cmd(out: str) -> None:
     """Build the demo fleet (8 WordNet services on SmolLM2) and print its fleet.yaml path."""
     require_extra("fleet", "sqlalchemy", "matplotlib")
-    from relora.fleet.demo import build_demo_fleet
+    from relora.showcase.demo import build_demo_fleet
 
     click.echo(str(build_demo_fleet(out)))

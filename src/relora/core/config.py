@@ -22,10 +22,12 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     template: str = "{text}\nAnswer:"
     labels: list[str] | None = None  # default: sorted distinct labels of the train file
-    val_size: int = Field(512, gt=0)  # D_val: the search objective (and the readiness checks, unless ready_size)
-    # Readiness checks on examples the search never scored: a seeded sample of this many validation
-    # examples disjoint from D_val. None: D_val itself, as the paper does.
-    ready_size: int | None = Field(None, gt=0)
+    val_size: int = Field(512, gt=0)  # D_val: the search's objective, drawn from what the gate set leaves
+    # The gate set: readiness, stop_when_ready, fleet gates, flips and the old-service measures are judged on
+    # this many validation examples that no probe, gradient step or guard scored. None: half the validation
+    # file, at most 256; 0: D_val itself, as the paper does (the record then says "judged on D_val").
+    ready_size: int | None = Field(None, ge=0)
+    probe_blocks: int = Field(16, gt=0)  # at most this many 64-token blocks of update_probe are scored
     max_length: int = Field(256, gt=8)  # prompt tokens kept (left-truncated)
 
     @field_validator("template")
@@ -114,6 +116,8 @@ class ReadaptConfig(_Strict):
     train: str
     val: str
     test: str | None = None
+    # Update retention: LM loss on this text (or JSONL "text") file, of the kind the base update was made for
+    update_probe: str | None = None
     out: str
     method: str = "relora"  # a name in relora.core.methods.METHODS (DEFAULT_METHOD)
     threshold: float | None = Field(None, gt=0.0, le=1.0)

@@ -24,7 +24,7 @@ from relora.core.ops import LowRank, fuse_factors, rebalance
 from relora.core.scoring import evaluate
 from relora.core.search import Objective, Probe, run_search
 from relora.core.search.gradient import FusionTerms, group_of, learn_coefficients
-from relora.core.search.known import REVERT, known_points, remember
+from relora.core.search.known import REVERT, KnownPoint, earlier, known_points, remember
 from relora.core.weights import WeightReader
 
 if TYPE_CHECKING:  # the config module validates method names against the registry, which imports this
@@ -157,9 +157,11 @@ class SearchedFusion(InitStrategy):
 
         pair, adapter = (loaded.hashes["old_base"], loaded.hashes["new_base"]), loaded.hashes["adapter"]
         uses_known = self.design == "known" or strategy == "gradient"
-        known = known_points(ctx.cache, *pair, adapter) if uses_known else None
+        # keyed by method: no method starts from another's answer without paying for its search
+        known = known_points(ctx.cache, cfg.method, *pair, adapter) if uses_known else None
         if strategy == "gradient":
-            found = self._gradient(ctx, objective, delta, old, known, ready_at)
+            priors = [k.groups for k in earlier(ctx.cache, cfg.method, *pair, adapter) if k.groups]
+            found = self._gradient(ctx, objective, delta, old, known, priors, ready_at)
         else:
             search = cfg.search
             if known is not None and len(known) > 1:  # earlier searches found the basin: a smaller budget
@@ -168,7 +170,8 @@ class SearchedFusion(InitStrategy):
                                 search_store(ctx, self.store_kind(strategy), known), ctx.progress, known, ready_at)
             found = Found(result.best.alpha, result.best.beta, result.probes, result.seconds, result.stopped_early)
         if uses_known:  # the paper's search starts from no known points, so it does not feed them either
-            remember(ctx.cache, *pair, (found.alpha, found.beta), adapter)
+            end = KnownPoint(groups=found.groups) if found.groups else KnownPoint((found.alpha, found.beta))
+            remember(ctx.cache, cfg.method, *pair, end, adapter)  # only what was evaluated
         factors, dropped = fused_init(found.alpha, found.beta, delta, old, loaded.spec, balanced, found.per_module)
         set_factors(model, factors)
         # Probes may come from the store (resumed or shared with another method): charge
@@ -184,9 +187,11 @@ class SearchedFusion(InitStrategy):
         )
 
     def _gradient(self, ctx: InitContext, objective: Objective, delta: DeltaProjection, old: LoraAdapter,
-                  known: list[tuple[float, float]] | None, ready_at: float | None) -> Found:
-        """Score PortLLM and the known points, re-score the best on all of D_val (the start), learn
-        per-group coefficients from it, and keep them when they beat the start on all of D_val."""
+                  known: list[tuple[float, float]] | None, priors: list[dict[str, tuple[float, float]]],
+                  ready_at: float | None) -> Found:
+        """Score PortLLM and the known points, re-score the best on all of D_val; score earlier searches'
+        per-group coefficients on all of D_val; learn per-group coefficients from the best of these (the
+        start), and keep them when they beat the start on all of D_val."""
         cfg, loaded, s = ctx.cfg, ctx.loaded, ctx.cfg.search
         n_design = 1 + len(known or [])
         design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
@@ -198,22 +203,42 @@ class SearchedFusion(InitStrategy):
             return found
         layers = lora_modules(ctx.model)
         groups = {m: group_of(m, s.groups) for m in layers}
+        balanced = self.balance == "old"
+        start: tuple[float, float] | dict[str, tuple[float, float]] = (first.alpha, first.beta)
+        start_loss = first.val_loss
+        for prior in (p for p in priors if set(p) == set(groups.values())):  # learned with the same grouping
+            probe = self._score_groups(ctx, delta, old, groups, prior, balanced, "known-groups", 0.0)
+            found = replace(found, probes=[*found.probes, probe], seconds=found.seconds + probe.eval_s)
+            if probe.val_loss < start_loss:
+                start, start_loss = prior, probe.val_loss
+                found = replace(found, alpha=probe.alpha, beta=probe.beta, groups=prior,
+                                per_module={m: prior[g] for m, g in groups.items()})
+                if ready_at is not None and (probe.val_accuracy or 0.0) >= ready_at:
+                    return found
         learned = learn_coefficients(
-            ctx.model, layers, FusionTerms(delta.factors, old.factors, old.scaling), groups, (first.alpha, first.beta),
+            ctx.model, layers, FusionTerms(delta.factors, old.factors, old.scaling), groups, start,
             loaded.items["train"], loaded.pad_id, s.gradient_steps, cfg.training.batch_size,
             cfg.training.micro_batch_size, s.gradient_lr, (s.alpha_bounds, s.beta_bounds), cfg.seed, ctx.progress)
-        per_module = {m: learned.coefficients[g] for m, g in groups.items()}
-        t0 = time.perf_counter()
-        set_factors(ctx.model, fused_init(0, 0, delta, old, loaded.spec, self.balance == "old", per_module)[0])
-        res = evaluate(ctx.model, loaded.val, loaded.pad_id, cfg.training.eval_batch_size)
-        mean = [sum(c[i] for c in learned.coefficients.values()) / len(learned.coefficients) for i in (0, 1)]
-        probe = Probe(mean[0], mean[1], res.loss, learned.seconds, time.perf_counter() - t0, len(loaded.val),
-                      "gradient", val_accuracy=res.accuracy)
+        probe = self._score_groups(ctx, delta, old, groups, learned.coefficients, balanced, "gradient", learned.seconds)
         found = replace(found, probes=[*found.probes, probe], seconds=found.seconds + probe.propose_s + probe.eval_s,
                         train_examples=learned.examples)
-        if res.loss >= first.val_loss:
+        if probe.val_loss >= start_loss:
             return found  # the start stays: the learned coefficients did not lower D_val's loss
-        return replace(found, alpha=mean[0], beta=mean[1], per_module=per_module, groups=learned.coefficients)
+        return replace(found, alpha=probe.alpha, beta=probe.beta, groups=learned.coefficients,
+                       per_module={m: learned.coefficients[g] for m, g in groups.items()})
+
+    @staticmethod
+    def _score_groups(ctx: InitContext, delta: DeltaProjection, old: LoraAdapter, groups: dict[str, str],
+                      coefficients: dict[str, tuple[float, float]], balanced: bool, stage: str,
+                      propose_s: float) -> Probe:
+        """Per-group coefficients scored on all of D_val; the probe shows their mean (alpha, beta)."""
+        t0 = time.perf_counter()
+        per_module = {m: coefficients[g] for m, g in groups.items()}
+        set_factors(ctx.model, fused_init(0, 0, delta, old, ctx.loaded.spec, balanced, per_module)[0])
+        res = evaluate(ctx.model, ctx.loaded.val, ctx.loaded.pad_id, ctx.cfg.training.eval_batch_size)
+        mean = [sum(c[i] for c in coefficients.values()) / len(coefficients) for i in (0, 1)]
+        return Probe(mean[0], mean[1], res.loss, propose_s, time.perf_counter() - t0, len(ctx.loaded.val), stage,
+                     val_accuracy=res.accuracy)
 
 
 def fused_init(

@@ -7,17 +7,21 @@ readapt, the fleet's service measurements and perf all score the same examples.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
-from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, sample, tokenize
+from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, tokenize
 from relora.core.device import resolve_device, resolve_dtype
 from relora.core.methods import Method
 from relora.core.models import load_tokenizer, shared_model
 from relora.core.resolve import resolve_base
+from relora.core.retention import probe_blocks
 from relora.core.scoring import EvalResult, evaluate
 from relora.core.weights import WeightReader, check_finite, check_same_architecture, check_targets_exist, model_files
 from relora.errors import InputError
@@ -36,29 +40,53 @@ class Loaded:
     old_adapter: LoraAdapter | None
     spec: LoraAdapter  # the output adapter's shape (no factors)
     hashes: dict[str, str]
+    probe: torch.Tensor | None = None  # update_probe's token blocks (retention)
+    probe_old_dir: Path | None = None  # the old base, for the old service's loss on the probe
 
 
-def _d_val_positions(n: int, cfg: ReadaptConfig) -> list[int]:
-    return sample(list(range(n)), cfg.data.val_size, cfg.seed)
+GATE_MAX = 256  # the default gate set: half of the validation file, at most this many examples
+MIN_SPLIT = 4  # each side of the split needs at least this many examples to mean anything
 
 
-def d_val(val_items: list[ScoringItem], cfg: ReadaptConfig) -> list[ScoringItem]:
-    """The seeded D_val sample of the validation split: the search's objective."""
-    return [val_items[i] for i in _d_val_positions(len(val_items), cfg)]
+def gate_size(n: int, cfg: ReadaptConfig) -> int:
+    """How many validation examples judge readiness: data.ready_size, else half the file (at most 256); 0: none
+    (readiness is then judged on D_val, the search's own examples)."""
+    return cfg.data.ready_size if cfg.data.ready_size is not None else min(n // 2, GATE_MAX)
+
+
+def split_positions(n: int, cfg: ReadaptConfig, path: str | Path | None = None) -> tuple[list[int], list[int] | None]:
+    """(D_val, gate set) positions in a validation file of n examples, both seeded and shuffled. The gate set
+    is drawn first and D_val from what is left, so no probe, gradient step or keep/reject guard ever scores a
+    gate example. A file too small to split is refused, naming the numbers."""
+    k = gate_size(n, cfg)
+    if k == 0:
+        return random.Random(cfg.seed).sample(range(n), min(cfg.data.val_size, n)), None
+    if k < MIN_SPLIT or n - k < MIN_SPLIT:
+        raise InputError(path, f"has {n} validation examples; a gate set of {k} and a disjoint D_val need at least "
+                         f"{MIN_SPLIT} each ({max(k, MIN_SPLIT) + MIN_SPLIT} in all)",
+                         "add validation examples, set data.ready_size to fit, or data.ready_size=0 to judge on D_val")
+    gate = random.Random(cfg.seed + 1).sample(range(n), k)
+    taken = set(gate)
+    rest = [i for i in range(n) if i not in taken]
+    return random.Random(cfg.seed).sample(rest, min(cfg.data.val_size, len(rest))), gate
+
+
+def d_val(val_items: list[ScoringItem], cfg: ReadaptConfig, path: str | Path | None = None) -> list[ScoringItem]:
+    """The seeded D_val sample of the validation split: the search's objective (its order is random, so its
+    first n examples are a random screening subset)."""
+    return [val_items[i] for i in split_positions(len(val_items), cfg, path)[0]]
 
 
 def readiness_set(val_items: list[ScoringItem], cfg: ReadaptConfig, path: str | Path | None = None) -> list[ScoringItem]:
-    """The examples readiness is judged on: D_val, or with data.ready_size a seeded sample the search
-    never scored (disjoint from D_val), so a searched init is not judged on what it was tuned on."""
-    if cfg.data.ready_size is None:
-        return d_val(val_items, cfg)
-    searched = set(_d_val_positions(len(val_items), cfg))
-    rest = [i for i in range(len(val_items)) if i not in searched]
-    if len(rest) < cfg.data.ready_size:
-        raise InputError(path, f"has {len(val_items)} examples; D_val ({cfg.data.val_size}) and a disjoint readiness "
-                         f"set ({cfg.data.ready_size}) need {cfg.data.val_size + cfg.data.ready_size}",
-                         "lower data.val_size or data.ready_size, or add validation examples")
-    return [val_items[i] for i in sample(rest, cfg.data.ready_size, cfg.seed + 1)]
+    """The examples readiness, gates, flips and the old-service and fallback measures are judged on: the gate set,
+    disjoint from D_val; with data.ready_size=0, D_val itself (as the paper does)."""
+    searched, gate = split_positions(len(val_items), cfg, path)
+    return [val_items[i] for i in (searched if gate is None else gate)]
+
+
+def judged_on(cfg: ReadaptConfig) -> str:
+    """What the record says readiness was judged on."""
+    return "D_val" if cfg.data.ready_size == 0 else "gate set"
 
 
 def output_spec(cfg: ReadaptConfig, old: LoraAdapter | None) -> LoraAdapter:
@@ -79,7 +107,7 @@ def input_hashes(cfg: ReadaptConfig, new_dir: Path, old_dir: Path | None, old: L
         hashes["old_base"] = content_hash(model_files(old_dir), cache)
     if old is not None and old.path is not None:
         hashes["adapter"] = content_hash([old.path / "adapter_config.json", old.path / "adapter_model.safetensors"], cache)
-    for split in ("train", "val", "test"):
+    for split in ("train", "val", "test", "update_probe"):
         if getattr(cfg, split):
             hashes[split] = content_hash([Path(getattr(cfg, split))], cache)
     return hashes
@@ -109,8 +137,10 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     check_finite_once(new_reader, hashes["new_base"], cache)
     if old_dir is not None:
         check_finite_once(WeightReader(old_dir), hashes["old_base"], cache)
+    probe = probe_blocks(cfg.update_probe, tok, cfg.data.probe_blocks) if cfg.update_probe else None
     return Loaded(new_dir, old_dir if method.needs_old_base else None, int(tok.pad_token_id), items,
-                  d_val(items["val"], cfg), readiness_set(items["val"], cfg, cfg.val), labels, old, spec, hashes)
+                  d_val(items["val"], cfg, cfg.val), readiness_set(items["val"], cfg, cfg.val), labels, old, spec, hashes,
+                  probe, old_dir)
 
 
 def check_same_tokenizer(old_dir: Path, new_tok: Tokenizer, new_dir: Path) -> None:

@@ -18,11 +18,12 @@ from relora.core.config import ReadaptConfig
 from relora.core.device import (compute_dtype, model_device, peak_memory_mb, reset_peak_memory, resolve_device,
                                 resolve_dtype)
 from relora.core.init import InitContext
-from relora.core.inputs import Loaded, load_inputs
+from relora.core.inputs import Loaded, judged_on, load_inputs
 from relora.core.methods import METHODS, Method
 from relora.core.models import shared_model
 from relora.core.outputs import EventLog, RunDir
 from relora.core.record import EVENTS_FILE, Metrics, RunRecord
+from relora.core.retention import Retention, adapter_loss, cached_loss, retention_value
 from relora.core.scoring import evaluate
 from relora.core.train import Schedule, train
 from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
@@ -82,16 +83,41 @@ def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, run: Run
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base
     try:
-        return _run(cfg, method, loaded, model, run, cache, time.perf_counter() - t_load, progress)
+        record = _run(cfg, method, loaded, model, run, cache, time.perf_counter() - t_load, progress)
     finally:
         if model is not base:
             model.unload()  # remove the LoRA layers so the shared base is clean for the next adapter
+    if loaded.probe is not None:
+        # measured after the run, on the adapter as saved, the same way as the old one: PortLLM's is exactly 1
+        record.retention = measure_retention(cfg, loaded, run.work if method.has_adapter else None, cache, device,
+                                             compute_dtype(base))
+        record.save(run.work)
+    return record
+
+
+def measure_retention(cfg: ReadaptConfig, loaded: Loaded, run_adapter: Path | None, cache: Path,
+                      device: torch.device, dtype: torch.dtype) -> Retention | None:
+    """The update probe's LM loss for the old service, PortLLM and the new service; None without an old base
+    and an old adapter to compare with."""
+    h = loaded.hashes
+    if loaded.probe is None or loaded.probe_old_dir is None or "adapter" not in h or not cfg.adapter:
+        return None
+    blocks, seed = loaded.probe, cfg.seed
+    common = f"{h['update_probe']}:{len(blocks)}:{device.type}:{dtype}"
+    loss_old = cached_loss(cache, f"{h['old_base']}:{h['adapter']}:{common}",
+                           lambda: adapter_loss(loaded.probe_old_dir, cfg.adapter, blocks, device, dtype, seed))
+    loss_portllm = cached_loss(cache, f"{h['new_base']}:{h['adapter']}:{common}",
+                               lambda: adapter_loss(loaded.new_dir, cfg.adapter, blocks, device, dtype, seed))
+    loss_new = adapter_loss(loaded.new_dir, run_adapter, blocks, device, dtype, seed)
+    return Retention(value=retention_value(loss_old, loss_portllm, loss_new), loss_old=loss_old,
+                     loss_portllm=loss_portllm, loss_new=loss_new, blocks=len(blocks), probe_hash=h["update_probe"])
 
 
 def _run(
     cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Module, run: RunDir, cache: Path,
     load_s: float, progress: bool,
 ) -> RunRecord:
+    cpu_start = time.process_time()
     info = method.initialize(InitContext(cfg, loaded, model, cache, progress))
     clock = time.perf_counter() - info.search_s  # wall_s counts the search's (recorded) cost
     events = EventLog(run.path(EVENTS_FILE))
@@ -103,6 +129,7 @@ def _run(
         run.discard()
         raise InputError(cfg.train, f"training diverged ({exc})", "lower training.lr or check the data") from exc
     total_s = time.perf_counter() - clock  # search (as charged) + training
+    cpu_s = time.process_time() - cpu_start  # this process's CPU seconds in the search and training (all threads)
     final = outcome.events[-1]
     metrics = Metrics(val_accuracy=final.val_accuracy, val_loss=final.val_loss,
                       val_accuracy_norm=outcome.final_accuracy_norm)
@@ -113,7 +140,7 @@ def _run(
         save_adapter(model, run.work, cfg.new_base)
     record = RunRecord(
         **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
-        threshold=cfg.threshold, steps=outcome.steps_done, train_s=outcome.train_s, total_s=total_s, load_s=load_s,
+        threshold=cfg.threshold, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s, train_s=outcome.train_s, total_s=total_s, load_s=load_s,
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
         n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val),
                                                                      "val_ready": len(loaded.ready)},

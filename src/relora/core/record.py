@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from relora.core.init import InitInfo
+from relora.core.retention import Retention
 from relora.core.train import Event
 from relora.io import atomic_write
 
@@ -40,6 +41,9 @@ class RunRecord(InitInfo):
     time_to_ready_s: float | None  # from the start of re-adaptation, search included
     steps_to_ready: int | None
     threshold: float | None
+    # the examples readiness and gates were judged on: "gate set" (disjoint from D_val; n_examples["val_ready"])
+    # or "D_val" (data.ready_size 0: the search's own examples). Records before gate sets: D_val unless ready_size
+    judged_on: str = "D_val"
     steps: int
     train_s: float
     total_s: float
@@ -56,6 +60,8 @@ class RunRecord(InitInfo):
     device: str = "cpu"  # where it ran, and the frozen base's dtype (records before devices: CPU, float32)
     dtype: str = "float32"
     peak_device_memory_mb: float | None = None  # CUDA's peak allocation; None on the CPU (see peak_rss_mb)
+    cpu_s: float | None = None  # CPU seconds (all threads) of the search and training in this process
+    retention: Retention | None = None  # the update kept (update_probe); None without a probe
 
     @field_validator("val_correct", mode="before")
     @classmethod

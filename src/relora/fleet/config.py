@@ -86,6 +86,8 @@ class FleetDefaults(_Strict):
     def _known_method(cls, name: str) -> str:
         return method_named(name).name
     threshold: float | str = 0.8  # a fixed accuracy, or "old - 0.01": the old service's own quality minus 0.01
+    # publish only a service that kept at least this share of the update (needs update_probe)
+    min_retention: float | None = Field(None, le=1.0)
     seed: int = 0
     _gate = field_validator("threshold")(_valid_gate)
     readapt: dict[str, Any] = {}  # any ReadaptConfig keys: training.*, search.*, data.*
@@ -102,6 +104,7 @@ class FleetConfig(_Strict):
     old_base: str
     new_base: str
     out: str
+    update_probe: str | None = None  # text of the kind the update was made for: every job measures retention
     defaults: FleetDefaults = FleetDefaults()
     adapters: list[AdapterEntry] = Field(min_length=1)
     executor: Literal["local", "ray"] = "local"
@@ -128,6 +131,12 @@ class FleetConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _retention_needs_a_probe(self) -> FleetConfig:
+        if self.defaults.min_retention is not None and not self.update_probe:
+            raise ValueError("defaults.min_retention needs update_probe: a text file of the kind the update was for")
+        return self
+
+    @model_validator(mode="after")
     def _readapt_keys_valid(self) -> FleetConfig:
         for entry in self.adapters:
             self.readapt_config(entry)  # fails here, once, rather than mid-rollout
@@ -148,6 +157,7 @@ class FleetConfig(_Strict):
         tree = deep_merge(self.defaults.readapt, {
             "old_base": self.old_base, "new_base": self.new_base, "adapter": entry.path, "train": entry.train,
             "val": entry.val, "test": entry.test, "out": str(Path(self.out) / "runs" / entry.name),
+            "update_probe": self.update_probe,
             "method": self.method_of(entry), "seed": self.defaults.seed,
             "threshold": threshold if threshold is not None else self.gate_of(entry).absolute,
             "force": True, "cache_dir": self.cache_dir,
@@ -162,10 +172,10 @@ def load_fleet(path: str) -> FleetConfig:
         for key in ("path", "train", "val", "test"):
             if isinstance(entry, dict) and isinstance(entry.get(key), str) and not Path(entry[key]).is_absolute():
                 entry[key] = str(base / entry[key])
-    for key in ("old_base", "new_base", "out"):
+    for key in ("old_base", "new_base", "out", "update_probe"):
         value = tree.get(key)
         relative = isinstance(value, str) and not Path(value).is_absolute()
-        if relative and (key == "out" or (base / value).exists()):  # a hub id stays as written
+        if relative and (key in ("out", "update_probe") or (base / value).exists()):  # a hub id stays as written
             tree[key] = str(base / value)
     try:
         return FleetConfig.model_validate(tree)

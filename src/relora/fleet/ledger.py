@@ -51,6 +51,10 @@ adapters = Table(
     Column("steps", Integer),  # training steps taken (0: ready from the searched init)
     Column("probes", Integer),  # search probes scored
     Column("known_earlier", Integer),  # earlier searches' points on this base update that seeded its search
+    Column("judged_on", String(20)),  # "gate set" (validation examples no probe scored) or "D_val"
+    Column("gate_examples", Integer),  # how many examples judged readiness, the gate, flips and the old service
+    Column("retention", Float),  # the update kept: 1 as PortLLM, 0 reverted; None without an update probe
+    Column("cpu_s", Float),  # CPU seconds (all threads) of the search and training
     Column("device", Text),  # where the job ran: torch device, visible and assigned GPUs
     Column("output_path", Text),
     Column("error", Text),

@@ -14,7 +14,8 @@ from relora.tables import markdown_table
 from relora.fleet.ledger import Ledger
 
 COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
-           "threshold", "negative_flip_rate", "steps", "probes", "time_to_ready_s", "total_s", "alpha", "beta", "device")
+           "threshold", "negative_flip_rate", "retention", "steps", "probes", "time_to_ready_s", "total_s", "alpha", "beta",
+           "judged_on", "gate_examples", "device")
 
 
 def open_ledger(out: str, url: str | None = None) -> Ledger:
@@ -83,12 +84,25 @@ def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: f
                                "max": ready_times[-1] if ready_times else None, "n": len(ready_times)},
            "mean_negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in done) if done else None,
            "ready_at_zero_steps": sum(r["state"] == "ready" and r.get("steps") == 0 for r in done),
+           "retention": retention_summary(done), "judged_on": judged_line(done),
            "probes": probes_by_seeding(done)}
     if scratch_steps and per_step_s:
         # Scratch baseline estimate: every adapter retrained for the full E_total steps at this
         # rollout's measured seconds per step, with no search. It is a lower bound for Scratch.
         out["scratch_estimate_hours"] = per_step_s * scratch_steps * len(rows) / 3600
     return out
+
+
+def retention_summary(done: list[dict[str, Any]]) -> tuple[float, float, int] | None:
+    """(mean, worst, services measured) of the update kept; None when no job had an update probe."""
+    values = [r["retention"] for r in done if r.get("retention") is not None]
+    return (statistics.fmean(values), min(values), len(values)) if values else None
+
+
+def judged_line(done: list[dict[str, Any]]) -> str:
+    """Which examples judged readiness, the gates, flips and the old service, and how many per service."""
+    kinds = sorted({f"{r.get('judged_on') or 'D_val'} ({r.get('gate_examples') or '?'} examples)" for r in done})
+    return ", ".join(kinds) or "-"
 
 
 def probes_by_seeding(done: list[dict[str, Any]]) -> dict[str, tuple[float, int] | None]:
@@ -100,6 +114,14 @@ def probes_by_seeding(done: list[dict[str, Any]]) -> dict[str, tuple[float, int]
         counts = [r["probes"] for r in picked if r.get("probes")]
         out[key] = (statistics.fmean(counts), len(counts)) if counts else None
     return out
+
+
+def _retention_line(retention: tuple[float, float, int] | None) -> str:
+    if retention is None:
+        return "Update retention: not measured (no update_probe)"
+    mean, worst, n = retention
+    return (f"Update retention (1: the update kept as PortLLM keeps it, 0: reverted): mean {mean:.3f}, "
+            f"worst {worst:.3f} over {n} services")
 
 
 def _probes_line(info: dict[str, Any], n: int) -> str:
@@ -128,7 +150,9 @@ def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | No
         + (f"; Scratch estimate {scratch:.3f} h (same steps, no search)" if scratch is not None else ""), "",
         f"Time to ready: median {_fmt(info['time_to_ready_s']['median'])} s, max {_fmt(info['time_to_ready_s']['max'])} s "
         f"over {info['time_to_ready_s']['n']} adapters", "",
-        f"Mean negative-flip rate (old service right, new one wrong, on D_val): {_fmt(info['mean_negative_flip_rate'])}", "",
+        f"Readiness, gates, flips and the old service judged on: {info['judged_on']}", "",
+        f"Mean negative-flip rate (old service right, new one wrong): {_fmt(info['mean_negative_flip_rate'])}", "",
+        _retention_line(info["retention"]), "",
         _probes_line(info, len(rows)), "",
         "Below-threshold adapters are not published; their service keeps the old adapter (PortLLM fallback), whose "
         "measured quality is `fallback_val_accuracy`.", "",
@@ -136,7 +160,7 @@ def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | No
         markdown_table(table), "", *[f"![{p.stem}]({p.name})" for p in plots], "",
     ]
     atomic_write(root / "fleet_report.md", "\n".join(text))
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:13] if line) + html_table(table)
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:17] if line) + html_table(table)
     body += "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in plots)
     atomic_write(root / "fleet_report.html", f"<!doctype html><html><head><meta charset='utf-8'><title>relora fleet"
                                             f"</title></head><body><h1>relora fleet report</h1>{body}</body></html>\n")

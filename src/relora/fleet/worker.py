@@ -66,14 +66,27 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
         "val_accuracy": record.metrics.val_accuracy, "test_accuracy": record.metrics.test_accuracy,
         "old_service_val_accuracy": old_service.accuracy, "fallback_val_accuracy": fallback.accuracy,
         "negative_flip_rate": negative_flip_rate(old_service.correct, record.val_correct),
+        "judged_on": record.judged_on, "gate_examples": record.n_examples.get("val_ready"),
+        "retention": record.retention.value if record.retention else None, "cpu_s": record.cpu_s,
         "device": job_device(record.device, assigned),
     }
-    if record.metrics.val_accuracy >= threshold:
+    kept = retention_ok(fleet.defaults.min_retention, fields["retention"])
+    if record.metrics.val_accuracy >= threshold and kept:
         target = Path(fleet.out) / "published" / entry.name
         publish(Path(cfg.out), target)
         return "ready", fields | {"output_path": str(target)}
-    return "below-threshold", fields | {"output_path": None,
-                                        "error": "below threshold: serve the old adapter (PortLLM fallback)"}
+    why = "below threshold" if kept else f"kept too little of the update (retention {_fmt(fields['retention'])} < " \
+                                          f"min_retention {fleet.defaults.min_retention})"
+    return "below-threshold", fields | {"output_path": None, "error": f"{why}: serve the old adapter (PortLLM fallback)"}
+
+
+def retention_ok(minimum: float | None, retention: float | None) -> bool:
+    """A fleet may require a share of the update kept; an unmeasurable retention does not pass such a gate."""
+    return minimum is None or (retention is not None and retention >= minimum)
+
+
+def _fmt(value: float | None) -> str:
+    return "unmeasured" if value is None else f"{value:.2f}"
 
 
 def _heartbeat(ledger: Ledger, name: str, worker: str, lease_s: float, stop: threading.Event) -> None:

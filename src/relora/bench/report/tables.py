@@ -130,10 +130,11 @@ def old_quality_race(cells: list[dict[str, Any]]) -> list[str]:
              "old adapter's accuracy on the old base; mean ± std over the seeds that got there. The ratio is "
              "PortLLM+FT's time over the method's, per seed where both got there (above 1: faster than PortLLM+FT). "
              "Init val acc: the readiness check before any training step. Search share: the search's charged "
-             "seconds over the time to old quality.", "",
+             "seconds over the time to old quality. Retention: the update kept on a held-out slice of its corpus (1: "
+             "as PortLLM keeps it, 0: reverted).", "",
              *markdown_head("task", "update", "method", "seeds back", "time to old quality (s)", "steps",
                             "vs portllm-ft (median)", "per-seed ratios", "init val acc", "probes", "search (s)",
-                            "search share", "final val acc")]
+                            "search share", "final val acc", "retention")]
     grouped = groups(cells)
     for (task, corpus, cell), group in grouped.items():
         if not METHODS[group[0]["method"]].trains:
@@ -153,7 +154,8 @@ def old_quality_race(cells: list[dict[str, Any]]) -> list[str]:
                      f"{stat([len(c['probes']) for c in searched], '.1f') if searched else '-'} | "
                      f"{stat([c['search_s'] for c in searched], '.1f') if searched else '-'} | "
                      f"{stat(share, '.2f') if share else '-'} | "
-                     f"{stat([c['metrics']['val_accuracy'] for c in group])} |")
+                     f"{stat([c['metrics']['val_accuracy'] for c in group])} | "
+                     f"{stat([(c.get('retention') or {}).get('value') for c in group], '.2f')} |")
     return lines
 
 

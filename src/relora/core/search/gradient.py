@@ -81,13 +81,14 @@ def fused_branches(model: nn.Module, layers: dict[str, nn.Module], terms: Fusion
 
 def learn_coefficients(
     model: nn.Module, layers: dict[str, nn.Module], terms: FusionTerms, groups: dict[str, str],
-    start: tuple[float, float], train_items: list[ScoringItem], pad_id: int, steps: int, batch_size: int,
+    start: tuple[float, float] | Coefficients, train_items: list[ScoringItem], pad_id: int, steps: int, batch_size: int,
     micro_batch_size: int, lr: float, bounds: tuple[tuple[float, float], tuple[float, float]], seed: int,
     progress: bool = True,
 ) -> GradientResult:
-    """Adam on the coefficients (one pair per group, all starting at `start`), kept inside the box."""
+    """Adam on the coefficients (one pair per group, starting at `start`: one pair for all, or each group's
+    own, as an earlier search learned them), kept inside the box."""
     began = time.perf_counter()
-    coeffs = {g: torch.tensor(start, dtype=torch.float32, device=terms.old[m].A.device, requires_grad=True)
+    coeffs = {g: torch.tensor(start[g] if isinstance(start, dict) else start, dtype=torch.float32, device=terms.old[m].A.device, requires_grad=True)
               for m, g in groups.items()}
     optimizer = torch.optim.Adam(list(coeffs.values()), lr=lr)
     low = torch.tensor([bounds[0][0], bounds[1][0]])

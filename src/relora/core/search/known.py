@@ -1,14 +1,17 @@
-"""Known good points for a base update: where earlier searches on the same base pair ended.
+"""Known good points for a base update: where earlier searches of one method on the same base pair ended.
 
-Keyed by both bases' content hashes, so in a fleet the first adapters' searches seed the rest,
-and a bench's first seed seeds its later ones. Each point names the adapter it was found for, so an
-adapter's own earlier search never seeds it (that would be its answer, not a prior). The revert point (-1, 1), which undoes the base
-update in the adapted modules, is always known: our searches kept ending near it.
+Keyed by the method and both bases' content hashes, so in a fleet the first adapters' searches seed
+the rest, and no method starts from another method's answer without paying for its search. Each
+point names the adapter it was found for, so an adapter's own earlier search never seeds it (that
+would be its answer, not a prior). Only points that were evaluated are stored: a global (alpha, beta)
+pair, or the per-group coefficients the gradient strategy learned and kept. The revert point (-1, 1),
+which undoes the base update in the adapted modules, is always known.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +21,59 @@ REVERT = (-1.0, 1.0)
 KEEP = 2  # earlier best points offered to a new search
 
 
+@dataclass(frozen=True)
+class KnownPoint:
+    """An evaluated end point of an earlier search: one pair, or one pair per group of modules."""
+
+    point: tuple[float, float] | None = None
+    groups: dict[str, tuple[float, float]] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"point": list(self.point) if self.point else None,
+                "groups": {g: list(c) for g, c in self.groups.items()} if self.groups else None}
+
+
 def _index(cache: Path) -> Path:
     return cache / "searches" / "known-points.json"
 
 
 def _table(cache: Path) -> dict[str, Any]:
     path = _index(cache)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}  # a damaged index only costs later searches their seeds
 
 
-def _entries(table: dict[str, Any], old_hash: str, new_hash: str) -> list[dict[str, Any]]:
-    # entries written before adapters were recorded were bare [alpha, beta] pairs
-    return [e if isinstance(e, dict) else {"point": e, "adapter": None} for e in table.get(f"{old_hash}:{new_hash}", [])]
+def _key(method: str, old_hash: str, new_hash: str) -> str:
+    return f"{method}|{old_hash}:{new_hash}"
 
 
-def known_points(cache: Path, old_hash: str, new_hash: str, adapter: str | None = None) -> list[tuple[float, float]]:
-    """The revert point, then the best points of the latest earlier searches on this base pair for other
-    adapters (a re-run of the same adapter must not start from its own answer)."""
-    earlier = [tuple(e["point"]) for e in _entries(_table(cache), old_hash, new_hash) if adapter is None or e["adapter"] != adapter]
-    return [REVERT] + [p for p in earlier[-KEEP:][::-1] if p != REVERT]  # type: ignore[misc]
+def _parse(entry: dict[str, Any]) -> KnownPoint:
+    groups = entry.get("groups")
+    return KnownPoint(tuple(entry["point"]) if entry.get("point") else None,  # type: ignore[arg-type]
+                      {g: tuple(c) for g, c in groups.items()} if groups else None)  # type: ignore[misc]
 
 
-def remember(cache: Path, old_hash: str, new_hash: str, best: tuple[float, float], adapter: str | None = None) -> None:
+def earlier(cache: Path, method: str, old_hash: str, new_hash: str, adapter: str | None = None) -> list[KnownPoint]:
+    """The latest earlier searches of this method on this base pair for other adapters, newest first."""
+    entries = _table(cache).get(_key(method, old_hash, new_hash), [])
+    found = [_parse(e) for e in entries if isinstance(e, dict) and (adapter is None or e.get("adapter") != adapter)]
+    return found[-KEEP:][::-1]
+
+
+def known_points(cache: Path, method: str, old_hash: str, new_hash: str,
+                 adapter: str | None = None) -> list[tuple[float, float]]:
+    """The revert point, then the global (alpha, beta) end points of this method's earlier searches."""
+    points = [k.point for k in earlier(cache, method, old_hash, new_hash, adapter) if k.point is not None]
+    return [REVERT] + [p for p in points if p != REVERT]
+
+
+def remember(cache: Path, method: str, old_hash: str, new_hash: str, best: KnownPoint,
+             adapter: str | None = None) -> None:
     table = _table(cache)
-    entries = [e for e in _entries(table, old_hash, new_hash) if (tuple(e["point"]), e["adapter"]) != (best, adapter)]
-    table[f"{old_hash}:{new_hash}"] = [*entries, {"point": list(best), "adapter": adapter}][-10:]
+    key = _key(method, old_hash, new_hash)
+    entry = best.as_json() | {"adapter": adapter}
+    entries = [e for e in table.get(key, []) if isinstance(e, dict) and e != entry]
+    table[key] = [*entries, entry][-10:]
     atomic_write(_index(cache), json.dumps(table, indent=1))

@@ -1,0 +1,117 @@
+"""The fleet race: one fleet rolled out once per method and seed, each with a cache of its own.
+
+Every method gets the same services, the same relative gate on the gate set, stop-when-ready and
+the same budgets; only `defaults.method` and `defaults.seed` change. A rollout's known points and
+delta projection live in its own cache, so no method or seed starts from another's searches. Each
+rollout is resumable through its ledger, so a re-run finishes what is missing and redoes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from relora.core.methods import METHODS, PORTLLM, PORTLLM_FT, DEFAULT_METHOD, PAPER_METHOD
+from relora.errors import InputError
+from relora.fleet.config import FleetConfig
+from relora.fleet.race_report import write_race_report
+from relora.fleet.report import open_ledger
+from relora.fleet.rollout import rollout
+from relora.io import atomic_write
+from relora.provenance import provenance
+
+RACE_METHODS = (PORTLLM, PORTLLM_FT, PAPER_METHOD, DEFAULT_METHOD)
+SUMMARY_FILE = "summary.json"
+
+
+def rollout_dir(out: Path, seed: int, method: str) -> Path:
+    return out / f"seed{seed}" / method
+
+
+def fleet_for(template: FleetConfig, out: Path, seed: int, method: str) -> FleetConfig:
+    """The template fleet with this method and seed for every service, and its own out, ledger and cache."""
+    where = rollout_dir(out, seed, method)
+    defaults = template.defaults.model_copy(update={"method": method, "seed": seed})
+    adapters = [entry.model_copy(update={"method": None}) for entry in template.adapters]
+    return template.model_copy(update={"out": str(where / "rollout"), "cache_dir": str(where / "cache"),
+                                       "ledger": None, "defaults": defaults, "adapters": adapters})
+
+
+def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_METHODS,
+             seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True) -> dict[str, Any]:
+    """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    started = provenance()
+    for seed in seeds:
+        for method in methods:
+            rollout(fleet_for(template, root, seed, method), progress=progress)
+    summary = summarize(root, methods, seeds) | {"provenance": started}
+    atomic_write(root / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+    write_race_report(summary, root)
+    return summary
+
+
+def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One rollout's figures: what it cost, how many services it made ready and how, and what they kept."""
+    n = len(rows)
+    ready = [r for r in rows if r["state"] == "ready"]
+    times = sorted(r["time_to_ready_s"] for r in ready if r["time_to_ready_s"] is not None)
+    served = [(r["val_accuracy"] if r["state"] == "ready" else r["fallback_val_accuracy"]) for r in rows]
+    retention = [r["retention"] for r in rows if r.get("retention") is not None]
+    return {
+        "services": n,
+        "ready": len(ready),
+        "zero_step_share": sum(r["steps"] == 0 for r in ready) / n if n else None,
+        "compute_s": sum(r["cpu_s"] or 0.0 for r in rows),  # CPU seconds of search + training, every service
+        "wall_s": sum(r["total_s"] or 0.0 for r in rows),
+        "time_to_ready_median_s": statistics.median(times) if times else None,
+        "time_to_ready_max_s": times[-1] if times else None,
+        "never_ready": sum(r["state"] != "ready" for r in rows),
+        # the gate judged on the gate set: a published service below it would be a bug, so it is counted
+        "published_below_gate": sum(r["val_accuracy"] < r["threshold"] for r in ready),
+        # the same gate on the test split, which nothing chose or judged: how far the gate set can be trusted
+        "published_below_gate_on_test": sum((r["test_accuracy"] or 0.0) < r["threshold"] for r in ready
+                                            if r["test_accuracy"] is not None),
+        "quality_vs_old": statistics.fmean(s - r["old_service_val_accuracy"] for s, r in zip(served, rows)),
+        "negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in rows),
+        "retention_mean": statistics.fmean(retention) if retention else None,
+        "retention_min": min(retention) if retention else None,
+        "judged_on": sorted({f"{r['judged_on']} ({r['gate_examples']})" for r in rows}),
+    }
+
+
+def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | None:
+    values = [m[key] for m in per_seed if m[key] is not None]
+    if not values:
+        return None
+    return {"median": statistics.median, "mean": statistics.fmean, "min": min, "max": max, "sum": sum}[how](values)
+
+
+def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Per method: each seed's rollout figures, and medians and means over seeds."""
+    out: dict[str, Any] = {"methods": {}, "seeds": list(seeds)}
+    for method in methods:
+        per_seed = []
+        for seed in seeds:
+            rows = open_ledger(str(rollout_dir(root, seed, method) / "rollout")).rows()
+            per_seed.append(fleet_metrics(rows) | {"seed": seed})
+        out["methods"][method] = {
+            "compute_s_median": _over_seeds(per_seed, "compute_s", "median"),
+            "zero_step_share": _over_seeds(per_seed, "zero_step_share", "mean"),
+            "retention_mean": _over_seeds(per_seed, "retention_mean", "mean"),
+            "retention_min": _over_seeds(per_seed, "retention_min", "min"),
+            "published_below_gate": _over_seeds(per_seed, "published_below_gate", "sum"),
+            "never_ready": _over_seeds(per_seed, "never_ready", "sum"),
+            "time_to_ready_median_s": _over_seeds(per_seed, "time_to_ready_median_s", "median"),
+            "time_to_ready_max_s": _over_seeds(per_seed, "time_to_ready_max_s", "max"),
+            "quality_vs_old": _over_seeds(per_seed, "quality_vs_old", "mean"),
+            "negative_flip_rate": _over_seeds(per_seed, "negative_flip_rate", "mean"),
+            "per_seed": per_seed,
+        }
+    return out

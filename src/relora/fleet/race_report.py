@@ -1,0 +1,102 @@
+"""The fleet race's report: one table per method over seeds (mean ± std), the targets, and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from relora.core.methods import DEFAULT_METHOD, PORTLLM_FT
+from relora.io import atomic_write
+from relora.tables import markdown_head, markdown_row, mean_std
+
+COLUMNS = (("compute_s", "compute to all final (CPU s)", 0), ("zero_step_share", "ready at 0 steps", 2),
+           ("ready", "ready", 1), ("never_ready", "never ready", 1),
+           ("time_to_ready_median_s", "time to ready, median (s)", 1), ("time_to_ready_max_s", "max (s)", 1),
+           ("quality_vs_old", "served − old quality", 3), ("negative_flip_rate", "negative flips", 3),
+           ("retention_mean", "retention mean", 2), ("retention_min", "retention worst", 2),
+           ("published_below_gate", "published below gate", 0),
+           ("published_below_gate_on_test", "… on test", 1))
+
+
+def _cell(values: list[Any], digits: int) -> str:
+    mean, std = mean_std(values)
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if not std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def race_table(summary: dict[str, Any]) -> list[str]:
+    lines = markdown_head("method", *(title for _, title, _ in COLUMNS))
+    for method, info in summary["methods"].items():
+        per_seed = info["per_seed"]
+        lines.append(markdown_row(method, *(_cell([m[key] for m in per_seed], d) for key, _, d in COLUMNS)))
+    return lines
+
+
+def compute_ratio(summary: dict[str, Any], method: str = DEFAULT_METHOD, against: str = PORTLLM_FT) -> float | None:
+    """The median over seeds of method's fleet compute over against's (the issue's 0.5x target)."""
+    methods = summary["methods"]
+    if method not in methods or against not in methods or not methods[against]["compute_s_median"]:
+        return None
+    return methods[method]["compute_s_median"] / methods[against]["compute_s_median"]
+
+
+def targets(summary: dict[str, Any]) -> list[str]:
+    ratio = compute_ratio(summary)
+    info = summary["methods"].get(DEFAULT_METHOD)
+    if info is None:
+        return []
+    below = sum(m["published_below_gate"] for i in summary["methods"].values() for m in i["per_seed"])
+    return [
+        f"- relora's fleet compute over PortLLM+FT's (median over seeds): "
+        + ("-" if ratio is None else f"{ratio:.2f}× (target ≤ 0.5×: {'met' if ratio <= 0.5 else 'missed'})"),
+        f"- relora's mean retention: " + ("-" if info["retention_mean"] is None else
+                                          f"{info['retention_mean']:.2f} (target ≥ 0.8: "
+                                          f"{'met' if info['retention_mean'] >= 0.8 else 'missed'})"),
+        f"- services published below their gate (gate set), all methods and seeds: {below}",
+    ]
+
+
+def write_race_report(summary: dict[str, Any], root: Path) -> Path:
+    prov = summary.get("provenance", {})
+    pkgs = prov.get("packages", {})
+    judged = sorted({j for info in summary["methods"].values() for m in info["per_seed"] for j in m["judged_on"]})
+    text = [
+        "# Fleet race", "",
+        f"Seeds {summary['seeds']}; each method rolled out the same fleet once per seed with a cache of its own. "
+        f"Readiness, the gate (old service − margin), flips and the old service judged on: {', '.join(judged)}. "
+        "Compute: CPU seconds of search and training over every service (evaluation of the old service and the "
+        "fallback, which every method pays alike, is not counted). Mean ± std over seeds.", "",
+        *race_table(summary), "", "Targets:", "", *targets(summary), "",
+        "![race](race.png)", "",
+        f"Provenance: relora revision {prov.get('git_revision')}; started {prov.get('started_at')}; "
+        + ", ".join(f"{k} {pkgs.get(k)}" for k in ("torch", "transformers", "peft")), "",
+    ]
+    _plot(summary, root / "race.png")
+    path = root / "report.md"
+    atomic_write(path, "\n".join(text))
+    return path
+
+
+def _plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary["methods"])
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    panels = (("compute_s", "CPU seconds to all final"), ("zero_step_share", "share ready at 0 steps"),
+              ("retention_mean", "mean update retention"))
+    for ax, (key, title) in zip(axes, panels):
+        for i, method in enumerate(methods):
+            values = [m[key] for m in summary["methods"][method]["per_seed"] if m[key] is not None]
+            if values:
+                ax.bar(i, sum(values) / len(values), color="lightsteelblue")
+                ax.scatter([i] * len(values), values, color="navy", s=12, zorder=3)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with path.open("wb") as fh:  # written whole by savefig, then the report names it
+        fig.savefig(fh, dpi=110, format="png")
+    plt.close(fig)

@@ -1,0 +1,147 @@
+"""#17: readiness judged on a gate set no search scored, update retention, known points kept per method,
+and the fleet race through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from helpers import RELORA, copy_adapter, fast_config, write_fleet, write_probe
+from relora.core.config import ReadaptConfig
+from relora.core.data import read_jsonl
+from relora.core.inputs import split_positions
+from relora.core.readapt import readapt
+from relora.core.search.known import REVERT, earlier, known_points
+from relora.errors import InputError
+
+
+def _run(world, out: Path, method: str, **extra):
+    return readapt(ReadaptConfig(**fast_config(world, out, method, **extra)), progress=False)
+
+
+def _hand_loss(base: Path, adapter: Path | None, probe: Path) -> float:
+    """The probe's LM loss the plain transformers + PEFT way: each 64-token block through the full model."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(str(base))(probe.read_text(), add_special_tokens=False)["input_ids"]
+    blocks = torch.tensor(ids[: len(ids) // 64 * 64]).view(-1, 64)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    with torch.no_grad():
+        return sum(model(input_ids=b[None], labels=b[None]).loss.item() for b in blocks) / len(blocks)
+
+
+def test_retention_matches_a_hand_computation_is_one_for_portllm_and_null_without_a_probe(world, tmp_path: Path) -> None:
+    probe = write_probe(tmp_path / "probe.txt")
+    cache = str(tmp_path / "cache")
+    port = _run(world, tmp_path / "port", "portllm", update_probe=str(probe), cache_dir=cache)
+    assert port.retention is not None and port.retention.value == 1.0  # the old adapter on the new base, exactly
+    ft = _run(world, tmp_path / "ft", "portllm-ft", update_probe=str(probe), cache_dir=cache)
+    r = ft.retention
+    assert r is not None and r.blocks == 6
+    old = _hand_loss(world.old_base, world.adapter, probe)
+    portllm = _hand_loss(world.new_base, world.adapter, probe)
+    new = _hand_loss(world.new_base, tmp_path / "ft", probe)
+    assert (r.loss_old, r.loss_portllm, r.loss_new) == pytest.approx((old, portllm, new), rel=1e-4)
+    assert abs(old - portllm) > 1e-3  # the tiny update moves the probe's loss, so the ratio means something
+    assert r.value == pytest.approx((old - new) / (old - portllm), rel=1e-3)
+    assert _run(world, tmp_path / "none", "portllm", cache_dir=cache).retention is None
+
+
+def test_an_empty_probe_is_refused_in_one_line(world, tmp_path: Path) -> None:
+    (tmp_path / "probe.txt").write_text("w1 w2\n")
+    with pytest.raises(InputError, match="fewer than one 64-token block"):
+        _run(world, tmp_path / "x", "portllm", update_probe=str(tmp_path / "probe.txt"))
+
+
+def test_every_readiness_measure_uses_only_examples_no_search_scored(world, tmp_path: Path) -> None:
+    """relora's init is chosen on D_val (probes, the guard); step-0 readiness, the gate, the final accuracy and
+    the correctness the fleet's flips use are all on the gate set, which is disjoint from D_val."""
+    from relora.core.adapter import attach_lora, read_adapter
+    from relora.core.inputs import tokenized_val
+    from relora.core.models import load_model, load_tokenizer
+    from relora.core.scoring import evaluate
+
+    record = _run(world, tmp_path / "r", "relora", threshold=0.01, stop_when_ready=True)
+    cfg = ReadaptConfig(**record.config)
+    n = len(read_jsonl(world.val))
+    searched, gate = split_positions(n, cfg)
+    assert gate is not None and not set(searched) & set(gate) and len(gate) == n // 2 == record.n_examples["val_ready"]
+    assert record.judged_on == "gate set" and record.steps == 0  # ready at step 0, judged on the gate set
+    assert max(p.n_examples for p in record.probes) == len(searched) == record.n_examples["val_search"]
+    # what the record says it judged is the saved adapter re-scored on exactly the gate set's examples
+    tok = load_tokenizer(world.new_base)
+    items = tokenized_val(cfg, tok, record.labels)
+    model = attach_lora(load_model(world.new_base), read_adapter(tmp_path / "r"), 0)
+    result = evaluate(model, items, int(tok.pad_token_id))
+    assert result.correct == record.val_correct and result.accuracy == pytest.approx(record.metrics.val_accuracy)
+    assert len(items) == len(gate)
+
+
+def test_a_validation_file_too_small_to_split_is_refused_and_ready_size_zero_opts_out(world, tmp_path: Path) -> None:
+    small = tmp_path / "val.jsonl"
+    small.write_text("".join(line + "\n" for line in world.val.read_text().splitlines()[:6]))
+    with pytest.raises(InputError, match="has 6 validation examples; a gate set of 3"):
+        _run(world, tmp_path / "x", "portllm", val=str(small))
+    record = _run(world, tmp_path / "y", "portllm", val=str(small), data={"ready_size": 0})
+    assert record.judged_on == "D_val" and record.n_examples["val_ready"] == record.n_examples["val_search"] == 6
+
+
+def test_known_points_of_one_method_never_reach_another(world, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    bo = _run(world, tmp_path / "bo", "relora-bo", cache_dir=str(cache), training={"steps": 0})
+    pair = (bo.hashes["old_base"], bo.hashes["new_base"])
+    other = copy_adapter(world.adapter, tmp_path / "other")
+    grad = _run(world, tmp_path / "grad", "relora", cache_dir=str(cache), adapter=str(other), training={"steps": 0},
+                search={"trials": 6, "n_init": 3, "gradient_steps": 6, "gradient_lr": 0.1})
+    assert grad.search_known_earlier == 0  # relora-bo's answer is not relora's prior
+    assert [(p.alpha, p.beta) for p in grad.probes if p.stage == "explore"] == [(0.0, 1.0), REVERT]
+    assert known_points(cache, "relora", *pair) == [REVERT] or grad.coefficients is None
+    stored = earlier(cache, "relora", *pair)
+    assert len(stored) == 1
+    if grad.coefficients is not None:  # kept: stored as the per-group pairs it evaluated, never their mean
+        assert stored[0].point is None and stored[0].groups == {g: tuple(c) for g, c in grad.coefficients.items()}
+    else:
+        assert stored[0].point == (grad.alpha, grad.beta) and stored[0].groups is None
+    third = copy_adapter(world.adapter, tmp_path / "third")
+    again = _run(world, tmp_path / "again", "relora", cache_dir=str(cache), adapter=str(third), training={"steps": 0},
+                 search={"trials": 6, "n_init": 3, "gradient_steps": 6, "gradient_lr": 0.1})
+    stages = [p.stage for p in again.probes]
+    assert ("known-groups" in stages) == (grad.coefficients is not None)  # re-used as per-group pairs
+
+
+def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
+    fleet_file = write_fleet(world, tmp_path, n=2, steps=4, update_probe=str(write_probe(tmp_path / "probe.txt")))
+    tree = yaml.safe_load(fleet_file.read_text())
+    tree["defaults"] |= {"threshold": "old - 0.01"}
+    tree["defaults"]["readapt"] |= {"stop_when_ready": True}
+    fleet_file.write_text(yaml.safe_dump(tree))
+    out = tmp_path / "race"
+    cmd = [RELORA, "race", str(fleet_file), "--out", str(out), "--methods", "portllm,relora", "--seeds", "0,1",
+           "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and set(summary["methods"]) == {"portllm", "relora"}
+    for method, info in summary["methods"].items():
+        assert {"compute_s_median", "zero_step_share", "retention_mean", "retention_min", "published_below_gate",
+                "never_ready"} <= set(info)
+        assert [m["seed"] for m in info["per_seed"]] == [0, 1] and all(m["services"] == 2 for m in info["per_seed"])
+        assert info["published_below_gate"] == 0
+    assert summary["methods"]["portllm"]["retention_min"] == 1.0 == summary["methods"]["portllm"]["retention_mean"]
+    assert summary["methods"]["portllm"]["compute_s_median"] < summary["methods"]["relora"]["compute_s_median"]
+    for seed in (0, 1):  # a cache of its own per rollout: known points never cross methods or seeds
+        for method in ("portllm", "relora"):
+            assert (out / f"seed{seed}" / method / "rollout" / "ledger.sqlite3").is_file()
+    index = out / "seed0" / "relora" / "cache" / "searches" / "known-points.json"
+    assert all(key.startswith("relora|") for key in json.loads(index.read_text()))
+    assert "| relora |" in (out / "report.md").read_text() and (out / "race.png").stat().st_size > 1000
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # a re-run resumes: nothing redone
+    assert again.returncode == 0 and json.loads((out / "summary.json").read_text())["methods"] == summary["methods"]

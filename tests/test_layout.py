@@ -99,7 +99,8 @@ def test_shipped_examples_validate() -> None:
 
 
 def test_readme_yaml_blocks_parse_and_validate() -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [b for doc in docs for b in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)]
     assert blocks
     for block in blocks:
         tree = yaml.safe_load(block)

@@ -135,6 +135,8 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
                 "never_ready"} <= set(info)
         assert [m["seed"] for m in info["per_seed"]] == [0, 1] and all(m["services"] == 2 for m in info["per_seed"])
         assert info["published_below_gate"] == 0
+        # the fleet's gate, old service, fallback and flips were judged on the 24 gate examples of the 48
+        assert all(m["judged_on"] == ["gate set (24)"] for m in info["per_seed"])
     assert summary["methods"]["portllm"]["retention_min"] == 1.0 == summary["methods"]["portllm"]["retention_mean"]
     assert summary["methods"]["portllm"]["compute_s_median"] < summary["methods"]["relora"]["compute_s_median"]
     for seed in (0, 1):  # a cache of its own per rollout: known points never cross methods or seeds

@@ -14,7 +14,8 @@ from relora.core.record import RunRecord
 
 
 def _summary(record: RunRecord) -> str:
-    keys = {"method", "alpha", "beta", "metrics", "time_to_ready_s", "steps_to_ready", "search_s", "train_s", "total_s"}
+    keys = {"method", "alpha", "beta", "metrics", "time_to_ready_s", "steps_to_ready", "search_s", "train_s", "total_s",
+            "judged_on", "retention"}
     return json.dumps(record.model_dump(include=keys), indent=2)
 
 
@@ -23,8 +24,10 @@ def _summary(record: RunRecord) -> str:
 @click.option("--new-base", help="New base: HF model dir or .gguf.")
 @click.option("--adapter", help="Old PEFT LoRA adapter directory, trained on the old base.")
 @click.option("--train", "train_file", help="Training JSONL: {\"text\", \"label\", \"choices\"?} per line.")
-@click.option("--val", "val_file", help="Validation JSONL (search objective and readiness checks).")
+@click.option("--val", "val_file", help="Validation JSONL: half (at most 256) judges readiness, the rest is the search's D_val.")
 @click.option("--test", "test_file", help="Optional test JSONL, scored once at the end.")
+@click.option("--update-probe", help="Text or JSONL of the kind the base update was for: records how much of the "
+                                     "update the new adapter kept (retention).")
 @click.option("--out", help="Output directory (created atomically; refuses to overwrite without --force).")
 @click.option("--method", type=click.Choice(sorted(METHODS)), help="Method (default relora); see `relora methods`.")
 @click.option("--threshold", type=float, help="Readiness threshold q in (0, 1] on validation accuracy.")

@@ -159,8 +159,9 @@ class SearchedFusion(InitStrategy):
         uses_known = self.design == "known" or strategy == "gradient"
         # keyed by method: no method starts from another's answer without paying for its search
         known = known_points(ctx.cache, cfg.method, *pair, adapter) if uses_known else None
+        priors = [k.groups for k in earlier(ctx.cache, cfg.method, *pair, adapter) if k.groups] \
+            if strategy == "gradient" else []
         if strategy == "gradient":
-            priors = [k.groups for k in earlier(ctx.cache, cfg.method, *pair, adapter) if k.groups]
             found = self._gradient(ctx, objective, delta, old, known, priors, ready_at)
         else:
             search = cfg.search
@@ -178,7 +179,7 @@ class SearchedFusion(InitStrategy):
         # their recorded cost, so time-to-readiness is the same as for a fresh search.
         return InitInfo(
             alpha=found.alpha, beta=found.beta, probes=found.probes, search_strategy=strategy,
-            search_known_earlier=None if known is None else len([p for p in known if p != REVERT]),
+            search_known_earlier=None if known is None else len([p for p in known if p != REVERT]) + len(priors),
             coefficients=found.groups, search_s=delta.seconds + found.seconds,
             search_wall_s=time.perf_counter() - start, search_examples_scored=sum(p.n_examples for p in found.probes) + found.train_examples,
             search_stopped_early=found.stopped_early, fusion_dropped_energy=dropped, delta_cached=delta.cached,

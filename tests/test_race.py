@@ -144,6 +144,10 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
             assert (out / f"seed{seed}" / method / "rollout" / "ledger.sqlite3").is_file()
     index = out / "seed0" / "relora" / "cache" / "searches" / "known-points.json"
     assert all(key.startswith("relora|") for key in json.loads(index.read_text()))
-    assert "| relora |" in (out / "report.md").read_text() and (out / "race.png").stat().st_size > 1000
+    assert "| relora (seeds 0,1) |" in (out / "report.md").read_text() and (out / "race.png").stat().st_size > 1000
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # a re-run resumes: nothing redone
     assert again.returncode == 0 and json.loads((out / "summary.json").read_text())["methods"] == summary["methods"]
+    fewer = subprocess.run([*cmd[:-2], "0,1,2", "--quiet", "--summary-only"], capture_output=True, text=True, timeout=600)
+    partial = json.loads((out / "summary.json").read_text())
+    assert fewer.returncode == 0 and partial["methods"]["relora"]["unfinished_seeds"] == [2]  # never rolled out
+    assert partial["methods"]["relora"]["per_seed"] == summary["methods"]["relora"]["per_seed"]

@@ -67,8 +67,9 @@ def report_cmd(out: str, ledger: str | None) -> None:
 @click.option("--methods", help="Comma-separated methods (default: portllm,portllm-ft,relora-paper,relora).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--summary-only", is_flag=True, help="Only summarize the rollouts under --out that finished.")
 @one_line_errors
-def race_cmd(fleet_file: str, out: str, methods: str | None, seeds: str, quiet: bool) -> None:
+def race_cmd(fleet_file: str, out: str, methods: str | None, seeds: str, quiet: bool, summary_only: bool) -> None:
     """Roll one fleet out once per method and seed, each with its own cache, and compare them.
 
     Every method gets the fleet's gate, budgets and stop-when-ready; the report gives each
@@ -80,7 +81,7 @@ def race_cmd(fleet_file: str, out: str, methods: str | None, seeds: str, quiet: 
     from relora.fleet.race import RACE_METHODS, run_race
 
     summary = run_race(load_fleet(fleet_file), out, parse_methods(methods) or RACE_METHODS, parse_seeds(seeds) or (0,),
-                       progress=not quiet)
+                       progress=not quiet, roll=not summary_only)
     click.echo(json.dumps({m: {k: v for k, v in info.items() if k != "per_seed"}
                            for m, info in summary["methods"].items()}, indent=2))
 

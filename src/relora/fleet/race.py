@@ -17,12 +17,13 @@ from relora.core.methods import METHODS, PORTLLM, PORTLLM_FT, DEFAULT_METHOD, PA
 from relora.errors import InputError
 from relora.fleet.config import FleetConfig
 from relora.fleet.race_report import write_race_report
+from relora.fleet.ledger import FINAL
 from relora.fleet.report import open_ledger
 from relora.fleet.rollout import rollout
 from relora.io import atomic_write
 from relora.provenance import provenance
 
-RACE_METHODS = (PORTLLM, PORTLLM_FT, PAPER_METHOD, DEFAULT_METHOD)
+RACE_METHODS = (PORTLLM, PORTLLM_FT, DEFAULT_METHOD, PAPER_METHOD)  # the default before the paper: it matters more
 SUMMARY_FILE = "summary.json"
 
 
@@ -40,15 +41,16 @@ def fleet_for(template: FleetConfig, out: Path, seed: int, method: str) -> Fleet
 
 
 def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_METHODS,
-             seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True) -> dict[str, Any]:
-    """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out."""
+             seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True, roll: bool = True) -> dict[str, Any]:
+    """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out.
+    roll False: only summarize the rollouts that finished (the rest are listed as unfinished)."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     started = provenance()
-    for seed in seeds:
+    for seed in seeds if roll else ():
         for method in methods:
             rollout(fleet_for(template, root, seed, method), progress=progress)
     summary = summarize(root, methods, seeds) | {"provenance": started}
@@ -76,14 +78,29 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         # the gate judged on the gate set: a published service below it would be a bug, so it is counted
         "published_below_gate": sum(r["val_accuracy"] < r["threshold"] for r in ready),
         # the same gate on the test split, which nothing chose or judged: how far the gate set can be trusted
-        "published_below_gate_on_test": sum((r["test_accuracy"] or 0.0) < r["threshold"] for r in ready
-                                            if r["test_accuracy"] is not None),
+        "published_below_gate_on_test": _below_on_test(ready),
         "quality_vs_old": statistics.fmean(s - r["old_service_val_accuracy"] for s, r in zip(served, rows)),
         "negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in rows),
+        # the search's share of the re-adaptation's own seconds (search + training), over the fleet
+        "search_share": sum(r["search_s"] or 0.0 for r in rows) / max(sum(r["total_s"] or 0.0 for r in rows), 1e-9),
         "retention_mean": statistics.fmean(retention) if retention else None,
         "retention_min": min(retention) if retention else None,
         "judged_on": sorted({f"{r['judged_on']} ({r['gate_examples']})" for r in rows}),
     }
+
+
+def finished_rows(rollout: Path) -> list[dict[str, Any]] | None:
+    """A rollout's ledger rows once every one is final; None while any is pending or running, or before it began."""
+    if not (rollout / "ledger.sqlite3").is_file():
+        return None
+    rows = open_ledger(str(rollout)).rows()
+    return rows if rows and all(r["state"] in FINAL for r in rows) else None
+
+
+def _below_on_test(ready: list[dict[str, Any]]) -> int | None:
+    """Published services whose test accuracy is below their gate; None when the fleet has no test splits."""
+    tested = [r for r in ready if r["test_accuracy"] is not None]
+    return sum(r["test_accuracy"] < r["threshold"] for r in tested) if tested else None
 
 
 def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | None:
@@ -97,11 +114,15 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
     """Per method: each seed's rollout figures, and medians and means over seeds."""
     out: dict[str, Any] = {"methods": {}, "seeds": list(seeds)}
     for method in methods:
-        per_seed = []
+        per_seed, unfinished = [], []
         for seed in seeds:
-            rows = open_ledger(str(rollout_dir(root, seed, method) / "rollout")).rows()
-            per_seed.append(fleet_metrics(rows) | {"seed": seed})
+            rows = finished_rows(rollout_dir(root, seed, method) / "rollout")
+            if rows is None:
+                unfinished.append(seed)  # reported as such, never counted as services that failed the gate
+            else:
+                per_seed.append(fleet_metrics(rows) | {"seed": seed})
         out["methods"][method] = {
+            "unfinished_seeds": unfinished,
             "compute_s_median": _over_seeds(per_seed, "compute_s", "median"),
             "zero_step_share": _over_seeds(per_seed, "zero_step_share", "mean"),
             "retention_mean": _over_seeds(per_seed, "retention_mean", "mean"),

@@ -12,7 +12,7 @@ from relora.tables import markdown_head, markdown_row, mean_std
 COLUMNS = (("compute_s", "compute to all final (CPU s)", 0), ("zero_step_share", "ready at 0 steps", 2),
            ("ready", "ready", 1), ("never_ready", "never ready", 1),
            ("time_to_ready_median_s", "time to ready, median (s)", 1), ("time_to_ready_max_s", "max (s)", 1),
-           ("quality_vs_old", "served − old quality", 3), ("negative_flip_rate", "negative flips", 3),
+           ("quality_vs_old", "served − old quality", 3), ("search_share", "search share", 2), ("negative_flip_rate", "negative flips", 3),
            ("retention_mean", "retention mean", 2), ("retention_min", "retention worst", 2),
            ("published_below_gate", "published below gate", 0),
            ("published_below_gate_on_test", "… on test", 1))
@@ -29,7 +29,9 @@ def race_table(summary: dict[str, Any]) -> list[str]:
     lines = markdown_head("method", *(title for _, title, _ in COLUMNS))
     for method, info in summary["methods"].items():
         per_seed = info["per_seed"]
-        lines.append(markdown_row(method, *(_cell([m[key] for m in per_seed], d) for key, _, d in COLUMNS)))
+        seeds = ",".join(str(m["seed"]) for m in per_seed) or "none"
+        lines.append(markdown_row(f"{method} (seeds {seeds})",
+                                  *(_cell([m[key] for m in per_seed], d) for key, _, d in COLUMNS)))
     return lines
 
 
@@ -39,6 +41,13 @@ def compute_ratio(summary: dict[str, Any], method: str = DEFAULT_METHOD, against
     if method not in methods or against not in methods or not methods[against]["compute_s_median"]:
         return None
     return methods[method]["compute_s_median"] / methods[against]["compute_s_median"]
+
+
+def unfinished_lines(summary: dict[str, Any]) -> list[str]:
+    missing = {m: i["unfinished_seeds"] for m, i in summary["methods"].items() if i.get("unfinished_seeds")}
+    if not missing:
+        return []
+    return ["Not finished, so left out of the table: " + "; ".join(f"{m} seeds {s}" for m, s in missing.items()), ""]
 
 
 def targets(summary: dict[str, Any]) -> list[str]:
@@ -67,7 +76,7 @@ def write_race_report(summary: dict[str, Any], root: Path) -> Path:
         f"Readiness, the gate (old service − margin), flips and the old service judged on: {', '.join(judged)}. "
         "Compute: CPU seconds of search and training over every service (evaluation of the old service and the "
         "fallback, which every method pays alike, is not counted). Mean ± std over seeds.", "",
-        *race_table(summary), "", "Targets:", "", *targets(summary), "",
+        *race_table(summary), "", *unfinished_lines(summary), "Targets:", "", *targets(summary), "",
         "![race](race.png)", "",
         f"Provenance: relora revision {prov.get('git_revision')}; started {prov.get('started_at')}; "
         + ", ".join(f"{k} {pkgs.get(k)}" for k in ("torch", "transformers", "peft")), "",

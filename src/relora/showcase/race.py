@@ -35,13 +35,14 @@ class RaceProfile:
     binary: tuple[str, ...] = BINARY
     sizes: dict[str, int] = field(default_factory=lambda: {"train": 400, "val": 256, "test": 128})
     old_adapter_steps: int = 40  # at batch 16
-    # every method's budget, sized so 4 methods x 3 seeds x 12 services fit about 90 minutes on 2 CPU cores:
-    # a gate set of 96 of the 256 validation examples, D_val 64 of the rest
+    # every method's budget, sized so 4 methods x 3 seeds x 12 services fit about 75 minutes on 2 CPU cores
+    # (a readiness check of 64 examples costs as much as two training steps of 8): a gate set of 64 of the 256
+    # validation examples, D_val 64 of the rest
     training: dict[str, Any] = field(default_factory=lambda: {
-        "steps": 30, "batch_size": 8, "eval_every": 5, "rank": 16, "lora_alpha": 32})
-    data: dict[str, Any] = field(default_factory=lambda: {"val_size": 64, "ready_size": 96})
-    search_trials: int = 10
-    probe_blocks: int = 8  # 512 tokens of the update's held-out corpus slice per retention measurement
+        "steps": 25, "batch_size": 8, "eval_every": 5, "rank": 16, "lora_alpha": 32})
+    data: dict[str, Any] = field(default_factory=lambda: {"val_size": 64, "ready_size": 64})
+    search_trials: int = 8
+    probe_blocks: int = 4  # 256 tokens of the update's held-out corpus slice per retention measurement
 
 
 RACE_PROFILES = {

@@ -152,7 +152,7 @@ def write_fleet(world: TinyWorld, tmp_path: Path, n: int = 3, steps: int = 8, **
                for i in range(n)]
     fleet = {
         "old_base": str(world.old_base), "new_base": str(world.new_base), "out": str(tmp_path / "out"),
-        "defaults": {"threshold": 0.5, "readapt": {
+        "defaults": {"method": "relora", "threshold": 0.5, "readapt": {
             "training": {"steps": steps, "lr": 5e-3, "batch_size": 16, "eval_every": 4},
             "search": {"trials": 3, "n_init": 3}}},
         "adapters": entries, "lease_s": 3, "cache_dir": str(world.root / "cache"),

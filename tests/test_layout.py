@@ -87,7 +87,11 @@ def test_the_public_api_example_runs_on_the_tiny_fixtures(world, tmp_path: Path)
     scope: dict[str, object] = {}
     exec(compile(code, "relora.readapt example", "exec"), scope)  # noqa: S102 - our own docstring
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
-    assert relora.RunRecord.load(tmp_path / "out").method == "relora"
+    from relora.core.methods import DEFAULT_METHOD
+    from relora.fleet.config import FleetDefaults
+
+    assert relora.RunRecord.load(tmp_path / "out").method == DEFAULT_METHOD  # the defaults agree with the registry's
+    assert ReadaptConfig.model_fields["method"].default == FleetDefaults().method == DEFAULT_METHOD
 
 
 def test_shipped_examples_validate() -> None:

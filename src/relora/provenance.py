@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import subprocess
@@ -11,8 +12,10 @@ from pathlib import Path
 PACKAGES = ("relora", "torch", "transformers", "peft", "safetensors", "botorch", "gpytorch", "optuna", "numpy")
 
 
+@functools.cache
 def git_revision() -> str | None:
-    """The relora checkout's HEAD (with '+dirty' if modified), when run from one."""
+    """The relora checkout's HEAD (with '+dirty' if modified), when run from one. Read once per process:
+    a long run's records name the code it loaded, not a checkout that moved on while it ran."""
     src = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,

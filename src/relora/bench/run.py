@@ -23,7 +23,7 @@ from relora.core.resolve import resolve_base
 from relora.bench.console import StageBar
 from relora.io import atomic_write, cache_root
 from relora.provenance import provenance
-from relora.core.methods import BASE_ONLY, DEFAULT_METHOD, METHODS, SCRATCH
+from relora.core.methods import BASE_ONLY, RELORA, METHODS, SCRATCH
 from relora.core.readapt import readapt
 from relora.core.record import RunRecord, read_events
 from relora.core.scoring import negative_flip_rate
@@ -209,7 +209,7 @@ def lambda_cells(p: Profile, common: dict[str, Any], where: Path, progress: bool
         anchor = rest[0] if rest else "coupled"
         suffix = "" if anchor == "coupled" else f"-{anchor}"
         training = common["training"] | {"lambda1": lam1, "lambda2": lam2, "anchor": anchor}
-        rec = run_cell(common | {"method": DEFAULT_METHOD, "training": training,
+        rec = run_cell(common | {"method": RELORA, "training": training,
                                  "out": str(where / f"relora-l{lam1}-{lam2}{suffix}")}, progress)
         cells.append(dict(rec, cell=f"relora λ1={lam1:g} λ2={lam2:g} {anchor}", lambdas=(lam1, lam2), anchor=anchor,
                           negative_flip_rate=negative_flip_rate(old["val_correct"], rec["val_correct"])))

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from relora.core.methods import DEFAULT_METHOD
+from relora.core.methods import RELORA
 from relora.core.record import RunRecord, read_events
 from relora.io import atomic_write
 from relora.tables import mean_std
@@ -31,14 +31,14 @@ INPUT_KEYS = ("old_base", "new_base", "adapter", "train", "val", "test", "cache_
 
 def bench_relora_cell(bench_dir: Path) -> dict[str, Any]:
     cells = json.loads((bench_dir / "results.json").read_text())["cells"]
-    return next(c for c in cells if c["cell"] == DEFAULT_METHOD)
+    return next(c for c in cells if c["cell"] == RELORA)
 
 
 def run_config(cell: dict[str, Any], variant: str, seed: int, out: Path) -> dict[str, Any]:
     """The bench cell's inputs and training, a fresh search with the variant's settings."""
     old = cell["config"]
     training = {k: v for k, v in old["training"].items() if k != "eval_batch_size"}  # current default
-    return {**{k: old[k] for k in INPUT_KEYS}, "method": DEFAULT_METHOD, "seed": seed, "out": str(out),
+    return {**{k: old[k] for k in INPUT_KEYS}, "method": RELORA, "seed": seed, "out": str(out),
             "threshold": cell["threshold"], "stop_when_ready": True, "training": training,
             "search": {"trials": old["search"]["trials"], **VARIANTS[variant]}}
 

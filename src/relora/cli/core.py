@@ -29,7 +29,7 @@ def _summary(record: RunRecord) -> str:
 @click.option("--update-probe", help="Text or JSONL of the kind the base update was for: records how much of the "
                                      "update the new adapter kept (retention).")
 @click.option("--out", help="Output directory (created atomically; refuses to overwrite without --force).")
-@click.option("--method", type=click.Choice(sorted(METHODS)), help="Method (default relora); see `relora methods`.")
+@click.option("--method", type=click.Choice(sorted(METHODS)), help="Method (default portllm-ft, the fleet race's winner); see `relora methods`.")
 @click.option("--threshold", type=float, help="Readiness threshold q in (0, 1] on validation accuracy.")
 @click.option("--stop-when-ready", is_flag=True, default=None, help="Stop training at the first eval >= threshold.")
 @click.option("--steps", type=int, help="Total optimizer steps E_total (training.steps).")

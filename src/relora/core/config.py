@@ -119,7 +119,7 @@ class ReadaptConfig(_Strict):
     # Update retention: LM loss on this text (or JSONL "text") file, of the kind the base update was made for
     update_probe: str | None = None
     out: str
-    method: str = "relora"  # a name in relora.core.methods.METHODS (DEFAULT_METHOD)
+    method: str = "portllm-ft"  # a name in relora.core.methods.METHODS: DEFAULT_METHOD, the fleet race's winner
     threshold: float | None = Field(None, gt=0.0, le=1.0)
     stop_when_ready: bool = False
     seed: int = 0

@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relora.core.config import ReadaptConfig, deep_merge, load_yaml
-from relora.core.methods import method_named
+from relora.core.methods import DEFAULT_METHOD, method_named
 from relora.errors import InputError
 
 
@@ -79,7 +79,7 @@ class AdapterEntry(_Strict):
 
 
 class FleetDefaults(_Strict):
-    method: str = "relora"
+    method: str = DEFAULT_METHOD
 
     @field_validator("method")
     @classmethod

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import METHODS, PORTLLM, PORTLLM_FT, DEFAULT_METHOD, PAPER_METHOD
+from relora.core.methods import METHODS, PORTLLM, PORTLLM_FT, RELORA, PAPER_METHOD
 from relora.errors import InputError
 from relora.fleet.config import FleetConfig
 from relora.fleet.race_report import write_race_report
@@ -23,7 +23,7 @@ from relora.fleet.rollout import rollout
 from relora.io import atomic_write
 from relora.provenance import provenance
 
-RACE_METHODS = (PORTLLM, PORTLLM_FT, DEFAULT_METHOD, PAPER_METHOD)  # the default before the paper: it matters more
+RACE_METHODS = (PORTLLM, PORTLLM_FT, RELORA, PAPER_METHOD)  # relora before the paper's: it matters more
 SUMMARY_FILE = "summary.json"
 
 
@@ -53,7 +53,7 @@ def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_ME
     for seed in seeds if roll else ():
         for method in methods:
             rollout(fleet_for(template, root, seed, method), progress=progress)
-    summary = summarize(root, methods, seeds) | {"provenance": started}
+    summary = summarize(root, methods, seeds) | {"provenance": started, "run_revisions": run_revisions(root)}
     atomic_write(root / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     write_race_report(summary, root)
     return summary
@@ -87,6 +87,14 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "retention_min": min(retention) if retention else None,
         "judged_on": sorted({f"{r['judged_on']} ({r['gate_examples']})" for r in rows}),
     }
+
+
+def run_revisions(root: Path) -> list[str]:
+    """The relora revisions every re-adaptation under root ran at (from each relora.json)."""
+    found = set()
+    for record in root.glob("seed*/*/rollout/runs/*/relora.json"):
+        found.add(str(json.loads(record.read_text()).get("git_revision")))
+    return sorted(found)
 
 
 def finished_rows(rollout: Path) -> list[dict[str, Any]] | None:

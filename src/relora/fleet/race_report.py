@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import DEFAULT_METHOD, PORTLLM_FT
+from relora.core.methods import RELORA, PORTLLM_FT
 from relora.io import atomic_write
 from relora.tables import markdown_head, markdown_row, mean_std
 
@@ -35,7 +35,7 @@ def race_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def compute_ratio(summary: dict[str, Any], method: str = DEFAULT_METHOD, against: str = PORTLLM_FT) -> float | None:
+def compute_ratio(summary: dict[str, Any], method: str = RELORA, against: str = PORTLLM_FT) -> float | None:
     """The median over seeds of method's fleet compute over against's (the issue's 0.5x target)."""
     methods = summary["methods"]
     if method not in methods or against not in methods or not methods[against]["compute_s_median"]:
@@ -52,7 +52,7 @@ def unfinished_lines(summary: dict[str, Any]) -> list[str]:
 
 def targets(summary: dict[str, Any]) -> list[str]:
     ratio = compute_ratio(summary)
-    info = summary["methods"].get(DEFAULT_METHOD)
+    info = summary["methods"].get(RELORA)
     if info is None:
         return []
     below = sum(m["published_below_gate"] for i in summary["methods"].values() for m in i["per_seed"])
@@ -78,7 +78,8 @@ def write_race_report(summary: dict[str, Any], root: Path) -> Path:
         "fallback, which every method pays alike, is not counted). Mean ± std over seeds.", "",
         *race_table(summary), "", *unfinished_lines(summary), "Targets:", "", *targets(summary), "",
         "![race](race.png)", "",
-        f"Provenance: relora revision {prov.get('git_revision')}; started {prov.get('started_at')}; "
+        f"Provenance: the re-adaptations ran at relora revision(s) {', '.join(summary.get('run_revisions') or ['-'])}; "
+        f"summarized at {prov.get('git_revision')} on {prov.get('started_at')}; "
         + ", ".join(f"{k} {pkgs.get(k)}" for k in ("torch", "transformers", "peft")), "",
     ]
     _plot(summary, root / "race.png")

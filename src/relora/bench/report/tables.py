@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import DEFAULT_METHOD, METHODS, PAPER_METHOD, PORTLLM, PORTLLM_FT, SCRATCH
+from relora.core.methods import RELORA, METHODS, PAPER_METHOD, PORTLLM, PORTLLM_FT, SCRATCH
 from relora.tables import markdown_head, mean_std
 
 # Tables II and VIII of arXiv 2606.02606 (LLaMA3.1-8B, OpenOrca update), for each task's closest analogue.
@@ -28,7 +28,7 @@ PAPER_QUALITY = {
 
 def paper_key(cell: str) -> str | None:
     """The paper's name for a cell's method: its "ReLoRA" is our relora-paper; our relora has no paper row."""
-    return "relora" if cell == PAPER_METHOD else None if cell == DEFAULT_METHOD else cell
+    return "relora" if cell == PAPER_METHOD else None if cell == RELORA else cell
 
 
 def paper_quality(task: str, cell: str) -> str:

@@ -251,7 +251,7 @@ def test_device_and_dtype_through_the_cli(world, tmp_path: Path) -> None:
                 str(world.adapter), "--train", str(world.train), "--val", str(world.val), "--out", str(out), "--quiet",
                 "--device", "cpu", "--dtype", dtype, "--steps", "8", f"cache_dir={world.root / 'cache'}",
                 "search.trials=4", "search.n_init=3", "training.lr=5e-3", "training.eval_every=4",
-                "training.batch_size=16"]
+                "training.batch_size=16", "--method", "relora"]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, (result.output, result.exception)
         record = RunRecord.load(out)

@@ -151,3 +151,23 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
     partial = json.loads((out / "summary.json").read_text())
     assert fewer.returncode == 0 and partial["methods"]["relora"]["unfinished_seeds"] == [2]  # never rolled out
     assert partial["methods"]["relora"]["per_seed"] == summary["methods"]["relora"]["per_seed"]
+
+
+def test_min_retention_gates_a_fleet_and_needs_a_probe(world, tmp_path: Path) -> None:
+    from relora.fleet.config import load_fleet
+    from relora.fleet.ledger import Ledger
+    from relora.fleet.rollout import rollout
+
+    spec = yaml.safe_load(write_fleet(world, tmp_path, n=1, steps=4).read_text())
+    spec["defaults"] |= {"method": "portllm-ft", "threshold": 0.01, "min_retention": 1.0}
+    (tmp_path / "no-probe.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match="min_retention needs update_probe"):
+        load_fleet(str(tmp_path / "no-probe.yaml"))
+    spec["update_probe"] = str(write_probe(tmp_path / "probe.txt"))
+    (tmp_path / "probe.yaml").write_text(yaml.safe_dump(spec))
+    fleet = load_fleet(str(tmp_path / "probe.yaml"))
+    rollout(fleet, progress=False)
+    row = Ledger(fleet.ledger_url).rows()[0]
+    # the gate itself is cleared (0.01), but training moved the probe's loss: less than all of the update kept
+    assert row["val_accuracy"] >= row["threshold"] and row["retention"] < 1.0
+    assert row["state"] == "below-threshold" and "kept too little of the update" in row["error"]

@@ -140,7 +140,8 @@ def _run(
         save_adapter(model, run.work, cfg.new_base)
     record = RunRecord(
         **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
-        threshold=cfg.threshold, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s, train_s=outcome.train_s, total_s=total_s, load_s=load_s,
+        threshold=cfg.threshold, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s,
+        train_s=outcome.train_s, total_s=total_s, load_s=load_s,
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
         n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val),
                                                                      "val_ready": len(loaded.ready)},

@@ -96,7 +96,8 @@ def evolve(
     record = {
         "base": base, "corpus": corpus, "corpus_hash": content_hash([Path(c) for c in corpus], cache),
         "steps": steps, "batch_size": batch_size, "block": block, "rank": rank, "lr": lr, "seed": seed,
-        "tokens_in_corpus": int(blocks.numel()), "probe_blocks": len(probe), "loss_first": losses[0], "loss_last_mean10": sum(losses[-10:]) / min(10, len(losses)),
+        "tokens_in_corpus": int(blocks.numel()), "probe_blocks": len(probe), "loss_first": losses[0],
+        "loss_last_mean10": sum(losses[-10:]) / min(10, len(losses)),
         "train_s": time.perf_counter() - start, "device": str(where), "git_revision": git_revision(), "packages": package_versions(),
     }
     probe_text = "\n\n".join(tok.decode(row) for row in probe.tolist())

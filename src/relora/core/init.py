@@ -24,7 +24,7 @@ from relora.core.ops import LowRank, fuse_factors, rebalance
 from relora.core.scoring import evaluate
 from relora.core.search import Objective, Probe, run_search
 from relora.core.search.gradient import FusionTerms, group_of, learn_coefficients
-from relora.core.search.known import REVERT, KnownPoint, earlier, known_points, remember
+from relora.core.search.known import REVERT, KnownPoint, design_points, earlier, remember
 from relora.core.weights import WeightReader
 
 if TYPE_CHECKING:  # the config module validates method names against the registry, which imports this
@@ -157,10 +157,10 @@ class SearchedFusion(InitStrategy):
 
         pair, adapter = (loaded.hashes["old_base"], loaded.hashes["new_base"]), loaded.hashes["adapter"]
         uses_known = self.design == "known" or strategy == "gradient"
-        # keyed by method: no method starts from another's answer without paying for its search
-        known = known_points(ctx.cache, cfg.method, *pair, adapter) if uses_known else None
-        priors = [k.groups for k in earlier(ctx.cache, cfg.method, *pair, adapter) if k.groups] \
-            if strategy == "gradient" else []
+        # keyed by method: no method starts from another's answer without paying for its search (one index read)
+        found_earlier = earlier(ctx.cache, cfg.method, *pair, adapter) if uses_known else []
+        known = design_points(found_earlier) if uses_known else None
+        priors = [k.groups for k in found_earlier if k.groups] if strategy == "gradient" else []
         if strategy == "gradient":
             found = self._gradient(ctx, objective, delta, old, known, priors, ready_at)
         else:

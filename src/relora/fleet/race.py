@@ -18,7 +18,7 @@ from relora.errors import InputError
 from relora.fleet.config import FleetConfig
 from relora.fleet.race_report import write_race_report
 from relora.fleet.ledger import FINAL
-from relora.fleet.report import open_ledger
+from relora.fleet.report import open_ledger, summary
 from relora.fleet.rollout import rollout
 from relora.io import atomic_write
 from relora.provenance import provenance
@@ -53,27 +53,27 @@ def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_ME
     for seed in seeds if roll else ():
         for method in methods:
             rollout(fleet_for(template, root, seed, method), progress=progress)
-    summary = summarize(root, methods, seeds) | {"provenance": started, "run_revisions": run_revisions(root)}
-    atomic_write(root / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
-    write_race_report(summary, root)
-    return summary
+    result = summarize(root, methods, seeds) | {"provenance": started, "run_revisions": run_revisions(root)}
+    atomic_write(root / SUMMARY_FILE, json.dumps(result, indent=1) + "\n")
+    write_race_report(result, root)
+    return result
 
 
 def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One rollout's figures: what it cost, how many services it made ready and how, and what they kept."""
     n = len(rows)
     ready = [r for r in rows if r["state"] == "ready"]
-    times = sorted(r["time_to_ready_s"] for r in ready if r["time_to_ready_s"] is not None)
     served = [(r["val_accuracy"] if r["state"] == "ready" else r["fallback_val_accuracy"]) for r in rows]
-    retention = [r["retention"] for r in rows if r.get("retention") is not None]
+    fleet = summary(rows, None)  # the fleet report's own figures: time to ready, retention
+    retention = fleet["retention"]
     return {
         "services": n,
         "ready": len(ready),
         "zero_step_share": sum(r["steps"] == 0 for r in ready) / n if n else None,
         "compute_s": sum(r["cpu_s"] or 0.0 for r in rows),  # CPU seconds of search + training, every service
         "wall_s": sum(r["total_s"] or 0.0 for r in rows),
-        "time_to_ready_median_s": statistics.median(times) if times else None,
-        "time_to_ready_max_s": times[-1] if times else None,
+        "time_to_ready_median_s": fleet["time_to_ready_s"]["median"],
+        "time_to_ready_max_s": fleet["time_to_ready_s"]["max"],
         "never_ready": sum(r["state"] != "ready" for r in rows),
         # the gate judged on the gate set: a published service below it would be a bug, so it is counted
         "published_below_gate": sum(r["val_accuracy"] < r["threshold"] for r in ready),
@@ -83,8 +83,8 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in rows),
         # the search's share of the re-adaptation's own seconds (search + training), over the fleet
         "search_share": sum(r["search_s"] or 0.0 for r in rows) / max(sum(r["total_s"] or 0.0 for r in rows), 1e-9),
-        "retention_mean": statistics.fmean(retention) if retention else None,
-        "retention_min": min(retention) if retention else None,
+        "retention_mean": retention[0] if retention else None,
+        "retention_min": retention[1] if retention else None,
         "judged_on": sorted({f"{r['judged_on']} ({r['gate_examples']})" for r in rows}),
     }
 

@@ -62,11 +62,15 @@ def earlier(cache: Path, method: str, old_hash: str, new_hash: str, adapter: str
     return found[-KEEP:][::-1]
 
 
+def design_points(found: list[KnownPoint]) -> list[tuple[float, float]]:
+    """The revert point, then the global (alpha, beta) end points among earlier searches' (for a design)."""
+    return [REVERT] + [k.point for k in found if k.point is not None and k.point != REVERT]
+
+
 def known_points(cache: Path, method: str, old_hash: str, new_hash: str,
                  adapter: str | None = None) -> list[tuple[float, float]]:
     """The revert point, then the global (alpha, beta) end points of this method's earlier searches."""
-    points = [k.point for k in earlier(cache, method, old_hash, new_hash, adapter) if k.point is not None]
-    return [REVERT] + [p for p in points if p != REVERT]
+    return design_points(earlier(cache, method, old_hash, new_hash, adapter))
 
 
 def remember(cache: Path, method: str, old_hash: str, new_hash: str, best: KnownPoint,

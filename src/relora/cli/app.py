@@ -37,10 +37,11 @@ def main() -> None:
     """Re-adapt LoRA adapters to an updated base model (arXiv 2606.02606).
 
     When a base model is updated (old base -> new base), `relora readapt`
-    turns an adapter trained on the old base into one ready for the new base:
-    it fuses the old adapter with a rank-r projection of the base delta,
-    picks the fusion weights by Bayesian optimisation on validation loss,
-    then fine-tunes with an anchor to that init that relaxes over time.
+    makes an adapter trained on the old base ready for the new one, and judges
+    it on validation examples no search has seen. The default method fine-tunes
+    the old adapter until it clears its gate (portllm-ft, the fleet race's
+    winner); --method relora first fuses the old adapter with a rank-r
+    projection of the base delta. `relora rollout` does a whole fleet.
     """
 
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
 from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, tokenize
 from relora.core.device import resolve_device, resolve_dtype
+from relora.core.loaded import Loaded
 from relora.core.methods import Method
 from relora.core.models import load_tokenizer, shared_model
 from relora.core.resolve import resolve_base
@@ -26,22 +24,6 @@ from relora.core.scoring import EvalResult, evaluate
 from relora.core.weights import WeightReader, check_finite, check_same_architecture, check_targets_exist, model_files
 from relora.errors import InputError
 from relora.io import atomic_write, content_hash
-
-
-@dataclass
-class Loaded:
-    new_dir: Path
-    old_dir: Path | None  # only for methods that project the base delta
-    pad_id: int
-    items: dict[str, list[ScoringItem]]
-    val: list[ScoringItem]  # D_val: the search objective
-    ready: list[ScoringItem]  # the readiness checks: D_val itself unless data.ready_size
-    labels: list[str]
-    old_adapter: LoraAdapter | None
-    spec: LoraAdapter  # the output adapter's shape (no factors)
-    hashes: dict[str, str]
-    probe: torch.Tensor | None = None  # update_probe's token blocks (retention)
-    probe_old_dir: Path | None = None  # the old base, for the old service's loss on the probe
 
 
 GATE_MAX = 256  # the default gate set: half of the validation file, at most this many examples

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relora.core.init import BaseOnly, FreshLora, InitContext, InitInfo, InitStrategy, OldAdapter, SearchedFusion
+from relora.core.config import ReadaptConfig
+from relora.core.init import BaseOnly, FreshLora, InitStrategy, OldAdapter, SearchedFusion
+from relora.core.loaded import InitContext
+from relora.core.record import InitInfo
+from relora.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -85,3 +89,19 @@ def method_named(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def method_for(cfg: ReadaptConfig, source: str | None = None) -> Method:
+    """The config's method, once its inputs are checked against what the method needs (the registry
+    decides, so the config module imports no method); source: the file or command line to name."""
+    try:
+        method = method_named(cfg.method)
+    except ValueError as exc:
+        raise InputError(source or "method", str(exc), "set method to one of the registered names") from None
+    if method.needs_adapter and not cfg.adapter:
+        raise InputError(source or "--adapter", f"method {cfg.method} needs --adapter (the old LoRA)",
+                         "pass --adapter, or choose a method that starts without one (scratch, zero-shot)")
+    if method.needs_old_base and not cfg.old_base:
+        raise InputError(source or "--old-base", f"method {cfg.method} needs --old-base (to compute the base delta)",
+                         "pass --old-base, or choose a method that does not project it (portllm, portllm-ft)")
+    return method

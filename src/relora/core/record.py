@@ -12,13 +12,34 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from relora.core.init import InitInfo
+from relora.core.search.probes import Probe
 from relora.core.retention import Retention
 from relora.core.train import Event
 from relora.io import atomic_write
 
 RECORD_FILE = "relora.json"
 EVENTS_FILE = "events.jsonl"
+
+
+class InitInfo(BaseModel):
+    """What the init did; relora.json's RunRecord extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float | None = None  # the init's fusion coefficients (None: no old adapter in the init)
+    beta: float | None = None
+    probes: list[Probe] = []
+    search_strategy: str | None = None  # bo, grid or gradient
+    coefficients: dict[str, tuple[float, float]] | None = None  # gradient: (alpha, beta) per group of modules
+    search_known_earlier: int | None = None  # earlier searches' best points on this base pair in the design
+    search_s: float = 0.0  # charged search cost: delta projection + probes (as recorded, also when reused)
+    search_wall_s: float | None = None  # what this process spent on it
+    search_examples_scored: int | None = None
+    search_stopped_early: bool | None = None
+    fusion_dropped_energy: float | None = None
+    delta_cached: bool | None = None
+    delta_dropped_energy_mean: float | None = None
+    delta_relative_norm_mean: float | None = None
 
 
 class Metrics(BaseModel):
@@ -56,6 +77,7 @@ class RunRecord(InitInfo):
     seed: int
     hashes: dict[str, str]
     git_revision: str | None
+    tracking: dict[str, str] | None = None  # where each tracking sink put the run (a directory, an MLflow run id)
     packages: dict[str, str | None]
     device: str = "cpu"  # where it ran, and the frozen base's dtype (records before devices: CPU, float32)
     dtype: str = "float32"

@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from relora.core.config import ReadaptConfig, deep_merge, load_yaml
-from relora.core.methods import DEFAULT_METHOD, method_named
+from relora.core.methods import DEFAULT_METHOD, method_for, method_named
 from relora.errors import InputError
 
 
@@ -162,7 +162,9 @@ class FleetConfig(_Strict):
             "threshold": threshold if threshold is not None else self.gate_of(entry).absolute,
             "force": True, "cache_dir": self.cache_dir,
         })
-        return ReadaptConfig.model_validate(tree)
+        cfg = ReadaptConfig.model_validate(tree)
+        method_for(cfg)  # the method's inputs (the old base, the adapter) are there
+        return cfg
 
 
 def load_fleet(path: str) -> FleetConfig:

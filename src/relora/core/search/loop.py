@@ -34,6 +34,10 @@ class SearchResult:
     stopped_early: bool = False  # EI fell below the tolerance before the trial budget
     stop_s: float = 0.0  # time of the proposal that decided to stop
     ready: Probe | None = None  # a candidate already at the readiness threshold on all of D_val (stop-when-ready)
+    chosen: Probe | None = None  # a search that decides its own end point (the gradient's kept coefficients)
+    groups: dict[str, tuple[float, float]] | None = None  # per-group (alpha, beta) the end point uses, if any
+    per_module: dict[str, tuple[float, float]] | None = None  # the same, per adapted module
+    train_examples: int = 0  # training examples through forward and backward (the gradient steps)
 
     @property
     def probes(self) -> list[Probe]:
@@ -43,7 +47,7 @@ class SearchResult:
     def best(self) -> Probe:
         """Eq. 9: the best observed pair, judged on all of D_val when any point was re-scored;
         with stop-when-ready, the first candidate that met the threshold."""
-        return self.ready or best_probe(self.rescored or self.explored)
+        return self.ready or self.chosen or best_probe(self.rescored or self.explored)
 
     @property
     def seconds(self) -> float:
@@ -51,7 +55,7 @@ class SearchResult:
 
     @property
     def examples_scored(self) -> int:
-        return sum(p.n_examples for p in self.probes)
+        return sum(p.n_examples for p in self.probes) + self.train_examples
 
 
 def grid_points(cfg: SearchConfig) -> list[tuple[float, float]]:

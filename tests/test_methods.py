@@ -141,34 +141,18 @@ def test_stop_when_ready_stops_at_the_first_ready_eval_after_training(world, tmp
 
 
 def test_pinned_numbers_on_the_tiny_fixtures(world, tmp_path: Path) -> None:
-    """Seeded runs give these numbers; a change to the loop, the scoring or the init moves them."""
+    """Seeded runs give these numbers; a change to the loop, the scoring or the init moves them. The default
+    method runs from a config that names no method, so a change of default shows here too."""
     scratch, _ = _run(world, tmp_path / "s", "scratch")
-    portllm_ft, _ = _run(world, tmp_path / "p", "portllm-ft")
     relora, _ = _run(world, tmp_path / "r", "relora", cache_dir=str(tmp_path / "cache"))  # no other test's searches
-    got = (scratch.metrics.val_loss, portllm_ft.metrics.val_loss, relora.metrics.val_loss)
+    unnamed = {k: v for k, v in fast_config(world, tmp_path / "d", "scratch").items() if k != "method"}
+    default = readapt(ReadaptConfig(**unnamed), progress=False)
+    assert default.method == "portllm-ft"
+    got = (scratch.metrics.val_loss, default.metrics.val_loss, relora.metrics.val_loss)
     assert got == pytest.approx(PINNED_VAL_LOSS, rel=1e-3), got
 
 
-# scratch, portllm-ft and relora (the default) after 12 steps, seed 0, on the gate set (24 of the 48 validation examples)
 PINNED_VAL_LOSS = (3.98595, 3.53153, 3.52467)
-
-
-def test_anchor_acts_inside_relora(world, tmp_path: Path) -> None:
-    """A strong anchor keeps relora's factors near the searched init; without it they move further."""
-    from safetensors.torch import load_file
-
-    cache = str(tmp_path / "cache")
-    _, init_out = _run(world, tmp_path / "init", "relora", cache_dir=cache, training={"steps": 0})
-    strong = fast_config(world, tmp_path, "relora")["training"] | {"lambda1": 50.0, "lambda2": 50.0}
-    _, anchored_out = _run(world, tmp_path / "anchored", "relora", cache_dir=cache, training=strong)
-    _, free_out = _run(world, tmp_path / "free", "relora-no-sreg", cache_dir=cache)
-    init = load_file(init_out / "adapter_model.safetensors")
-
-    def moved(out: Path) -> float:
-        final = load_file(out / "adapter_model.safetensors")
-        return sum(float((final[k] - init[k]).pow(2).sum()) for k in init) ** 0.5
-
-    assert moved(anchored_out) < 0.5 * moved(free_out)
 
 
 def test_a_crash_while_saving_leaves_no_output_and_a_rerun_finishes(world, tmp_path: Path, monkeypatch) -> None:
@@ -263,7 +247,7 @@ def test_device_and_dtype_through_the_cli(world, tmp_path: Path) -> None:
     bf16, bf16_events = run("bfloat16")
     assert bf16_events[-1].val_loss < bf16_events[0].val_loss  # it trains in bfloat16 too
     assert abs(bf16_events[0].val_loss - fp32_events[0].val_loss) < 0.1  # near, not equal: 8 bits of mantissa
-    assert bf16_events[0].val_loss != fp32_events[0].val_loss
+    assert abs(bf16_events[0].val_loss - fp32_events[0].val_loss) > 1e-6
     default, _ = _run(world, tmp_path / "auto", "relora", search={"trials": 4, "n_init": 3}, test=None, training={
         "steps": 8, "lr": 5e-3, "eval_every": 4, "batch_size": 16})
     assert default.dtype == "float32" and default.metrics == fp32.metrics  # auto on the CPU is float32

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from relora.core.ops import (LowRank, anchor_penalty, fuse_factors, lora_scaling, project_delta, scheduled_lambda,
+from relora.core.ops import (LowRank, anchor_penalty, fuse_factors, project_delta, scheduled_lambda,
                         scheduled_lr)
 
 
@@ -95,8 +95,3 @@ def test_schedule_is_eq22() -> None:
     lrs = [scheduled_lr(t, e1, total, lr1, lr_min) for t in range(e1, total)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     assert [scheduled_lambda(t, e1, 1e-3, 1e-4) for t in (0, e1 - 1, e1, total)] == [1e-3, 1e-3, 1e-4, 1e-4]
-
-
-def test_lora_scaling_matches_peft() -> None:
-    assert lora_scaling(32, 16, False) == 2.0
-    assert lora_scaling(32, 16, True) == 8.0

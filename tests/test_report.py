@@ -99,3 +99,14 @@ def test_fleet_scratch_estimate_from_hand_computed_seconds_per_step(world, tmp_p
     text = write_fleet_report(str(out)).read_text()
     assert "Compute: 0.008 CPU/GPU-hours" in text and "Scratch estimate 0.033 h" in text
     assert f"relora revision {template.git_revision}" in text
+
+
+def test_seeds_are_paired_by_key_not_by_order() -> None:
+    """PortLLM+FT's seed 0 failed and is missing: relora's seed 1 pairs with PortLLM+FT's seed 1, not with
+    the first cell that happens to be there (zip order would give 180/90 = 2.00x)."""
+    from relora.bench.report.tables import old_quality_race
+
+    ft = [cell("portllm-ft", 1, 0.8, 0.9, 60.0, 150.0, restore_s=180.0)]
+    relora = [cell("relora", s, 0.8, 0.9, 60.0, 150.0, restore_s=t) for s, t in ((1, 60.0), (0, 90.0))]
+    got = row(old_quality_race(ft + relora), "relora")
+    assert got[6:8] == ["3.00x", "3.00"]  # seed 1 only: 180 / 60

@@ -68,7 +68,8 @@ def test_merged_evaluation_restores_every_weight_bit_for_bit(world) -> None:
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     with model.disable_adapter():  # the adapter is live again after evaluation, and it matters
         base_only = evaluate(model, items["val"][:20], pad)
-    assert evaluate(model, items["val"][:20], pad).loss == first.loss != base_only.loss
+    assert evaluate(model, items["val"][:20], pad).loss == first.loss  # bit for bit: the same weights
+    assert abs(first.loss - base_only.loss) > 1e-4
 
 
 def _padded_cost(batches: list[list[int]], lengths: list[int], overhead: int) -> int:

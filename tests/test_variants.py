@@ -50,9 +50,9 @@ def test_known_points_come_right_after_portllm_and_grow_with_each_search(world, 
                   search={"trials": 12, "n_init": 3, "seeded_trials": 4, "raw_samples": 32, "ei_stop": 0})
     first_points = [(p.alpha, p.beta) for p in second.probes[:3]]
     assert first_points[:2] == [(0.0, 1.0), REVERT]
-    if point != REVERT:
-        assert point == first_points[2] and second.search_known_earlier == 1
-        assert len([p for p in second.probes if p.stage == "explore"]) == 4  # seeded_trials, not trials
+    assert point != REVERT  # seeded: the first search ends away from the revert point, so its seeding shows
+    assert point == first_points[2] and second.search_known_earlier == 1
+    assert len([p for p in second.probes if p.stage == "explore"]) == 4  # seeded_trials, not trials
 
 
 def test_relora_starts_from_the_old_adapters_balance(world, tmp_path: Path) -> None:
@@ -72,13 +72,19 @@ def test_relora_starts_from_the_old_adapters_balance(world, tmp_path: Path) -> N
         assert (abs(ratio - old_ratio) < 1e-4 * old_ratio) == matches
 
 
-def test_decoupled_anchor_changes_the_trajectory_at_the_default_lambda(world, tmp_path: Path) -> None:
+def test_decoupled_anchor_at_the_default_lambda_moves_the_factors_but_barely_the_loss(world, tmp_path: Path) -> None:
+    """At the default lambda (1e-3) the decoupled anchor pulls the factors toward the init, measurably, but the
+    loss moves by less than 1e-4 (as the anchor sweep found on the real model); at lambda 100 it holds them."""
+    from safetensors.torch import load_file
+
     cache = str(tmp_path / "cache")
     base = fast_config(world, tmp_path, "relora-paper")["training"]
     anchored = _run(world, tmp_path / "a", "relora-paper", cache_dir=cache, training=base | {"anchor": "decoupled"})
     plain = _run(world, tmp_path / "b", "relora-no-sreg", cache_dir=cache, training=base | {"anchor": "decoupled"})
     assert anchored.config["training"]["lambda1"] == 1e-3  # the default
-    assert read_events(tmp_path / "a")[-1].val_loss != read_events(tmp_path / "b")[-1].val_loss
+    a, b = load_file(tmp_path / "a" / "adapter_model.safetensors"), load_file(tmp_path / "b" / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-7  # the anchor acted on the factors
+    assert abs(read_events(tmp_path / "a")[-1].val_loss - read_events(tmp_path / "b")[-1].val_loss) < 1e-4
     strong = _run(world, tmp_path / "s", "relora-paper", cache_dir=cache,
                   training=base | {"anchor": "decoupled", "lambda1": 100.0, "lambda2": 100.0})
     # lr 5e-3 x lambda 100 = 0.5 of the way back to the init each step: it barely moves

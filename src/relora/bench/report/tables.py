@@ -78,9 +78,16 @@ def groups(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[
     return grouped
 
 
+def by_seed(reference: list[dict[str, Any]], group: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(reference cell, cell) pairs of the same seed, in the group's seed order: a seed that one side lacks
+    (not run, or failed) drops out instead of shifting every later pair."""
+    ref = {c["seed"]: c for c in reference}
+    return [(ref[c["seed"]], c) for c in sorted(group, key=lambda c: c["seed"]) if c["seed"] in ref]
+
+
 def ready_speedups(scratch: list[dict[str, Any]], group: list[dict[str, Any]]) -> list[float]:
     """Scratch's time to ready over each cell's, seed by seed, where both got there."""
-    return [s["ready_s"] / c["ready_s"] for s, c in zip(scratch, group) if c["ready_s"] and s["ready_s"] is not None]
+    return [s["ready_s"] / c["ready_s"] for s, c in by_seed(scratch, group) if c["ready_s"] and s["ready_s"] is not None]
 
 
 def drop_points(portllm: list[dict[str, Any]]) -> list[float]:
@@ -111,7 +118,7 @@ def readiness_table(cells: list[dict[str, Any]]) -> list[str]:
         if not METHODS[group[0]["method"]].has_adapter:
             continue
         scratch = grouped.get((task, corpus, SCRATCH), [])
-        speed = [s["total_s"] / c["total_s"] for s, c in zip(scratch, group) if c["steps"] > 0]
+        speed = [s["total_s"] / c["total_s"] for s, c in by_seed(scratch, group) if c["steps"] > 0]
         ready_speed = ready_speedups(scratch, group)
         lines.append(f"| {task} | {corpus} | {cell} | {stat([c['threshold'] for c in group])} | "
                      f"{stat([c['ready_step'] for c in group], '.0f')} | {stat([c['ready_s'] for c in group], '.1f')} | "
@@ -140,7 +147,7 @@ def old_quality_race(cells: list[dict[str, Any]]) -> list[str]:
         if not METHODS[group[0]["method"]].trains:
             continue
         ft = grouped.get((task, corpus, PORTLLM_FT), [])
-        ratios = [f["restore_s"] / c["restore_s"] for f, c in zip(ft, group)
+        ratios = [f["restore_s"] / c["restore_s"] for f, c in by_seed(ft, group)
                   if f.get("restore_s") is not None and c.get("restore_s")]
         back = sum(c.get("restore_s") is not None for c in group)
         searched = [c for c in group if c.get("probes")]

@@ -9,7 +9,7 @@ import click
 
 from relora.cli.app import main, one_line_errors
 from relora.core.config import ReadaptConfig, build_config
-from relora.core.methods import METHODS
+from relora.core.methods import METHODS, method_for
 from relora.core.record import RunRecord
 
 
@@ -38,12 +38,15 @@ def _summary(record: RunRecord) -> str:
 @click.option("--device", help="auto (default: CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               help="The frozen base's weights: auto (default) is float32 on CPU, bfloat16 on GPU. LoRA stays float32.")
+@click.option("--track", help="Comma-separated tracking sinks, tensorboard and/or mlflow (the `tracking` key): a copy "
+                              "of events.jsonl, the config and the final metrics for each.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config file (same keys as relora.json's config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)
 @one_line_errors
 def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, steps: int | None,
-            train_file: str | None, val_file: str | None, test_file: str | None, **flags: Any) -> None:
+            train_file: str | None, val_file: str | None, test_file: str | None, track: str | None,
+            **flags: Any) -> None:
     """Re-adapt one adapter to a new base and write adapter + relora.json + events.jsonl.
 
     \b
@@ -55,8 +58,10 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
     """
     from relora.core.readapt import readapt as run_readapt
 
-    flags.update(train=train_file, val=val_file, test=test_file, training={"steps": steps} if steps is not None else None)
+    flags.update(train=train_file, val=val_file, test=test_file, training={"steps": steps} if steps is not None else None,
+                 tracking=[t.strip() for t in track.split(",") if t.strip()] if track else None)
     cfg = build_config(ReadaptConfig, config_file, overrides, flags)
+    method_for(cfg, config_file or "command line")  # before anything loads
     click.echo(_summary(run_readapt(cfg, progress=not quiet)))
 
 
@@ -89,6 +94,7 @@ def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bo
     flags.update(method="scratch", new_base=base, train=train_file, val=val_file, test=test_file,
                  training=training or None)
     cfg = build_config(ReadaptConfig, config_file, overrides, flags)
+    method_for(cfg, config_file or "command line")  # before anything loads
     click.echo(_summary(run_readapt(cfg, progress=not quiet)))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
@@ -31,7 +32,8 @@ def rollout_cmd(fleet_file: str, retry_failed: bool, quiet: bool) -> None:
     counts = rollout(fleet, retry_failed=retry_failed, progress=not quiet)
     steps = fleet.readapt_config(fleet.adapters[0]).training.steps
     report = write_fleet_report(fleet.out, scratch_steps=steps, url=fleet.ledger)
-    click.echo(json.dumps({"counts": counts, "report": str(report)}, indent=2))
+    page = report.parent / "report" / "index.html"
+    click.echo(json.dumps({"counts": counts, "report": str(report), "page": str(page)}, indent=2))
     if counts.get("failed"):
         sys.exit(1)
 
@@ -39,14 +41,24 @@ def rollout_cmd(fleet_file: str, retry_failed: bool, quiet: bool) -> None:
 @main.command("status")
 @click.argument("out")
 @click.option("--ledger", help="Ledger URL, if not OUT/ledger.sqlite3.")
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until nothing is pending or running.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between redraws with --watch.")
 @one_line_errors
-def status_cmd(out: str, ledger: str | None) -> None:
-    """Show the fleet ledger (safe while a rollout runs)."""
+def status_cmd(out: str, ledger: str | None, watch: bool, interval: float) -> None:
+    """Show the fleet ledger (safe while a rollout runs); --watch keeps it on screen as the rollout goes."""
     require_extra("fleet", "sqlalchemy", "matplotlib")
-    from relora.fleet.report import open_ledger, status_table
-    from relora.tables import markdown_table
+    from relora.fleet.report import open_ledger, status_lines
 
-    click.echo(markdown_table(status_table(open_ledger(out, ledger).rows())))
+    fleet_ledger = open_ledger(out, ledger)
+    while True:
+        rows = fleet_ledger.rows()
+        if watch:
+            click.clear()
+        click.echo(status_lines(rows))
+        if not watch or not any(r["state"] in ("pending", "running") for r in rows):
+            return
+        time.sleep(interval)
 
 
 @main.command("report")
@@ -54,7 +66,7 @@ def status_cmd(out: str, ledger: str | None) -> None:
 @click.option("--ledger", help="Ledger URL, if not OUT/ledger.sqlite3.")
 @one_line_errors
 def report_cmd(out: str, ledger: str | None) -> None:
-    """Write OUT/fleet_report.md, .html and PNG plots from the ledger."""
+    """Write OUT/report/index.html (the fleet page), OUT/fleet_report.md and PNG plots from the ledger."""
     require_extra("fleet", "sqlalchemy", "matplotlib")
     from relora.fleet.report import write_fleet_report
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import statistics
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from relora.errors import InputError
 from relora.io import atomic_write
 from relora.tables import markdown_table
 from relora.fleet.ledger import Ledger
+from relora.fleet.page import write_fleet_page
 
 COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
            "threshold", "negative_flip_rate", "retention", "steps", "probes", "time_to_ready_s", "total_s", "alpha", "beta",
@@ -35,11 +35,13 @@ def status_table(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [list(COLUMNS)] + [[_fmt(r[c]) for c in COLUMNS] for r in rows]
 
 
-def html_table(table: list[list[str]]) -> str:
-    head, *body = table
-    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{cells}</tr></thead><tbody>{rows}</tbody></table>"
+def status_lines(rows: list[dict[str, Any]]) -> str:
+    """The terminal summary: counts by state, then the ledger table."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    head = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no services"
+    return f"{head}\n\n{markdown_table(status_table(rows))}"
 
 
 def run_records(out: Path, rows: list[dict[str, Any]]) -> dict[str, RunRecord]:
@@ -134,11 +136,24 @@ def _probes_line(info: dict[str, Any], n: int) -> str:
             f"{part('with', 'seeded by earlier searches')}")
 
 
-def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
+def fleet_state(out: str, scratch_steps: int | None = None, url: str | None = None,
+                ) -> tuple[list[dict[str, Any]], dict[str, RunRecord], dict[str, Any]]:
+    """The ledger's rows, each finished job's record and the fleet summary: what every view shows."""
     rows = open_ledger(out, url).rows()
-    records = list(run_records(Path(out), rows).values())
-    per_step_s, budget = seconds_per_step(records)
-    info = summary(rows, scratch_steps or budget, per_step_s)
+    by_name = run_records(Path(out), rows)
+    per_step_s, budget = seconds_per_step(list(by_name.values()))
+    return rows, by_name, summary(rows, scratch_steps or budget, per_step_s)
+
+
+def write_page(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
+    """OUT/report/index.html alone (a rollout writes it when it ends; `relora report` writes it with the rest)."""
+    rows, by_name, info = fleet_state(out, scratch_steps, url)
+    return write_fleet_page(rows, by_name, Path(out), info, provenance_line(list(by_name.values())))
+
+
+def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | None = None) -> Path:
+    rows, by_name, info = fleet_state(out, scratch_steps, url)
+    records = list(by_name.values())
     table = status_table(rows)
     root = Path(out)
     plots = _plots(rows, root)
@@ -160,10 +175,7 @@ def write_fleet_report(out: str, scratch_steps: int | None = None, url: str | No
         markdown_table(table), "", *[f"![{p.stem}]({p.name})" for p in plots], "",
     ]
     atomic_write(root / "fleet_report.md", "\n".join(text))
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in text[2:17] if line) + html_table(table)
-    body += "".join(f'<img src="{p.name}" alt="{p.stem}">' for p in plots)
-    atomic_write(root / "fleet_report.html", f"<!doctype html><html><head><meta charset='utf-8'><title>relora fleet"
-                                            f"</title></head><body><h1>relora fleet report</h1>{body}</body></html>\n")
+    write_fleet_page(rows, by_name, root, info, provenance_line(records))
     return root / "fleet_report.md"
 
 

@@ -17,14 +17,15 @@ from relora.core.adapter import attach_lora, save_adapter
 from relora.core.config import ReadaptConfig
 from relora.core.device import (compute_dtype, model_device, peak_memory_mb, reset_peak_memory, resolve_device,
                                 resolve_dtype)
-from relora.core.init import InitContext
-from relora.core.inputs import Loaded, judged_on, load_inputs
-from relora.core.methods import METHODS, Method
+from relora.core.loaded import InitContext, Loaded
+from relora.core.inputs import judged_on, load_inputs
+from relora.core.methods import Method, method_for
 from relora.core.models import shared_model
 from relora.core.outputs import EventLog, RunDir
-from relora.core.record import EVENTS_FILE, Metrics, RunRecord
+from relora.core.record import EVENTS_FILE, Metrics, RunRecord, read_events
 from relora.core.retention import Retention, adapter_loss, cached_loss, retention_value
 from relora.core.scoring import evaluate
+from relora.core.tracking import check_sinks, send
 from relora.core.train import Schedule, train
 from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
 from relora.io import cache_root
@@ -56,7 +57,8 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
     ``relora.json`` (this record) and ``events.jsonl`` (the readiness checks).
     """
     t_load = time.perf_counter()
-    method = METHODS[cfg.method]
+    method = method_for(cfg)
+    check_sinks(cfg.tracking)
     cache = cache_root(cfg.cache_dir)
     inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test) if p]
     run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))
@@ -64,6 +66,9 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
     try:
         run.open()
         record = _on_shared_base(cfg, method, loaded, run, cache, t_load, progress)
+        if cfg.tracking:
+            record.tracking = send(cfg.tracking, record, read_events(run.work), run.work, Path(cfg.out).name)
+            record.save(run.work)
         run.commit()
     except Exception as exc:
         cause = cannot_write(exc)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from relora.core.tracking import check_sinks
 from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, cannot_write, stopped
 from relora.fleet.config import FleetConfig
 from relora.fleet.ledger import Ledger
@@ -56,14 +59,15 @@ def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = Tru
                         {e.name: fleet.gate_of(e).absolute for e in fleet.adapters})
         ledger.release_dead(socket.gethostname(), process_alive)
         sweep_leftovers(Path(fleet.out), ledger)
-        if fleet.executor == "ray":
-            from relora.fleet.executors.ray import run_on_ray
+        with fleet_mlflow_run(fleet):
+            if fleet.executor == "ray":
+                from relora.fleet.executors.ray import run_on_ray
 
-            run_on_ray(fleet, ledger, retry_failed, progress)
-        else:
-            from relora.fleet.executors.local import run_local
+                run_on_ray(fleet, ledger, retry_failed, progress)
+            else:
+                from relora.fleet.executors.local import run_local
 
-            run_local(fleet, ledger, retry_failed, progress)
+                run_local(fleet, ledger, retry_failed, progress)
         return ledger.counts()
     except (InputError, RolloutStopped):
         raise
@@ -72,6 +76,24 @@ def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = Tru
         if cause is None:
             raise
         raise stopped(fleet.out, cause) from exc
+
+
+@contextmanager
+def fleet_mlflow_run(fleet: FleetConfig) -> Iterator[None]:
+    """With MLflow tracking, one parent run for the rollout: each job's run nests under it (its id travels in
+    RELORA_MLFLOW_PARENT_RUN_ID, which worker processes inherit)."""
+    if "mlflow" not in fleet.defaults.readapt.get("tracking", []):
+        yield
+        return
+    check_sinks(["mlflow"])
+    import mlflow
+
+    with mlflow.start_run(run_name=f"fleet {Path(fleet.out).name}") as parent:
+        os.environ["RELORA_MLFLOW_PARENT_RUN_ID"] = parent.info.run_id
+        try:
+            yield
+        finally:
+            del os.environ["RELORA_MLFLOW_PARENT_RUN_ID"]
 
 
 def process_alive(pid: int) -> bool:

@@ -70,7 +70,10 @@ def _parse_line(path: Path, lineno: int, line: str) -> Example:
         raise InputError(path, f"line {lineno} is not valid JSON ({exc.msg})", fix) from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
         raise InputError(path, f"line {lineno} lacks a string 'text' and a 'label'", fix)
-    if not str(obj["label"]).strip():
+    if not isinstance(obj["label"], str):
+        raise InputError(path, f"line {lineno}: label is {json.dumps(obj['label'])}, not a string",
+                         'give every example its label as text, e.g. "label": "positive"')
+    if not obj["label"].strip():
         raise InputError(path, f"line {lineno} has an empty label", "give every example a non-empty label")
     choices = obj.get("choices")
     if choices is not None:
@@ -82,11 +85,20 @@ def _parse_line(path: Path, lineno: int, line: str) -> Example:
     return Example(text=obj["text"], label=str(obj["label"]), choices=choices)
 
 
+def text_overlap(train_path: str | Path, val_path: str | Path) -> int:
+    """How many validation examples have a text that the training file also has (a leak the gate cannot see)."""
+    train = {ex.text for ex in read_jsonl(train_path)}
+    return sum(ex.text in train for ex in read_jsonl(val_path))
+
+
 def label_set(train: list[Example], given: list[str] | None) -> list[str]:
     """The classification label set: --labels, else sorted distinct train labels."""
-    if given:
-        return list(given)
-    return sorted({ex.label for ex in train if ex.choices is None})
+    labels = list(given) if given else sorted({ex.label for ex in train if ex.choices is None})
+    if any(ex.choices is None for ex in train) and len(labels) < 2:
+        raise InputError("data.labels" if given else None, f"the task has {len(labels)} label ({', '.join(labels)}): "
+                         "with one, every answer is right by construction and any gate is met at step 0",
+                         "give the task at least two labels (or data.labels=[...] with the full set)")
+    return labels
 
 
 def check_labels(path: str | Path, examples: list[Example], labels: list[str]) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
-from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, tokenize
+from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, text_overlap, tokenize
 from relora.core.device import resolve_device, resolve_dtype
 from relora.core.loaded import Loaded
 from relora.core.methods import Method
@@ -101,6 +102,11 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     tok = load_tokenizer(new_dir)
     items, labels = load_task(cfg.train, cfg.val, cfg.test, tok, cfg.data.template, cfg.data.labels,
                               cfg.data.max_length)
+    shared = text_overlap(cfg.train, cfg.val)
+    if shared:
+        # stderr, not logging: libraries that configure the root logger would swallow it
+        print(f"relora: warning: {cfg.val}: {shared} of its examples also appear in {cfg.train}; readiness on them "
+              "is not held out (relora.json records it as n_examples.val_in_train)", file=sys.stderr)
     # Read whenever given: even a fresh LoRA takes the old adapter's shape (rank, alpha, targets)
     old = read_adapter(cfg.adapter) if cfg.adapter and method.has_adapter else None
     spec = output_spec(cfg, old)
@@ -122,7 +128,7 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     probe = probe_blocks(cfg.update_probe, tok, cfg.data.probe_blocks) if cfg.update_probe else None
     return Loaded(new_dir, old_dir if method.needs_old_base else None, int(tok.pad_token_id), items,
                   d_val(items["val"], cfg, cfg.val), readiness_set(items["val"], cfg, cfg.val), labels, old, spec, hashes,
-                  probe, old_dir)
+                  probe, old_dir, shared)
 
 
 def check_same_tokenizer(old_dir: Path, new_tok: Tokenizer, new_dir: Path) -> None:

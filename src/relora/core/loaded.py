@@ -31,6 +31,7 @@ class Loaded:
     hashes: dict[str, str]
     probe: torch.Tensor | None = None  # update_probe's token blocks (retention)
     probe_old_dir: Path | None = None  # the old base, for the old service's loss on the probe
+    val_in_train: int = 0  # validation examples whose text the training file also has
 
 
 @dataclass(frozen=True)

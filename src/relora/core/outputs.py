@@ -7,10 +7,12 @@ a different config starts it afresh. Inputs are never written to.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,9 @@ class RunDir:
         self.key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
 
     def open(self) -> None:
-        """Create (or resume) the work directory; called once every input is validated."""
+        """Create (or resume) the work directory; called once every input is validated. Two runs of one --out
+        (a retried job started twice) would share the work directory: the second stops here, naming the first."""
+        self._lock()
         marker = self.work / FINGERPRINT
         if self.work.exists() and (not marker.is_file() or marker.read_text() != self.key):
             shutil.rmtree(self.work)
@@ -49,6 +53,36 @@ class RunDir:
     def path(self, name: str) -> Path:
         return self.work / name
 
+    def _lock(self) -> None:
+        """An exclusive lock on a sibling file, held until commit or discard; the kernel drops it when the process
+        dies, so a dead run's work directory is resumed, as before."""
+        lock = self.out.parent / f".{self.out.name}.lock"
+        try:
+            self._lock_fh = lock.open("a+")
+        except OSError:
+            self._lock_fh = None  # a read-only parent: open() reports it in one line below
+            return
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.seek(0)
+            holder = self._lock_fh.read().strip() or "another process"
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise InputError(self.out, f"another run is writing it now ({holder})",
+                             "wait for that run to end, or stop it, then re-run (it resumes)") from None
+        self._lock_fh.seek(0)
+        self._lock_fh.truncate()
+        self._lock_fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self._lock_fh.flush()
+
+    def release(self) -> None:
+        """Drop the lock (the work directory stays, to resume from)."""
+        if getattr(self, "_lock_fh", None) is not None:
+            Path(self._lock_fh.name).unlink(missing_ok=True)
+            self._lock_fh.close()
+            self._lock_fh = None
+
     def commit(self) -> Path:
         """Move the finished work directory to --out (replacing it under --force)."""
         (self.work / FINGERPRINT).unlink(missing_ok=True)
@@ -60,10 +94,12 @@ class RunDir:
         os.replace(self.work, self.out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        self.release()
         return self.out
 
     def discard(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
+        self.release()
 
 
 class EventLog:

@@ -76,6 +76,8 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
             raise
         run.discard()  # a full disk leaves nothing half-written behind
         raise stopped(cfg.out, cause) from exc
+    finally:
+        run.release()
     return record
 
 
@@ -149,7 +151,8 @@ def _run(
         train_s=outcome.train_s, total_s=total_s, load_s=load_s,
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
         n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val),
-                                                                     "val_ready": len(loaded.ready)},
+                                                                     "val_ready": len(loaded.ready),
+                                                                     "val_in_train": loaded.val_in_train},
         val_correct=outcome.final_correct, config=cfg.model_dump(mode="json"), seed=cfg.seed, hashes=loaded.hashes,
         git_revision=git_revision(), packages=package_versions(), device=str(model_device(model)),
         dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),

@@ -100,6 +100,9 @@ class RayConfig(_Strict):
     max_retries: int = 2
 
 
+MIN_LEASE_S = 3.0  # three heartbeats of at least 1 s each
+
+
 class FleetConfig(_Strict):
     old_base: str
     new_base: str
@@ -111,9 +114,18 @@ class FleetConfig(_Strict):
     workers: int = Field(1, ge=1)  # local: in-process when 1, else N worker processes
     gpus: list[int] = []  # local: pin worker i to GPU gpus[i] (CUDA_VISIBLE_DEVICES); one per worker
     ledger: str | None = None  # SQLAlchemy URL; default sqlite:///<out>/ledger.sqlite3
-    lease_s: float = Field(900.0, gt=0)
+    lease_s: float = 900.0  # a running job's lease; its heartbeat renews it every lease_s / 4 s (at least 1 s)
     ray: RayConfig = RayConfig()
     cache_dir: str | None = None
+
+    @field_validator("lease_s")
+    @classmethod
+    def _lease_outlives_heartbeats(cls, lease_s: float) -> float:
+        if not lease_s >= MIN_LEASE_S:
+            raise ValueError(f"must be at least {MIN_LEASE_S:g} s: a running job renews its lease at most once a second, "
+                             "so a shorter lease expires between heartbeats and another rollout takes the job and does "
+                             "it twice")
+        return lease_s
 
     @field_validator("adapters")
     @classmethod

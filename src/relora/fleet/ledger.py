@@ -9,6 +9,7 @@ row left `running` by a dead process is reclaimed once its lease expires.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import (Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert, inspect, select,
                         update)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from relora.errors import InputError, cannot_write, stopped
@@ -61,6 +62,15 @@ adapters = Table(
 )
 
 
+def masked(url: str) -> str:
+    """The URL as it may be printed: SQLAlchemy's own rendering with the password hidden, or, for a URL
+    SQLAlchemy cannot parse, everything between :// and @ replaced."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any unparseable URL is masked by hand below
+        return re.sub(r"(://)[^@/]*@", r"\1***@", url)
+
+
 class Ledger:
     def __init__(self, url: str) -> None:
         sqlite = url.startswith("sqlite")
@@ -68,7 +78,7 @@ class Ledger:
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            raise InputError(url, f"is not a database URL ({exc.__class__.__name__})",
+            raise InputError(masked(url), f"is not a database URL ({exc.__class__.__name__})",
                              "write a SQLAlchemy URL, e.g. sqlite:///rollout/ledger.sqlite3 or "
                              "postgresql+psycopg://user@host/db") from exc
         try:

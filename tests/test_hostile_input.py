@@ -1,0 +1,92 @@
+"""Issue #21's cases, each through the real command, with the inputs hashed before and after: labels that
+would mislead, a lease shorter than its heartbeats, and ledger passwords that must never be printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from helpers import TinyWorld, write_fleet
+from relora.cli import main
+from relora.core.record import RunRecord
+from test_bad_input import data_file, readapt_args, run_cli, tree_hash, world_inputs
+
+
+@pytest.mark.parametrize("label, needle", [(None, "label is null, not a string"), (1, "label is 1, not a string")])
+def test_a_label_that_is_not_text_is_refused_naming_the_line(world: TinyWorld, tmp_path: Path, label, needle) -> None:
+    train = data_file(tmp_path, [{"text": "w1 sun", "label": "alpha"}, {"text": "w2 moon", "label": label}])
+    before = tree_hash(*world_inputs(world), train)
+    line = run_cli(readapt_args(world, tmp_path / "out", train=train), 2, needle)
+    assert "line 2" in line and str(train) in line
+    assert tree_hash(*world_inputs(world), train) == before and not (tmp_path / "out").exists()
+
+
+def test_a_task_with_one_label_is_refused(world: TinyWorld, tmp_path: Path) -> None:
+    rows = [{"text": f"w{i} sun", "label": "alpha"} for i in range(12)]
+    train, val = data_file(tmp_path, rows), data_file(tmp_path, rows, "val.jsonl")
+    run_cli(readapt_args(world, tmp_path / "out", train=train, val=val), 2, "at least two labels")
+    assert not (tmp_path / "out").exists()
+
+
+def test_validation_examples_shared_with_training_are_warned_and_recorded(world: TinyWorld, tmp_path: Path) -> None:
+    train = [json.loads(line) for line in world.train.read_text().splitlines()]
+    val = [json.loads(line) for line in world.val.read_text().splitlines()]
+    leaked = data_file(tmp_path, train[:5] + [v for v in val if v["text"] not in {t["text"] for t in train}],
+                       "val.jsonl")
+    run = CliRunner().invoke(main, readapt_args(world, tmp_path / "out", val=leaked) + ["--method", "portllm"])
+    assert run.exit_code == 0, run.output
+    assert "5 of its examples also appear in" in run.stderr
+    assert RunRecord.load(tmp_path / "out").n_examples["val_in_train"] == 5
+
+
+def test_a_lease_shorter_than_three_heartbeats_is_refused(world: TinyWorld, tmp_path: Path) -> None:
+    path = write_fleet(world, tmp_path, n=1, lease_s=0.05)
+    line = run_cli(["rollout", str(path), "--quiet"], 2, "lease_s")
+    assert "at least 3 s" in line and "heartbeat" in line
+    assert not (tmp_path / "out").exists()
+
+
+SECRET = "s3cr3t-pw"
+
+
+@pytest.mark.parametrize("url", [f"postgresql+nodriver://relora:{SECRET}@db.example/ledger",
+                                 f"postgresql+psycopg://relora:{SECRET}@db.example:notaport/ledger",
+                                 f"mysql+nodriver://relora:{SECRET}@db.example/ledger"])
+def test_no_command_prints_the_ledger_password(world: TinyWorld, tmp_path: Path, url: str) -> None:
+    path = write_fleet(world, tmp_path, n=1, ledger=url)
+    outputs = [CliRunner().invoke(main, ["rollout", str(path), "--quiet"])]
+    (tmp_path / "out").mkdir(exist_ok=True)
+    outputs += [CliRunner().invoke(main, [cmd, str(tmp_path / "out"), "--ledger", url]) for cmd in ("status", "report")]
+    for run in outputs:
+        assert run.exit_code == 2, run.output
+        assert SECRET not in run.output and SECRET not in (run.stderr or ""), run.output
+        assert "***" in run.output
+
+
+def test_a_second_run_on_one_out_stops_at_once_naming_the_first(world: TinyWorld, tmp_path: Path) -> None:
+    """A retried job started twice: the second readapt on --out stops in one line while the first holds its
+    work directory, and runs (resuming it) once the first has died."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from relora.core.outputs import RunDir; "
+        f"r = RunDir(Path({str(out)!r}), False, [], {{}}); r.open(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        line = run_cli(readapt_args(world, out) + ["--method", "portllm"], 2, "another run is writing it now")
+        assert f"pid {holder.pid}" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    run = CliRunner().invoke(main, readapt_args(world, out) + ["--method", "portllm"])
+    assert run.exit_code == 0, run.output
+    assert out.is_dir() and not list(tmp_path.glob(".out*"))  # the dead run's work directory resumed, no lock left

@@ -90,3 +90,50 @@ def test_a_second_run_on_one_out_stops_at_once_naming_the_first(world: TinyWorld
     run = CliRunner().invoke(main, readapt_args(world, out) + ["--method", "portllm"])
     assert run.exit_code == 0, run.output
     assert out.is_dir() and not list(tmp_path.glob(".out*"))  # the dead run's work directory resumed, no lock left
+
+
+@pytest.mark.parametrize("signum, code", [(15, 143), (2, 130)])
+def test_a_stop_signal_ends_the_whole_rollout_cleanly(world: TinyWorld, tmp_path: Path, signum: int, code: int) -> None:
+    """SIGTERM (or Ctrl-C's SIGINT) to a workers: 2 rollout: every worker gives its job back and ends, the parent
+    exits 128 + signal with one line, no row is left running, nothing is published after the signal, and a
+    re-run finishes the fleet."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from relora.fleet.ledger import Ledger
+
+    path = write_fleet(world, tmp_path, n=4, steps=60, workers=2)
+    out = tmp_path / "out"
+    relora = str(Path(sys.executable).with_name("relora"))
+    proc = subprocess.Popen([relora, "rollout", str(path), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    ledger_file, deadline = out / "ledger.sqlite3", time.time() + 120
+    while time.time() < deadline:
+        if ledger_file.is_file() and any(r["state"] == "running" for r in Ledger(f"sqlite:///{ledger_file}").rows()):
+            break
+        time.sleep(0.2)
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    published_at_signal = set(os.listdir(out / "published")) if (out / "published").is_dir() else set()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "went back to pending" in lines[0] and "Traceback" not in err, err
+    assert len(children) >= 2
+    for _ in range(50):  # multiprocessing's resource tracker ends a moment after its parent
+        alive = subprocess.run(["ps", "-o", "pid=,args=", "-p", ",".join(children)], capture_output=True,
+                               text=True).stdout.strip()
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"processes outlived the rollout: {alive}"
+    rows = Ledger(f"sqlite:///{ledger_file}").rows()
+    assert not any(r["state"] == "running" for r in rows)
+    published = set(os.listdir(out / "published")) if (out / "published").is_dir() else set()
+    assert published == published_at_signal
+    if signum == signal.SIGTERM:  # one re-run is enough to show the resume
+        rerun = CliRunner().invoke(main, ["rollout", str(path), "--quiet"])
+        assert rerun.exit_code == 0 and '"ready": 4' in rerun.output, rerun.output

@@ -49,3 +49,16 @@ def stopped(where: object, exc: BaseException) -> RolloutStopped:
     """The one-line stop for an output that cannot be written."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:120]
     return RolloutStopped(f"{where}: cannot write ({reason}); fix: free space or fix permissions, then re-run to resume")
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT reached a rollout: each job in flight is given back (pending) and the command exits
+    with 128 + the signal number. A BaseException, so no job's `except Exception` mistakes it for a failure."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        self.signum = signum
+        super().__init__(message or f"stopped by signal {signum}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

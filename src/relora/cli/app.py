@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from relora.errors import InputError, RolloutStopped
+from relora.errors import InputError, Interrupted, RolloutStopped
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,6 +27,9 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except RolloutStopped as exc:
             click.echo(f"relora: stopped: {exc}", err=True)
             sys.exit(3)
+        except Interrupted as exc:
+            click.echo(f"relora: {exc}", err=True)
+            sys.exit(exc.exit_code)
 
     return wrapper
 

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relora.errors import InputError, cannot_write, stopped
+from relora.errors import InputError, Interrupted, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
+from relora.fleet.signals import interruptible
 from relora.io import atomic_dir
 
 PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", "relora.json", "events.jsonl")
@@ -113,6 +114,10 @@ def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str
         finally:
             stop.set()
         ledger.finish(entry.name, worker, state, **fields)
+    except Interrupted as exc:
+        stop.set()
+        give_back(fleet, ledger, entry.name, worker, exc)  # abandoned whole: nothing of it is published
+        raise
     except Exception as exc:
         cause = cannot_write(exc)
         if cause is None:
@@ -140,6 +145,11 @@ def work_loop(fleet: FleetConfig, worker: str | None = None, retry_failed: bool 
     (a dead process) and this worker reclaims them."""
     ledger = Ledger(fleet.ledger_url)
     worker = worker or worker_id()
+    with interruptible():
+        return _claim_until_final(fleet, ledger, worker, retry_failed, poll_s)
+
+
+def _claim_until_final(fleet: FleetConfig, ledger: Ledger, worker: str, retry_failed: bool, poll_s: float) -> int:
     done, retry = 0, retry_failed
     while True:
         for entry in fleet.adapters:

@@ -93,3 +93,35 @@ def test_length_batches_cover_every_example_once_and_beat_fixed_chunks() -> None
     best = min(_padded_cost([list(range(a, b)) for a, b in zip((0, *cuts), (*cuts, 6))], small, 8)
                for k in range(6) for cuts in itertools.combinations(range(1, 6), k))
     assert _padded_cost(length_sorted_batches(small, 6, overhead=8), small, 8) == best
+
+
+def test_bf16_scoring_judges_the_served_model(world) -> None:
+    """On a bfloat16 base with a LoRA delta of 1% of W, evaluate()'s loss equals PEFT's unmerged forward (what
+    PEFT and the engines serve) within 5e-5; folding s·B·A into the bf16 weights, as scoring once did, misses
+    that tolerance (its rounding drops part of the delta)."""
+    from relora.core.adapter import lora_modules, set_factors
+    from relora.core.ops import LowRank
+
+    tok = load_tokenizer(world.new_base)
+    items, _ = load_task(str(world.train), str(world.val), None, tok, "{text}\nAnswer:", None, 64)
+    old = read_adapter(world.adapter)
+    model = attach_lora(load_model(world.new_base, dtype=torch.bfloat16), old, seed=0)
+    layers = lora_modules(model)
+    scale = {m: 0.01 * float(layers[m].get_base_layer().weight.float().norm()) / float((old.scaling * lr.dense()).norm())
+             for m, lr in old.factors.items()}
+    set_factors(model, {m: LowRank(B=lr.B * scale[m], A=lr.A) for m, lr in old.factors.items()})
+    val, pad = items["val"], tok.pad_token_id
+    served = reference_evaluate(model, val, pad, batch_size=8)  # PEFT's own forward, the LoRA branch unmerged
+    with model.disable_adapter():
+        base_only = reference_evaluate(model, val, pad, batch_size=8)
+    assert abs(base_only.loss - served.loss) > 5e-3  # the delta matters
+    assert abs(evaluate(model, val, pad).loss - served.loss) < 5e-5
+    with torch.no_grad():  # the old folding: W (bf16) += s·B·A, scored with the branch off
+        saved = [(layer.get_base_layer().weight, layer.get_base_layer().weight.clone()) for layer in layers.values()]
+        for layer in layers.values():
+            layer.get_base_layer().weight += layer.get_delta_weight("default").to(torch.bfloat16)
+        with model.disable_adapter():
+            folded = reference_evaluate(model, val, pad, batch_size=8)
+        for weight, original in saved:
+            weight.copy_(original)
+    assert abs(folded.loss - served.loss) > 5e-5

@@ -94,6 +94,39 @@ def check_supported(cfg_path: Path, cfg: Any) -> None:
     if not isinstance(cfg.get("use_rslora", False), bool):
         raise InputError(cfg_path, f"use_rslora must be true or false, got {cfg['use_rslora']!r}",
                          "set use_rslora to true or false")
+    for key, why, fix in UNCARRIED_OPTIONS:
+        value = cfg.get(key)
+        if value not in (None, False, [], {}, "none"):
+            raise InputError(cfg_path, f"{key}: {value!r} is not supported: {why}", fix)
+    init = cfg.get("init_lora_weights", True)
+    if isinstance(init, str) and init.lower().startswith(("pissa", "olora", "corda", "eva", "loftq")):
+        raise InputError(cfg_path, f"init_lora_weights: {init!r} is not supported: PEFT re-derives the base from it on "
+                         "load, so W + s·B·A is not what the adapter serves",
+                         "convert it to a plain LoRA first (PEFT's path_initial_model_for_weight_conversion)")
+    targets = cfg.get("target_modules") or []
+    embedded = sorted({t for t in (targets if isinstance(targets, list) else []) if t in EMBEDDING_MODULES})
+    if embedded:
+        raise InputError(cfg_path, f"LoRA on {', '.join(embedded)} is not supported: relora re-adapts linear layers "
+                         "only and would drop it", "retrain without the embedding in target_modules")
+
+
+# PEFT options that change what an adapter serves and that relora cannot carry to the output: refused in one
+# line rather than silently dropped (each was checked to change PEFT's outputs)
+UNCARRIED_OPTIONS = (
+    ("bias", "the adapter's trained biases would be dropped", "pass an adapter trained with bias: \"none\""),
+    ("lora_bias", "the lora_B biases would be dropped", "pass an adapter trained with lora_bias: false"),
+    ("modules_to_save", "the fully trained modules it carries would be dropped",
+     "pass an adapter without modules_to_save (or merge those modules into both bases)"),
+    ("trainable_token_indices", "its trained token embeddings would be dropped",
+     "pass an adapter without trainable_token_indices"),
+    ("layers_to_transform", "relora adapts every layer the target modules name, not a subset",
+     "pass an adapter trained on every layer (no layers_to_transform)"),
+    ("layers_pattern", "it only goes with layers_to_transform", "remove layers_pattern"),
+    ("exclude_modules", "relora matches modules by target_modules alone", "pass an adapter without exclude_modules"),
+    ("fan_in_fan_out", "relora reads lora_B @ lora_A as (out, in) like torch.nn.Linear",
+     "pass an adapter for Linear layers (fan_in_fan_out: false)"),
+)
+EMBEDDING_MODULES = {"embed_tokens", "lm_head", "wte", "word_embeddings", "embed_out"}
 
 
 def _factors(weights_path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, LowRank]:
@@ -130,6 +163,10 @@ def _check_targets_cover(cfg_path: Path, targets: Any, factors: dict[str, LowRan
         raise InputError(cfg_path, f"target_modules must be a list of module names, got {targets!r}",
                          "restore target_modules, e.g. [\"q_proj\", \"v_proj\"]")
     suffixes = sorted({m.rsplit(".", 1)[-1] for m in factors})
+    for name in names:
+        if not any(m == name or m.endswith("." + name) for m in factors):
+            raise InputError(cfg_path, f"target_modules names {name}, which has no weights in the adapter (PEFT would "
+                             "load it as a zero LoRA)", f"set target_modules to {suffixes}")
     for module in factors:
         if not any(module == t or module.endswith("." + t) for t in names):
             raise InputError(cfg_path, f"target_modules {names} do not cover the weights' module {module}",

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from relora.core.adapter import LoraAdapter, attach_lora, check_fits, read_adapter
+from relora.core.adapter import EMBEDDING_MODULES, LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
 from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, text_overlap, tokenize
 from relora.core.device import resolve_device, resolve_dtype
@@ -114,6 +114,10 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     if old is not None:
         check_fits(old, new_reader, spec.r)
     elif method.has_adapter:
+        embedded = sorted(set(spec.target_modules) & EMBEDDING_MODULES)
+        if embedded:
+            raise InputError("training.target_modules", f"{', '.join(embedded)} is an embedding, not a linear layer",
+                             "target linear layers, e.g. training.target_modules=[q_proj,v_proj]")
         check_targets_exist(new_reader, spec.target_modules, "training.target_modules:")
     # The old base, when given, must be the same model with the same tokenizer: the delta, PortLLM and
     # the old service's measurements all assume it

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import torch
 
+from relora.errors import InputError
+
 
 def load_model(model_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A base in eval mode, its weights in `dtype` on `device` (relora.core.device chooses both)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    # use_safetensors: a pickle (pytorch_model.bin) beside the safetensors is never loaded
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, use_safetensors=True)
     model.to(device)
     model.eval()
     return model
@@ -38,7 +41,11 @@ def shared_model(model_dir: Path, device: torch.device | str = "cpu", dtype: tor
 def load_tokenizer(model_dir: Path):  # noqa: ANN201 - transformers' tokenizer types vary
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError, TypeError) as exc:  # no or broken tokenizer files
+        raise InputError(model_dir, f"has no usable tokenizer ({exc.__class__.__name__})",
+                         "copy the model's tokenizer files (tokenizer.json, tokenizer_config.json) into it") from exc
     if tok.pad_token_id is None:
         tok.pad_token_id = tok.eos_token_id if tok.eos_token_id is not None else 0
     return tok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from relora.cli.app import main, one_line_errors
 from relora.core.config import ReadaptConfig, build_config
 from relora.core.methods import METHODS, method_for
 from relora.core.record import RunRecord
+from relora.errors import InputError
 
 
 def _summary(record: RunRecord) -> str:
@@ -114,3 +116,39 @@ def methods() -> None:
     """List the registered methods (baselines and ablations)."""
     for m in METHODS.values():
         click.echo(f"{m.name:16s} {m.summary}")
+
+
+@main.command()
+@click.argument("path")
+@click.option("--base", help="The base it will be served on (dir or .gguf): checks its keys against the base's "
+                             "modules and that PEFT's forward changes with it.")
+@click.option("--engine", "engines", default="all", show_default=True,
+              help="vllm, sglang, lorax, or all (comma-separated).")
+@click.option("--max-lora-rank", type=int, default=16, show_default=True, help="vLLM's --max-lora-rank.")
+@click.option("--sglang-max-rank", type=int, help="SGLang's --max-lora-rank, if set.")
+@click.option("--sglang-targets", help="SGLang's --lora-target-modules, comma-separated, if set.")
+@one_line_errors
+def preflight(path: str, base: str | None, engines: str, max_lora_rank: int, sglang_max_rank: int | None,
+              sglang_targets: str | None) -> None:
+    """Check that serving engines load an adapter and that it acts; one line per engine.
+
+    Each rule mirrors the engine's own check (the line names its function): DoRA, modules_to_save, bias,
+    rank, keys that match no module of the base (vLLM loads them and does nothing), rsLoRA's scale (SGLang,
+    LoRAX), added tokens (SGLang), a layer missing a module type (LoRAX). Exit 0 only when every asked
+    engine loads it.
+    """
+    from relora.core.preflight import ENGINES, check, verdict_line
+    from relora.core.resolve import resolve_base
+    from relora.io import cache_root
+
+    asked = ENGINES if engines == "all" else tuple(e.strip() for e in engines.split(","))
+    unknown = [e for e in asked if e not in ENGINES]
+    if unknown:
+        raise InputError("--engine", f"unknown engine(s) {', '.join(unknown)}", f"choose from {', '.join(ENGINES)}")
+    base_dir = resolve_base(base, cache_root(None)) if base else None
+    found = check(path, asked, base_dir, max_lora_rank, sglang_max_rank,
+                  [t.strip() for t in sglang_targets.split(",")] if sglang_targets else None)
+    for engine in asked:
+        click.echo(verdict_line(engine, found[engine]))
+    if any(f.refused for fs in found.values() for f in fs):
+        sys.exit(1)

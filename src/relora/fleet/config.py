@@ -108,6 +108,8 @@ class FleetConfig(_Strict):
     new_base: str
     out: str
     update_probe: str | None = None  # text of the kind the update was made for: every job measures retention
+    # serving engines that must load each re-adapted adapter before it is published (relora preflight's rules)
+    preflight: list[Literal["vllm", "sglang", "lorax"]] = []
     defaults: FleetDefaults = FleetDefaults()
     adapters: list[AdapterEntry] = Field(min_length=1)
     executor: Literal["local", "ray"] = "local"

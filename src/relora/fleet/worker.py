@@ -72,12 +72,14 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
         "device": job_device(record.device, assigned),
     }
     kept = retention_ok(fleet.defaults.min_retention, fields["retention"])
-    if record.metrics.val_accuracy >= threshold and kept:
+    loads, fields["preflight"] = preflight_ok(fleet, Path(cfg.out))
+    if record.metrics.val_accuracy >= threshold and kept and loads:
         target = Path(fleet.out) / "published" / entry.name
         publish(Path(cfg.out), target)
         return "ready", fields | {"output_path": str(target)}
-    why = "below threshold" if kept else f"kept too little of the update (retention {_fmt(fields['retention'])} < " \
-                                          f"min_retention {fleet.defaults.min_retention})"
+    why = "below threshold" if record.metrics.val_accuracy < threshold else (
+        f"kept too little of the update (retention {_fmt(fields['retention'])} < min_retention "
+        f"{fleet.defaults.min_retention})" if not kept else f"a serving engine would not load it ({fields['preflight']})")
     return "below-threshold", fields | {"output_path": None, "error": f"{why}: serve the old adapter (PortLLM fallback)"}
 
 
@@ -88,6 +90,19 @@ def retention_ok(minimum: float | None, retention: float | None) -> bool:
 
 def _fmt(value: float | None) -> str:
     return "unmeasured" if value is None else f"{value:.2f}"
+
+
+def preflight_ok(fleet: FleetConfig, run_dir: Path) -> tuple[bool, str | None]:
+    """The fleet's preflight engines on the new adapter: (every one loads it, the verdict lines)."""
+    if not fleet.preflight:
+        return True, None
+    from relora.core.preflight import check, verdict_line
+    from relora.core.resolve import resolve_base
+    from relora.io import cache_root
+
+    base = resolve_base(fleet.new_base, cache_root(fleet.cache_dir))
+    found = check(run_dir, tuple(fleet.preflight), base)
+    return not any(f.refused for fs in found.values() for f in fs), " | ".join(verdict_line(e, fs) for e, fs in found.items())
 
 
 def _heartbeat(ledger: Ledger, name: str, worker: str, lease_s: float, stop: threading.Event) -> None:

@@ -1,0 +1,208 @@
+"""Will a serving engine load this adapter, and will it act? Checked before a rollout publishes.
+
+Each rule names the engine function it mirrors (read in each engine's source). Rules read the adapter
+directory as written (adapter_config.json and the safetensors keys), not relora's parsed view, so they
+also judge adapters that relora itself would refuse to re-adapt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+
+from relora.errors import InputError
+
+ENGINES = ("vllm", "sglang", "lorax")
+VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm/config/lora.py: max_lora_rank's allowed values
+EMBEDDINGS = {"embed_tokens", "lm_head", "wte", "word_embeddings", "embed_out"}
+KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<part>A|B)(\.[^.]+)?\.weight$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    engine: str
+    refused: bool  # False: loads, with this warning
+    rule: str
+    problem: str
+    fix: str
+    source: str  # the engine's function this rule mirrors
+
+    def line(self) -> str:
+        return f"({self.rule}) {self.problem}; fix: {self.fix} [{self.source}]"
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    path: Path
+    config: dict[str, Any]
+    modules: dict[str, set[str]]  # module name (PEFT prefix removed) -> the parts it has (A, B)
+    raw_keys: list[str]
+
+    @property
+    def r(self) -> int:
+        return int(self.config.get("r", 0))
+
+    @property
+    def target_types(self) -> set[str]:
+        return {m.rsplit(".", 1)[-1] for m in self.modules}
+
+
+def read_files(path: str | Path) -> AdapterFiles:
+    root = Path(path)
+    cfg_path, weights = root / "adapter_config.json", root / "adapter_model.safetensors"
+    for needed in (cfg_path, weights):
+        if not needed.is_file():
+            raise InputError(needed, "adapter file missing", "pass a PEFT LoRA directory (save_pretrained output)")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        with safe_open(weights, framework="pt") as fh:
+            keys = list(fh.keys())
+    except Exception as exc:  # noqa: BLE001 - bad JSON or a cut safetensors file: one line either way
+        raise InputError(root, f"unreadable adapter ({exc.__class__.__name__})", "restore the adapter") from exc
+    if not isinstance(config, dict):
+        raise InputError(cfg_path, "is not a JSON object", "restore the adapter's config")
+    modules: dict[str, set[str]] = {}
+    for key in keys:
+        found = KEY.match(key)
+        if found:
+            modules.setdefault(found["module"].removeprefix("base_model.model."), set()).add(found["part"])
+    return AdapterFiles(root, config, modules, keys)
+
+
+def _set(value: Any) -> bool:
+    return value not in (None, False, [], {}, "none", "")
+
+
+def vllm_rules(a: AdapterFiles, max_lora_rank: int) -> list[Finding]:
+    found, cfg, src = [], a.config, "vllm/lora/peft_helper.py PEFTHelper._validate_features"
+    if cfg.get("use_dora"):
+        found.append(Finding("vllm", True, "DoRA", "use_dora is true", "merge the DoRA adapter or train plain LoRA", src))
+    if _set(cfg.get("modules_to_save")):
+        found.append(Finding("vllm", True, "modules_to_save", f"modules_to_save is {cfg['modules_to_save']}",
+                             "train without modules_to_save", src))
+    if _set(cfg.get("bias")):
+        found.append(Finding("vllm", True, "bias", f"bias is {cfg['bias']!r}", "train with bias: none", src))
+    if a.r > max_lora_rank:
+        found.append(Finding("vllm", True, "rank", f"r={a.r} > --max-lora-rank {max_lora_rank}",
+                             f"serve with --max-lora-rank {min(x for x in VLLM_RANKS if x >= a.r) if a.r <= 512 else 512}"
+                             " or re-adapt at a lower training.rank", "vllm/lora/peft_helper.py PEFTHelper.validate_legal"))
+    if a.r not in VLLM_RANKS:
+        above = min((x for x in VLLM_RANKS if x > a.r), default=VLLM_RANKS[-1])  # rounding up keeps the capacity
+        found.append(Finding("vllm", False, "rank set", f"r={a.r} is not one of vLLM's --max-lora-rank values",
+                             f"it loads padded under --max-lora-rank {above}; r={above} is the nearest allowed rank "
+                             "above it (training.rank)", "vllm/config/lora.py LoRAConfig.max_lora_rank"))
+    return found
+
+
+def sglang_rules(a: AdapterFiles, max_lora_rank: int | None, target_modules: list[str] | None) -> list[Finding]:
+    found, cfg = [], a.config
+    if cfg.get("use_dora"):
+        found.append(Finding("sglang", True, "DoRA", "use_dora is true", "train plain LoRA",
+                             "sglang/srt/lora/lora_manager.py LoRAManager.validate_new_adapter"))
+    added = _set(cfg.get("trainable_token_indices")) or bool(a.target_types & EMBEDDINGS) or any(
+        "new_embeddings" in k or "embed_tokens" in k or "lm_head" in k for k in a.raw_keys)
+    if added:
+        found.append(Finding("sglang", True, "added tokens", "the adapter trains embeddings or added tokens",
+                             "train LoRA on linear layers only", "sglang/srt/lora/lora_manager.py validate_new_adapter"))
+    if max_lora_rank is not None and a.r > max_lora_rank:
+        found.append(Finding("sglang", True, "rank", f"r={a.r} > --max-lora-rank {max_lora_rank}",
+                             f"serve with --max-lora-rank {a.r}", "sglang/srt/lora/mem_pool.py LoRAMemoryPool.can_support"))
+    if target_modules is not None and not a.target_types <= set(target_modules):
+        extra = sorted(a.target_types - set(target_modules))
+        found.append(Finding("sglang", True, "target modules", f"{extra} are outside --lora-target-modules",
+                             f"serve with --lora-target-modules covering {sorted(a.target_types)}",
+                             "sglang/srt/lora/mem_pool.py LoRAMemoryPool.can_support"))
+    if cfg.get("use_rslora"):
+        found.append(Finding("sglang", True, "rsLoRA", "use_rslora is true, and SGLang scales by alpha/r without an error",
+                             "fold sqrt(r) into lora_B and set use_rslora: false (or retrain without rsLoRA)",
+                             "sglang/srt/lora/lora.py LoRAAdapter (scaling = lora_alpha / r)"))
+    return found
+
+
+def lorax_rules(a: AdapterFiles) -> list[Finding]:
+    found = []
+    layers: dict[str, set[str]] = {}
+    for module in a.modules:
+        match = re.search(r"\.(\d+)\.", f".{module}.")
+        if match:
+            layers.setdefault(module.rsplit(".", 1)[-1], set()).add(match.group(1))
+    every = set().union(*layers.values()) if layers else set()
+    for kind, present in sorted(layers.items()):
+        if present != every:
+            missing = sorted(every - present, key=int)[:5]
+            found.append(Finding("lorax", True, "missing layer", f"{kind} lacks layer(s) {', '.join(missing)}, so LoRAX "
+                                 f"drops {kind} in every layer", "give every layer the same target modules",
+                                 "lorax server/lorax_server/utils/adapter.py load_module_map"))
+    if a.config.get("use_rslora"):
+        found.append(Finding("lorax", True, "rsLoRA", "use_rslora is true, and LoRAX's pinned PEFT drops it",
+                             "fold sqrt(r) into lora_B and set use_rslora: false",
+                             "lorax server/lorax_server/utils/adapter.py load_and_merge_adapters"))
+    return found
+
+
+def base_rules(a: AdapterFiles, base_modules: set[str], base_arch: list[str] | None) -> list[Finding]:
+    """Keys against the base's modules: a key whose full name is no module of the base is a silent no-op in
+    vLLM (it matches only the name's last part), and LoRAX warns on it."""
+    found = []
+    strays = sorted(m for m in a.modules if m not in base_modules)
+    if strays:
+        for engine, refused, source in (("vllm", True, "vllm/lora/lora_model.py LoRAModel.check_unexpected_modules"),
+                                        ("lorax", False, "lorax server/lorax_server/utils/adapter.py")):
+            found.append(Finding(engine, refused, "key prefix", f"{len(strays)} LoRA module(s) match no module of the "
+                                 f"base, e.g. {strays[0]} (it would load and do nothing)",
+                                 "save the adapter with PEFT against this base", source))
+    adapter_arch = a.config.get("base_model_architectures")
+    if base_arch and adapter_arch and adapter_arch != base_arch:
+        found.append(Finding("lorax", True, "architecture", f"adapter for {adapter_arch}, base is {base_arch}",
+                             "serve it on its own base", "lorax server/lorax_server/utils/adapter.py"))
+    return found
+
+
+def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | None = None, max_lora_rank: int = 16,
+          sglang_max_rank: int | None = None, sglang_targets: list[str] | None = None) -> dict[str, list[Finding]]:
+    """Findings per asked engine (empty: it loads the adapter as it is)."""
+    a = read_files(adapter)
+    findings = vllm_rules(a, max_lora_rank) + sglang_rules(a, sglang_max_rank, sglang_targets) + lorax_rules(a)
+    if base is not None:
+        from relora.core.weights import WeightReader
+
+        reader = WeightReader(base)
+        modules = {n.removesuffix(".weight") for n in reader.names() if n.endswith(".weight")}
+        findings += base_rules(a, modules, reader.config.get("architectures"))
+        if not acts(adapter, base):
+            findings += [Finding(e, True, "acts", "loaded with PEFT on the base, it leaves every logit unchanged",
+                                 "check the adapter's weights (lora_B all zero?) and its base", "peft PeftModel")
+                         for e in ENGINES]
+    return {e: [f for f in findings if f.engine == e] for e in engines}
+
+
+def acts(adapter: str | Path, base: Path, prompts: int = 3) -> bool:
+    """Whether the adapter, loaded by PEFT itself on the base, changes the logits of a few prompts."""
+    import torch
+    from peft import PeftModel
+
+    from relora.core.models import load_model
+
+    model = PeftModel.from_pretrained(load_model(base), str(adapter)).eval()
+    vocab = int(model.config.vocab_size)
+    ids = torch.randint(0, vocab, (prompts, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with_lora = model(input_ids=ids).logits
+        with model.disable_adapter():
+            without = model(input_ids=ids).logits
+    return not math.isclose(float((with_lora - without).abs().max()), 0.0, abs_tol=1e-7)
+
+
+def verdict_line(engine: str, findings: list[Finding]) -> str:
+    refused = [f for f in findings if f.refused]
+    if refused:
+        return f"{engine}: refused " + "; ".join(f.line() for f in refused)
+    if findings:
+        return f"{engine}: loads, with warnings " + "; ".join(f.line() for f in findings)
+    return f"{engine}: loads"

@@ -148,8 +148,7 @@ def render_page(rows: list[dict[str, Any]], records: dict[str, RunRecord], out: 
     for s in services:
         counts[s["badge"]] = counts.get(s["badge"], 0) + 1
     first = next(iter(records.values()), None)
-    update = (f"{html.escape(first.config.get('old_base') or '-')} ({first.hashes.get('old_base', '-')[:12]}) → "
-              f"{html.escape(first.config['new_base'])} ({first.hashes['new_base'][:12]})") if first else "-"
+    update = f"{_base(first, 'old_base')} → {_base(first, 'new_base')}" if first else "-"
     scratch = info.get("scratch_estimate_hours")
     compute = f"{info['compute_hours']:.3f} h of search and training" + (
         f" against a Scratch estimate of {scratch:.3f} h" if scratch is not None else "")
@@ -164,7 +163,7 @@ def render_page(rows: list[dict[str, Any]], records: dict[str, RunRecord], out: 
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>relora fleet: {html.escape(out.name)}</title>
 <style>{STYLE}</style></head><body>
-<h1>relora fleet: {html.escape(str(out))}</h1>
+<h1>relora fleet: {html.escape(out.name)}</h1>
 <p class="meta">Update: {update}<br>Page written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; readiness, gates and flips
 judged on {html.escape(info['judged_on'])}.</p>
 <p class="totals">{totals}</p>
@@ -182,6 +181,13 @@ dashed: the old service's quality and the gate.</p>
 <script>{SCRIPT}</script>
 </body></html>
 """
+
+
+def _base(record: RunRecord, key: str) -> str:
+    """A base as its directory name and content hash (sha256 prefix); the full path on hover."""
+    path = record.config.get(key) or "-"
+    return (f'<span title="{html.escape(path)}">{html.escape(Path(path).name)}</span> '
+            f'<code>{html.escape(record.hashes.get(key, "-")[:12])}</code>')
 
 
 def _table_row(s: dict[str, Any]) -> str:

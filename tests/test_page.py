@@ -119,3 +119,30 @@ def test_status_watch_stops_when_nothing_is_pending_or_running(page: Path) -> No
     watched = CliRunner().invoke(main, ["status", str(out), "--watch", "--interval", "0.1"])
     assert watched.exit_code == 0, watched.output
     assert watched.output.count("| svc0 ") == 1 and "ready" in watched.output.splitlines()[0]
+
+
+def test_the_bench_page_inlines_its_tables_and_plots(tmp_path: Path) -> None:
+    """relora bench's report.md and plots become one offline page, whose rows and plot the browser shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from relora.bench.report.page import write_bench_page
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(tmp_path / "curve.png")
+    plt.close(fig)
+    (tmp_path / "report.md").write_text("# bench\n\nSome text.\n\n| method | time (s) |\n|---|---|\n| a | 9.0 |\n"
+                                        "| b | 10.0 |\n| c | 2.5 |\n\n![curve](curve.png)\n")
+    page = write_bench_page(tmp_path)
+    text = page.read_text()
+    assert "data:image/png;base64," in text and "curve.png" not in text.replace('alt="curve"', "")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+    if BROWSER is None:
+        pytest.skip("no chromium on PATH")
+    run = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    cells = re.findall(r"<tr><td>(\w)</td>", run.stdout)
+    assert cells == ["a", "b", "c"] and "<img" in run.stdout

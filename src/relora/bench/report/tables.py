@@ -244,6 +244,7 @@ def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
+    from relora.bench.report.page import write_bench_page
     from relora.bench.report.plots import plot_bo_probes, plot_curves, plot_readiness_bars
 
     cells = [c for c in results["cells"] if "lambdas" not in c]  # Table IX has its own rows
@@ -259,3 +260,4 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     plots = plot_curves(cells, out) + plot_bo_probes(cells, out) + plot_readiness_bars(cells, out)
     body += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     (out / "report.md").write_text("\n".join(header + body) + "\n")
+    write_bench_page(out)

@@ -137,3 +137,53 @@ def test_a_stop_signal_ends_the_whole_rollout_cleanly(world: TinyWorld, tmp_path
     if signum == signal.SIGTERM:  # one re-run is enough to show the resume
         rerun = CliRunner().invoke(main, ["rollout", str(path), "--quiet"])
         assert rerun.exit_code == 0 and '"ready": 4' in rerun.output, rerun.output
+
+
+def _latin1_config(t: Path) -> list[str]:
+    path = t / "cfg.yaml"
+    path.write_bytes(b"method: portllm\n# caf\xe9\n")
+    return ["--config", str(path)]
+
+
+def _deep(t: Path) -> list[str]:
+    path = t / "deep.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    return ["--train", str(path)]
+
+
+def _surrogate(t: Path) -> list[str]:
+    path = t / "sur.jsonl"
+    path.write_text('{"text": "w1 sun", "label": "alpha"}\n{"text": "w2 \\ud800 moon", "label": "beta"}\n')
+    return ["--train", str(path)]
+
+
+# case -> (extra CLI words built from tmp_path, words the one line must hold)
+ONE_LINERS = {
+    "a config with a Latin-1 byte": (_latin1_config, "is not UTF-8"),
+    "overrides training=5 training.lr=1e-4": (lambda t: ["training=5", "training.lr=1e-4"], "another override set"),
+    "infinite search bounds": (lambda t: ["search.alpha_bounds=[-.inf,.inf]"], "must be finite"),
+    "--device cuda without CUDA": (lambda t: ["--device", "cuda:7"], "was asked for"),
+    "a cache on a read-only file system": (lambda t: ["cache_dir=/proc/relora-cache"], "cannot create the cache"),
+    "100,000 nested brackets": (_deep, "nests too deeply"),
+    "a lone surrogate escape": (_surrogate, "lone surrogate"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONE_LINERS))
+def test_each_hostile_input_is_one_line(world: TinyWorld, tmp_path: Path, case: str) -> None:
+    make, needle = ONE_LINERS[case]
+    before = tree_hash(*world_inputs(world))
+    run_cli(readapt_args(world, tmp_path / "out") + ["--method", "portllm"] + make(tmp_path), 2, needle)
+    assert tree_hash(*world_inputs(world)) == before
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+@pytest.mark.parametrize("memo", ["file-hashes.json", "finite-weights.json", "searches/known-points.json"])
+def test_a_damaged_cache_memo_is_rebuilt(world: TinyWorld, tmp_path: Path, memo: str) -> None:
+    cache = tmp_path / "cache"
+    (cache / "searches").mkdir(parents=True)
+    (cache / memo).write_text("{broken")
+    args = readapt_args(world, tmp_path / "out") + ["--method", "relora", f"cache_dir={cache}", "data.val_size=8"]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 0, run.output
+    assert (tmp_path / "out" / "relora.json").is_file()

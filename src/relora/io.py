@@ -15,6 +15,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from relora.errors import InputError
 
 HASH_CHUNK = 1 << 22
 
@@ -23,8 +26,22 @@ def cache_root(explicit: str | None = None) -> Path:
     """--cache-dir, else $RELORA_CACHE, else ~/.cache/relora (created)."""
     root = explicit or os.environ.get("RELORA_CACHE") or Path.home() / ".cache" / "relora"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(path, f"cannot create the cache directory ({exc.strerror})",
+                         "point cache_dir or RELORA_CACHE at a writable directory") from None
     return path
+
+
+def read_memo(path: Path, kind: type[dict] | type[list]) -> Any:
+    """A cache's memo file (hashes, checked weights): empty when missing or damaged, since it only saves work
+    that is redone at once."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else kind()
+    except (OSError, ValueError):
+        return kind()
+    return value if isinstance(value, kind) else kind()
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -79,7 +96,7 @@ def file_sha256(path: Path) -> str:
 def content_hash(paths: list[Path], cache_dir: Path) -> str:
     """sha256 over the files' names and hashes; per-file hashes are memoised by (path, size, mtime)."""
     memo_path = cache_dir / "file-hashes.json"
-    memo: dict[str, str] = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    memo: dict[str, str] = read_memo(memo_path, dict)
     digest = hashlib.sha256()
     changed = False
     for path in sorted(paths):

@@ -6,6 +6,7 @@ YAML file, dotted ``key=value`` overrides, and explicit CLI flags.
 
 from __future__ import annotations
 
+import math
 import string
 from pathlib import Path
 from typing import Any, Literal
@@ -120,6 +121,8 @@ class SearchConfig(_Strict):
     def _bounds_ordered(self) -> SearchConfig:
         for name in ("alpha_bounds", "beta_bounds"):
             lo, hi = getattr(self, name)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"{name} must be finite numbers (a GP cannot search an infinite box)")
             if not lo < hi:
                 raise ValueError(f"{name} must be (low, high) with low < high")
         return self
@@ -165,8 +168,12 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     """Set tree['a']['b'] for 'a.b' (dashes read as underscores)."""
     parts = dotted.replace("-", "_").split(".")
     node = tree
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parts[: i + 1])
+            raise InputError(None, f"override {dotted}= sets a key inside {where}, which another override set to "
+                             f"{node!r}", f"drop {where}={node!r}, or set {where}'s keys one by one")
     node[parts[-1]] = value
 
 
@@ -208,7 +215,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise InputError(p, "config file not found", "pass an existing YAML file to --config")
     try:
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise InputError(p, f"is not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+                         "save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise InputError(p, f"invalid YAML ({exc.__class__.__name__})", "fix the YAML syntax") from exc
     if not isinstance(loaded, dict):

@@ -68,8 +68,18 @@ def _parse_line(path: Path, lineno: int, line: str) -> Example:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"line {lineno} is not valid JSON ({exc.msg})", fix) from exc
+    except RecursionError:
+        raise InputError(path, f"line {lineno} nests too deeply to read", fix) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or "label" not in obj:
         raise InputError(path, f"line {lineno} lacks a string 'text' and a 'label'", fix)
+    for key in ("text", "label"):
+        if isinstance(obj[key], str) and not obj[key].isascii():
+            try:
+                obj[key].encode("utf-8")
+            except UnicodeEncodeError as exc:  # a \ud800-style escape of half a surrogate pair
+                raise InputError(path, f"line {lineno}: {key} holds a lone surrogate "
+                                 f"(\\u{ord(exc.object[exc.start]):04x}), which no tokenizer can encode",
+                                 "write the character itself, or a full surrogate pair") from None
     if not isinstance(obj["label"], str):
         raise InputError(path, f"line {lineno}: label is {json.dumps(obj['label'])}, not a string",
                          'give every example its label as text, e.g. "label": "positive"')

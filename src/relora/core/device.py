@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from relora.errors import InputError
+
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -25,7 +27,15 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(spec)
+    device = torch.device(spec)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        why = "this torch has no CUDA, or no GPU is visible" if not torch.cuda.is_available() else \
+            f"only {torch.cuda.device_count()} GPU(s) are visible"
+        raise InputError("--device", f"{spec} was asked for, but {why}",
+                         "pass --device auto or cpu, or install a CUDA build of torch")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("--device", "mps was asked for, but this machine has no MPS", "pass --device auto or cpu")
+    return device
 
 
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:

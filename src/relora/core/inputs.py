@@ -24,7 +24,7 @@ from relora.core.retention import probe_blocks
 from relora.core.scoring import EvalResult, evaluate
 from relora.core.weights import WeightReader, check_finite, check_same_architecture, check_targets_exist, model_files
 from relora.errors import InputError
-from relora.io import atomic_write, content_hash
+from relora.io import atomic_write, content_hash, read_memo
 
 
 GATE_MAX = 256  # the default gate set: half of the validation file, at most this many examples
@@ -144,7 +144,7 @@ def check_same_tokenizer(old_dir: Path, new_tok: Tokenizer, new_dir: Path) -> No
 def check_finite_once(reader: WeightReader, content: str, cache: Path) -> None:
     """check_finite, remembered by content hash: a fleet checks each base once, not once per adapter."""
     memo = cache / "finite-weights.json"
-    known = set(json.loads(memo.read_text())) if memo.is_file() else set()
+    known = {h for h in read_memo(memo, list) if isinstance(h, str)}
     if content not in known:
         check_finite(reader)
         atomic_write(memo, json.dumps(sorted(known | {content})))

@@ -59,6 +59,7 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
     t_load = time.perf_counter()
     method = method_for(cfg)
     check_sinks(cfg.tracking)
+    resolve_device(cfg.device)  # a device this machine lacks is refused before anything is written
     cache = cache_root(cfg.cache_dir)
     inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test) if p]
     run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relora.io import atomic_write
+from relora.io import atomic_write, read_memo
 
 REVERT = (-1.0, 1.0)
 KEEP = 2  # earlier best points offered to a new search
@@ -38,11 +38,7 @@ def _index(cache: Path) -> Path:
 
 
 def _table(cache: Path) -> dict[str, Any]:
-    path = _index(cache)
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}  # a damaged index only costs later searches their seeds
+    return read_memo(_index(cache), dict)  # a damaged index only costs later searches their seeds
 
 
 def _key(method: str, old_hash: str, new_hash: str) -> str:

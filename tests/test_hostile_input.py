@@ -187,3 +187,44 @@ def test_a_damaged_cache_memo_is_rebuilt(world: TinyWorld, tmp_path: Path, memo:
     run = CliRunner().invoke(main, args)
     assert run.exit_code == 0, run.output
     assert (tmp_path / "out" / "relora.json").is_file()
+
+
+def _mount(args: list[str]) -> None:
+    import subprocess
+
+    run = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.skip(f"cannot mount here: {run.stderr.strip()}")
+
+
+def test_report_on_a_read_only_rollout_is_one_line(world: TinyWorld, tmp_path: Path) -> None:
+    import subprocess
+
+    rolled = CliRunner().invoke(main, ["rollout", str(write_fleet(world, tmp_path, n=1, steps=2)), "--quiet"])
+    assert rolled.exit_code == 0, rolled.output
+    view = tmp_path / "ro"
+    view.mkdir()
+    _mount(["--bind", str(tmp_path / "out"), str(view)])
+    try:
+        _mount(["-o", "remount,bind,ro", str(view)])
+        before = tree_hash(view)
+        run_cli(["report", str(view)], 2, "cannot write the report there")
+        assert tree_hash(view) == before
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def test_force_onto_an_out_that_cannot_be_renamed_is_one_line_and_resumes(world: TinyWorld, tmp_path: Path) -> None:
+    """--out is a mount point (renaming it fails with EBUSY): one line says where the finished run is."""
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    _mount(["--bind", str(out), str(out)])
+    try:
+        line = run_cli(readapt_args(world, out) + ["--method", "portllm", "--force"], 2, "cannot be replaced")
+        assert ".out.partial" in line and (tmp_path / ".out.partial" / "relora.json").is_file()
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)
+    rerun = CliRunner().invoke(main, readapt_args(world, out) + ["--method", "portllm", "--force"])
+    assert rerun.exit_code == 0 and (out / "relora.json").is_file(), rerun.output

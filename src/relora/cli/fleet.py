@@ -9,6 +9,7 @@ import time
 import click
 
 from relora.cli.app import main, one_line_errors, parse_methods, parse_seeds, require_extra
+from relora.errors import InputError
 
 
 @main.command("rollout")
@@ -70,7 +71,11 @@ def report_cmd(out: str, ledger: str | None) -> None:
     require_extra("fleet", "sqlalchemy", "matplotlib")
     from relora.fleet.report import write_fleet_report
 
-    click.echo(str(write_fleet_report(out, url=ledger)))
+    try:
+        click.echo(str(write_fleet_report(out, url=ledger)))
+    except OSError as exc:
+        raise InputError(out, f"cannot write the report there ({exc.strerror})",
+                         "make the rollout directory writable, or copy it and report on the copy") from None
 
 
 @main.command("race")

@@ -87,11 +87,18 @@ class RunDir:
         """Move the finished work directory to --out (replacing it under --force)."""
         (self.work / FINGERPRINT).unlink(missing_ok=True)
         old = None
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.replaced"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.out, old)
-        os.replace(self.work, self.out)
+        try:
+            if self.out.exists():
+                old = self.out.parent / f".{self.out.name}.replaced"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(self.out, old)
+            os.replace(self.work, self.out)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise
+            self.release()
+            raise InputError(self.out, f"cannot be replaced ({exc.strerror}); the finished run is kept in {self.work}",
+                             "free --out (or move the finished run into place yourself); a re-run resumes") from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         self.release()

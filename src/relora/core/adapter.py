@@ -163,14 +163,14 @@ def _check_targets_cover(cfg_path: Path, targets: Any, factors: dict[str, LowRan
         raise InputError(cfg_path, f"target_modules must be a list of module names, got {targets!r}",
                          "restore target_modules, e.g. [\"q_proj\", \"v_proj\"]")
     suffixes = sorted({m.rsplit(".", 1)[-1] for m in factors})
-    for name in names:
-        if not any(m == name or m.endswith("." + name) for m in factors):
-            raise InputError(cfg_path, f"target_modules names {name}, which has no weights in the adapter (PEFT would "
-                             "load it as a zero LoRA)", f"set target_modules to {suffixes}")
     for module in factors:
         if not any(module == t or module.endswith("." + t) for t in names):
             raise InputError(cfg_path, f"target_modules {names} do not cover the weights' module {module}",
                              f"set target_modules to {suffixes}")
+    for name in names:
+        if not any(m == name or m.endswith("." + name) for m in factors):
+            raise InputError(cfg_path, f"target_modules names {name}, which has no weights in the adapter (PEFT would "
+                             "load it as a zero LoRA)", f"set target_modules to {suffixes}")
 
 
 def _rank_and_alpha(cfg_path: Path, cfg: dict[str, Any], factors: dict[str, LowRank]) -> tuple[int, float]:

@@ -161,6 +161,17 @@ class Ledger:
                              .values(state="pending", lease_until=None, error="its process died; released"))
         return dead
 
+    def release_worker(self, worker: str, note: str) -> list[str]:
+        """Rows this worker still holds go back to pending (a stop signal caught it between claiming a row
+        and starting the job); returns their names."""
+        with self._tx() as conn:
+            held = list(conn.execute(select(adapters.c.name).where(
+                (adapters.c.worker == worker) & (adapters.c.state == "running"))).scalars())
+            for name in held:
+                conn.execute(update(adapters).where((adapters.c.name == name) & (adapters.c.state == "running"))
+                             .values(state="pending", lease_until=None, ended_at=time.time(), error=note))
+        return held
+
     def heartbeat(self, name: str, worker: str, lease_s: float) -> None:
         with self._tx() as conn:
             conn.execute(update(adapters).where((adapters.c.name == name) & (adapters.c.worker == worker)

@@ -116,8 +116,8 @@ def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str
     ledger, gives the job back (pending) and raises RolloutStopped."""
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(ledger, entry.name, worker, fleet.lease_s, stop), daemon=True)
-    beat.start()
     try:
+        beat.start()  # inside the try: a stop signal may land while the thread starts
         try:
             state, fields = run_job(fleet, entry, assigned)
         except InputError as exc:
@@ -161,7 +161,12 @@ def work_loop(fleet: FleetConfig, worker: str | None = None, retry_failed: bool 
     ledger = Ledger(fleet.ledger_url)
     worker = worker or worker_id()
     with interruptible():
-        return _claim_until_final(fleet, ledger, worker, retry_failed, poll_s)
+        try:
+            return _claim_until_final(fleet, ledger, worker, retry_failed, poll_s)
+        except Interrupted as exc:
+            # a job in flight gave its row back already; this catches a row claimed just before the signal
+            ledger.release_worker(worker, f"rollout stopped: {exc}")
+            raise
 
 
 def _claim_until_final(fleet: FleetConfig, ledger: Ledger, worker: str, retry_failed: bool, poll_s: float) -> int:

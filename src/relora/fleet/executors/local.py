@@ -56,6 +56,8 @@ def _local_worker(fleet_json: str, retry_failed: bool) -> None:
         work_loop(FleetConfig.model_validate_json(fleet_json), retry_failed=retry_failed)
     except Interrupted as exc:
         sys.exit(exc.exit_code)  # its job is back to pending; the parent reports the stop in one line
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C before the worker's handlers were in place: it held no row yet
 
 
 def run_processes(fleet: FleetConfig, ledger: Ledger, retry_failed: bool, progress: bool) -> None:

@@ -56,3 +56,17 @@ def test_a_base_without_tokenizer_files_is_one_line(world: TinyWorld, tmp_path: 
             f.unlink()
     run_cli(readapt_args(world, tmp_path / "out", **{"new-base": base}) + ["--method", "portllm"], 2, "tokenizer")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_pickle_beside_the_safetensors_is_never_loaded(world: TinyWorld, tmp_path: Path) -> None:
+    """A base directory that also holds pytorch_model.bin: the run loads the safetensors (a pickle that would
+    fail to unpickle sits beside them, and the run still works)."""
+    from click.testing import CliRunner
+
+    from relora.cli import main
+
+    base = tmp_path / "base"
+    shutil.copytree(world.new_base, base)
+    (base / "pytorch_model.bin").write_bytes(b"not a pickle: loading this would fail")
+    run = CliRunner().invoke(main, readapt_args(world, tmp_path / "out", **{"new-base": base}) + ["--method", "portllm"])
+    assert run.exit_code == 0, run.output

@@ -228,3 +228,38 @@ def test_force_onto_an_out_that_cannot_be_renamed_is_one_line_and_resumes(world:
         subprocess.run(["umount", "-l", str(out)], check=False)
     rerun = CliRunner().invoke(main, readapt_args(world, out) + ["--method", "portllm", "--force"])
     assert rerun.exit_code == 0 and (out / "relora.json").is_file(), rerun.output
+
+
+def test_a_ledger_made_read_only_mid_rollout_stops_in_one_line(world: TinyWorld, tmp_path: Path) -> None:
+    """The ledger's directory is made immutable (chattr +i) while jobs run: one line (exit 3), no traceback;
+    once it is writable again, a re-run releases the stranded row and finishes the fleet."""
+    import subprocess
+    import sys
+    import time
+
+    from relora.fleet.ledger import Ledger
+
+    store = tmp_path / "store"
+    store.mkdir()
+    url = f"sqlite:///{store / 'ledger.sqlite3'}"
+    path = write_fleet(world, tmp_path, n=3, steps=40, ledger=url)
+    relora = str(Path(sys.executable).with_name("relora"))
+    proc = subprocess.Popen([relora, "rollout", str(path), "--quiet"], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (
+                (store / "ledger.sqlite3").is_file() and any(r["state"] == "running" for r in Ledger(url).rows())):
+            time.sleep(0.2)
+        locked = subprocess.run(["chattr", "+i", str(store)], capture_output=True, text=True)
+        if locked.returncode != 0:
+            proc.kill()
+            pytest.skip(f"cannot make a directory immutable here: {locked.stderr.strip()}")
+        _, err = proc.communicate(timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(store)], check=False)
+    lines = [ln for ln in err.splitlines() if ln.startswith("relora:")]
+    assert proc.returncode == 3 and len(lines) == 1 and "Traceback" not in err, err
+    assert "cannot write" in lines[0] and "fix:" in lines[0]
+    rerun = CliRunner().invoke(main, ["rollout", str(path), "--quiet"])
+    assert rerun.exit_code == 0 and '"ready": 3' in rerun.output, rerun.output

@@ -28,7 +28,8 @@ class RolloutStopped(Exception):
 
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 FATAL_ERRNOS = FULL_ERRNOS | {errno.EROFS, errno.EACCES}
-FULL_MESSAGES = ("no space left", "disk is full", "disk quota", "storagefull")
+FULL_MESSAGES = ("no space left", "disk is full", "disk quota", "storagefull", "readonly database", "read-only file system",
+                 "unable to open database file")
 
 
 def cannot_write(exc: BaseException) -> OSError | BaseException | None:

@@ -107,7 +107,10 @@ def preflight_ok(fleet: FleetConfig, run_dir: Path) -> tuple[bool, str | None]:
 
 def _heartbeat(ledger: Ledger, name: str, worker: str, lease_s: float, stop: threading.Event) -> None:
     while not stop.wait(max(lease_s / 4, 1.0)):
-        ledger.heartbeat(name, worker, lease_s)
+        try:
+            ledger.heartbeat(name, worker, lease_s)
+        except Exception:  # noqa: BLE001 - a ledger that cannot be written: the job's own finish reports it
+            return
 
 
 def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str,

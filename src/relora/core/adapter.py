@@ -40,7 +40,7 @@ class LoraAdapter:
         return sorted(self.factors)
 
 
-def _module_of(key: str) -> tuple[str, str] | None:
+def module_of(key: str) -> tuple[str, str] | None:
     """'base_model.model.X.lora_A.weight' -> ('X', 'A'); adapter name infixes allowed."""
     for part in ("A", "B"):
         marker = f".lora_{part}."
@@ -50,13 +50,24 @@ def _module_of(key: str) -> tuple[str, str] | None:
     return None
 
 
-def read_adapter(path: str | Path) -> LoraAdapter:
-    """A PEFT LoRA directory, checked: config types, supported kind, rank against the weights, finite weights."""
-    root = Path(path)
+def adapter_files(root: Path) -> tuple[Path, Path]:
+    """A PEFT LoRA directory's config and weights, or one line naming the one that is missing."""
     cfg_path, weights_path = root / "adapter_config.json", root / "adapter_model.safetensors"
     for needed in (cfg_path, weights_path):
         if not needed.is_file():
             raise InputError(needed, "adapter file missing", "pass a PEFT LoRA directory (save_pretrained output)")
+    return cfg_path, weights_path
+
+
+def option_set(value: Any) -> bool:
+    """Whether a PEFT config option is in use (PEFT writes unused ones as null, false, empty or "none")."""
+    return value not in (None, False, [], {}, "none")
+
+
+def read_adapter(path: str | Path) -> LoraAdapter:
+    """A PEFT LoRA directory, checked: config types, supported kind, rank against the weights, finite weights."""
+    root = Path(path)
+    cfg_path, weights_path = adapter_files(root)
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -96,7 +107,7 @@ def check_supported(cfg_path: Path, cfg: Any) -> None:
                          "set use_rslora to true or false")
     for key, why, fix in UNCARRIED_OPTIONS:
         value = cfg.get(key)
-        if value not in (None, False, [], {}, "none"):
+        if option_set(value):
             raise InputError(cfg_path, f"{key}: {value!r} is not supported: {why}", fix)
     init = cfg.get("init_lora_weights", True)
     if isinstance(init, str) and init.lower().startswith(("pissa", "olora", "corda", "eva", "loftq")):
@@ -132,7 +143,7 @@ EMBEDDING_MODULES = {"embed_tokens", "lm_head", "wte", "word_embeddings", "embed
 def _factors(weights_path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, LowRank]:
     halves: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
-        found = _module_of(key)
+        found = module_of(key)
         if found:
             halves.setdefault(found[0], {})[found[1]] = tensor.float()
     factors = {}

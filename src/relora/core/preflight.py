@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safetensors import safe_open
 
+from relora.core.adapter import EMBEDDING_MODULES, adapter_files, module_of, option_set
+from relora.core.search.gradient import group_of
 from relora.errors import InputError
 
 ENGINES = ("vllm", "sglang", "lorax")
 VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm/config/lora.py: max_lora_rank's allowed values
-EMBEDDINGS = {"embed_tokens", "lm_head", "wte", "word_embeddings", "embed_out"}
-KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<part>A|B)(\.[^.]+)?\.weight$")
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,7 @@ class AdapterFiles:
 
 def read_files(path: str | Path) -> AdapterFiles:
     root = Path(path)
-    cfg_path, weights = root / "adapter_config.json", root / "adapter_model.safetensors"
-    for needed in (cfg_path, weights):
-        if not needed.is_file():
-            raise InputError(needed, "adapter file missing", "pass a PEFT LoRA directory (save_pretrained output)")
+    cfg_path, weights = adapter_files(root)
     try:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
         with safe_open(weights, framework="pt") as fh:
@@ -69,24 +65,20 @@ def read_files(path: str | Path) -> AdapterFiles:
         raise InputError(cfg_path, "is not a JSON object", "restore the adapter's config")
     modules: dict[str, set[str]] = {}
     for key in keys:
-        found = KEY.match(key)
+        found = module_of(key)
         if found:
-            modules.setdefault(found["module"].removeprefix("base_model.model."), set()).add(found["part"])
+            modules.setdefault(found[0], set()).add(found[1])
     return AdapterFiles(root, config, modules, keys)
-
-
-def _set(value: Any) -> bool:
-    return value not in (None, False, [], {}, "none", "")
 
 
 def vllm_rules(a: AdapterFiles, max_lora_rank: int) -> list[Finding]:
     found, cfg, src = [], a.config, "vllm/lora/peft_helper.py PEFTHelper._validate_features"
     if cfg.get("use_dora"):
         found.append(Finding("vllm", True, "DoRA", "use_dora is true", "merge the DoRA adapter or train plain LoRA", src))
-    if _set(cfg.get("modules_to_save")):
+    if option_set(cfg.get("modules_to_save")):
         found.append(Finding("vllm", True, "modules_to_save", f"modules_to_save is {cfg['modules_to_save']}",
                              "train without modules_to_save", src))
-    if _set(cfg.get("bias")):
+    if option_set(cfg.get("bias")):
         found.append(Finding("vllm", True, "bias", f"bias is {cfg['bias']!r}", "train with bias: none", src))
     if a.r > max_lora_rank:
         found.append(Finding("vllm", True, "rank", f"r={a.r} > --max-lora-rank {max_lora_rank}",
@@ -105,7 +97,7 @@ def sglang_rules(a: AdapterFiles, max_lora_rank: int | None, target_modules: lis
     if cfg.get("use_dora"):
         found.append(Finding("sglang", True, "DoRA", "use_dora is true", "train plain LoRA",
                              "sglang/srt/lora/lora_manager.py LoRAManager.validate_new_adapter"))
-    added = _set(cfg.get("trainable_token_indices")) or bool(a.target_types & EMBEDDINGS) or any(
+    added = option_set(cfg.get("trainable_token_indices")) or bool(a.target_types & EMBEDDING_MODULES) or any(
         "new_embeddings" in k or "embed_tokens" in k or "lm_head" in k for k in a.raw_keys)
     if added:
         found.append(Finding("sglang", True, "added tokens", "the adapter trains embeddings or added tokens",
@@ -129,9 +121,9 @@ def lorax_rules(a: AdapterFiles) -> list[Finding]:
     found = []
     layers: dict[str, set[str]] = {}
     for module in a.modules:
-        match = re.search(r"\.(\d+)\.", f".{module}.")
-        if match:
-            layers.setdefault(module.rsplit(".", 1)[-1], set()).add(match.group(1))
+        layer = group_of(module, "layer")
+        if layer != "-":  # a module outside the numbered layers
+            layers.setdefault(group_of(module, "type"), set()).add(layer)
     every = set().union(*layers.values()) if layers else set()
     for kind, present in sorted(layers.items()):
         if present != every:
@@ -187,15 +179,19 @@ def acts(adapter: str | Path, base: Path, prompts: int = 3) -> bool:
     import torch
     from peft import PeftModel
 
-    from relora.core.models import load_model
+    from relora.core.models import shared_model
 
-    model = PeftModel.from_pretrained(load_model(base), str(adapter)).eval()
-    vocab = int(model.config.vocab_size)
-    ids = torch.randint(0, vocab, (prompts, 12), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        with_lora = model(input_ids=ids).logits
-        with model.disable_adapter():
-            without = model(input_ids=ids).logits
+    # the process's shared base (a fleet worker has it loaded already), left clean for the next job
+    model = PeftModel.from_pretrained(shared_model(base), str(adapter)).eval()
+    try:
+        vocab = int(model.config.vocab_size)
+        ids = torch.randint(0, vocab, (prompts, 12), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            with_lora = model(input_ids=ids).logits
+            with model.disable_adapter():
+                without = model(input_ids=ids).logits
+    finally:
+        model.unload()
     return not math.isclose(float((with_lora - without).abs().max()), 0.0, abs_tol=1e-7)
 
 

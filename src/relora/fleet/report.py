@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,13 @@ def status_table(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [list(COLUMNS)] + [[_fmt(r[c]) for c in COLUMNS] for r in rows]
 
 
+def state_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return dict(Counter(r["state"] for r in rows))
+
+
 def status_lines(rows: list[dict[str, Any]]) -> str:
     """The terminal summary: counts by state, then the ledger table."""
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    head = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "no services"
+    head = ", ".join(f"{k} {v}" for k, v in sorted(state_counts(rows).items())) or "no services"
     return f"{head}\n\n{markdown_table(status_table(rows))}"
 
 
@@ -75,9 +77,7 @@ def provenance_line(records: list[RunRecord]) -> str:
 
 
 def summary(rows: list[dict[str, Any]], scratch_steps: int | None, per_step_s: float | None = None) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    counts = state_counts(rows)
     done = [r for r in rows if r["total_s"] is not None]
     ready_times = sorted(r["time_to_ready_s"] for r in done if r["time_to_ready_s"] is not None)
     cpu_hours = sum(r["total_s"] for r in done) / 3600

@@ -10,3 +10,18 @@ from helpers import TinyWorld, build_world
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
     return build_world(tmp_path_factory.mktemp("world"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No file any test left behind (outputs, reports, pages, logs, ledgers) holds the ledger password; the
+    YAML files the tests wrote as inputs are the one place it belongs."""
+    from helpers import LEDGER_PASSWORD
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return  # no test made a temp directory
+    leaks = [f for f in factory.getbasetemp().rglob("*") if f.is_file() and not f.is_symlink()
+             and f.suffix not in (".yaml", ".yml") and LEDGER_PASSWORD.encode() in f.read_bytes()]
+    if leaks:
+        print(f"\nthe ledger password is written in {len(leaks)} file(s), e.g. {leaks[0]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

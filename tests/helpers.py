@@ -144,6 +144,7 @@ def fast_config(world: TinyWorld, out: Path, method: str, **extra: object) -> di
 
 
 RELORA = str(Path(sys.executable).with_name("relora"))
+LEDGER_PASSWORD = "s3cr3t-pw"  # every ledger URL with a password in the suite uses it; conftest.py greps for it
 
 
 def write_fleet(world: TinyWorld, tmp_path: Path, n: int = 3, steps: int = 8, **extra: object) -> Path:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from helpers import TinyWorld, write_fleet
+from helpers import LEDGER_PASSWORD, TinyWorld, write_fleet
 from relora.cli import main
 from relora.core.record import RunRecord
 from test_bad_input import data_file, readapt_args, run_cli, tree_hash, world_inputs
@@ -50,7 +50,7 @@ def test_a_lease_shorter_than_three_heartbeats_is_refused(world: TinyWorld, tmp_
     assert not (tmp_path / "out").exists()
 
 
-SECRET = "s3cr3t-pw"
+SECRET = LEDGER_PASSWORD
 
 
 @pytest.mark.parametrize("url", [f"postgresql+nodriver://relora:{SECRET}@db.example/ledger",
@@ -81,7 +81,7 @@ def test_a_second_run_on_one_out_stops_at_once_naming_the_first(world: TinyWorld
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        line = run_cli(readapt_args(world, out) + ["--method", "portllm"], 2, "another run is writing it now")
+        line = run_cli(readapt_args(world, out) + ["--method", "portllm"], 3, "another run is writing it now")
         assert f"pid {holder.pid}" in line
     finally:
         holder.kill()
@@ -157,23 +157,23 @@ def _surrogate(t: Path) -> list[str]:
     return ["--train", str(path)]
 
 
-# case -> (extra CLI words built from tmp_path, words the one line must hold)
+# case -> (extra CLI words built from tmp_path, words the one line must hold, exit code: 2 bad input, 3 environment)
 ONE_LINERS = {
-    "a config with a Latin-1 byte": (_latin1_config, "is not UTF-8"),
-    "overrides training=5 training.lr=1e-4": (lambda t: ["training=5", "training.lr=1e-4"], "another override set"),
-    "infinite search bounds": (lambda t: ["search.alpha_bounds=[-.inf,.inf]"], "must be finite"),
-    "--device cuda without CUDA": (lambda t: ["--device", "cuda:7"], "was asked for"),
-    "a cache on a read-only file system": (lambda t: ["cache_dir=/proc/relora-cache"], "cannot create the cache"),
-    "100,000 nested brackets": (_deep, "nests too deeply"),
-    "a lone surrogate escape": (_surrogate, "lone surrogate"),
+    "a config with a Latin-1 byte": (_latin1_config, "is not UTF-8", 2),
+    "overrides training=5 training.lr=1e-4": (lambda t: ["training=5", "training.lr=1e-4"], "another override set", 2),
+    "infinite search bounds": (lambda t: ["search.alpha_bounds=[-.inf,.inf]"], "must be finite", 2),
+    "--device cuda without CUDA": (lambda t: ["--device", "cuda:7"], "was asked for", 2),
+    "a cache on a read-only file system": (lambda t: ["cache_dir=/proc/relora-cache"], "cannot create the cache", 3),
+    "100,000 nested brackets": (_deep, "nests too deeply", 2),
+    "a lone surrogate escape": (_surrogate, "lone surrogate", 2),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ONE_LINERS))
 def test_each_hostile_input_is_one_line(world: TinyWorld, tmp_path: Path, case: str) -> None:
-    make, needle = ONE_LINERS[case]
+    make, needle, code = ONE_LINERS[case]
     before = tree_hash(*world_inputs(world))
-    run_cli(readapt_args(world, tmp_path / "out") + ["--method", "portllm"] + make(tmp_path), 2, needle)
+    run_cli(readapt_args(world, tmp_path / "out") + ["--method", "portllm"] + make(tmp_path), code, needle)
     assert tree_hash(*world_inputs(world)) == before
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
@@ -208,7 +208,7 @@ def test_report_on_a_read_only_rollout_is_one_line(world: TinyWorld, tmp_path: P
     try:
         _mount(["-o", "remount,bind,ro", str(view)])
         before = tree_hash(view)
-        run_cli(["report", str(view)], 2, "cannot write the report there")
+        run_cli(["report", str(view)], 3, "cannot write the report there")
         assert tree_hash(view) == before
     finally:
         subprocess.run(["umount", "-l", str(view)], check=False)
@@ -222,7 +222,7 @@ def test_force_onto_an_out_that_cannot_be_renamed_is_one_line_and_resumes(world:
     out.mkdir()
     _mount(["--bind", str(out), str(out)])
     try:
-        line = run_cli(readapt_args(world, out) + ["--method", "portllm", "--force"], 2, "cannot be replaced")
+        line = run_cli(readapt_args(world, out) + ["--method", "portllm", "--force"], 3, "cannot be replaced")
         assert ".out.partial" in line and (tmp_path / ".out.partial" / "relora.json").is_file()
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)

@@ -1,4 +1,5 @@
-"""The ledger on PostgreSQL, unchanged: a real server in a temp dir, two rollouts sharing it.
+"""The ledger on PostgreSQL, unchanged: a real server in a temp dir with password authentication, two rollouts
+sharing it, and the password in no output, report or log.
 
 Skipped where no PostgreSQL server binaries are installed (initdb, pg_ctl)."""
 
@@ -17,7 +18,7 @@ import yaml
 
 from relora.fleet.ledger import Ledger
 
-from helpers import RELORA, write_fleet
+from helpers import LEDGER_PASSWORD, RELORA, write_fleet
 
 PG_BIN = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15")] + \
     [Path(p).parent for p in (shutil.which("initdb") or "",) if p]
@@ -49,15 +50,18 @@ def postgres_url() -> Iterator[str]:
         port = s.getsockname()[1]
     opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1"
     try:  # a machine that cannot start a server (no runuser, no nobody) skips; our code is not at fault there
-        subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-U", "relora", "--auth=trust"]), check=True,
-                       capture_output=True, timeout=120)
+        pwfile = root / "pw"
+        pwfile.write_text(LEDGER_PASSWORD + "\n")
+        os.chmod(pwfile, 0o644)
+        subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-U", "relora", "--auth=scram-sha-256",
+                                          f"--pwfile={pwfile}"]), check=True, capture_output=True, timeout=120)
         subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-o", opts, "-w", "-l", str(root / "log"),
                                           "start"]), check=True, capture_output=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"could not start a PostgreSQL server here: {exc}")
     try:
-        yield f"postgresql+psycopg://relora@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://relora:{LEDGER_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -67,9 +71,11 @@ def test_two_rollouts_share_a_postgres_ledger(world, tmp_path: Path, postgres_ur
     path = write_fleet(world, tmp_path, n=3, ledger=postgres_url)
     procs = [subprocess.Popen([RELORA, "rollout", str(path), "--quiet"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    printed = []
     for p in procs:
-        _, err = p.communicate(timeout=600)
+        out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
+        printed += [out, err]
     rows = Ledger(postgres_url).rows()
     assert [r["state"] for r in rows] == ["ready"] * 3
     assert all(r["attempts"] == 1 for r in rows)  # claimed once each, across both processes
@@ -77,4 +83,11 @@ def test_two_rollouts_share_a_postgres_ledger(world, tmp_path: Path, postgres_ur
     status = subprocess.run([RELORA, "status", str(tmp_path / "out"), "--ledger", postgres_url],
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and "ready" in status.stdout
+    report = subprocess.run([RELORA, "report", str(tmp_path / "out"), "--ledger", postgres_url],
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    printed += [status.stdout, status.stderr, report.stdout, report.stderr]
+    assert not [text for text in printed if LEDGER_PASSWORD in text]
+    written = [f for f in (tmp_path / "out").rglob("*") if f.is_file() and LEDGER_PASSWORD.encode() in f.read_bytes()]
+    assert not written, written  # the session-wide grep (conftest.py) checks every test's files as well
     assert yaml.safe_load(path.read_text())["ledger"] == postgres_url

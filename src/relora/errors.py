@@ -1,4 +1,5 @@
-"""One error type for bad input: the CLI prints it as one line and exits 2."""
+"""One error type for bad input: the CLI prints it as one line and exits 2 (3 when the environment, not the
+input, is at fault: an output that cannot be written or is busy)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ class InputError(Exception):
         self.fix = fix
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{problem}; fix: {fix}")
+
+
+class Unwritable(InputError):
+    """The environment stops the command before work is lost: a read-only or busy output, a cache that cannot be
+    created. Exit 3, like RolloutStopped; a subclass, so a fleet job still records it as its failure."""
 
 
 class TrainingDiverged(Exception):

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from relora.errors import InputError
+from relora.errors import InputError, Unwritable
 
 HASH_CHUNK = 1 << 22
 
@@ -29,7 +29,7 @@ def cache_root(explicit: str | None = None) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(path, f"cannot create the cache directory ({exc.strerror})",
+        raise Unwritable(path, f"cannot create the cache directory ({exc.strerror})",
                          "point cache_dir or RELORA_CACHE at a writable directory") from None
     return path
 

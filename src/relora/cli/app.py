@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from relora.errors import InputError, Interrupted, RolloutStopped
+from relora.errors import InputError, Interrupted, RolloutStopped, Unwritable
 
 
 def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,7 +23,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except InputError as exc:
             click.echo(f"relora: error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(3 if isinstance(exc, Unwritable) else 2)
         except RolloutStopped as exc:
             click.echo(f"relora: stopped: {exc}", err=True)
             sys.exit(3)

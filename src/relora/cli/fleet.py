@@ -9,7 +9,7 @@ import time
 import click
 
 from relora.cli.app import main, one_line_errors, parse_methods, parse_seeds, require_extra
-from relora.errors import InputError
+from relora.errors import InputError, Unwritable
 
 
 @main.command("rollout")
@@ -74,7 +74,7 @@ def report_cmd(out: str, ledger: str | None) -> None:
     try:
         click.echo(str(write_fleet_report(out, url=ledger)))
     except OSError as exc:
-        raise InputError(out, f"cannot write the report there ({exc.strerror})",
+        raise Unwritable(out, f"cannot write the report there ({exc.strerror})",
                          "make the rollout directory writable, or copy it and report on the copy") from None
 
 

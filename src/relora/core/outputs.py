@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from relora.errors import FULL_ERRNOS, InputError
+from relora.errors import FULL_ERRNOS, InputError, Unwritable
 
 FINGERPRINT = ".fingerprint"
 
@@ -48,7 +48,7 @@ class RunDir:
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:
                 raise  # readapt turns it into a one-line stop (exit 3)
-            raise InputError(self.out, f"cannot write output ({exc.strerror})", "choose a writable --out") from exc
+            raise Unwritable(self.out, f"cannot write output ({exc.strerror})", "choose a writable --out") from exc
 
     def path(self, name: str) -> Path:
         return self.work / name
@@ -69,7 +69,7 @@ class RunDir:
             holder = self._lock_fh.read().strip() or "another process"
             self._lock_fh.close()
             self._lock_fh = None
-            raise InputError(self.out, f"another run is writing it now ({holder})",
+            raise Unwritable(self.out, f"another run is writing it now ({holder})",
                              "wait for that run to end, or stop it, then re-run (it resumes)") from None
         self._lock_fh.seek(0)
         self._lock_fh.truncate()
@@ -97,7 +97,7 @@ class RunDir:
             if exc.errno in FULL_ERRNOS:
                 raise
             self.release()
-            raise InputError(self.out, f"cannot be replaced ({exc.strerror}); the finished run is kept in {self.work}",
+            raise Unwritable(self.out, f"cannot be replaced ({exc.strerror}); the finished run is kept in {self.work}",
                              "free --out (or move the finished run into place yourself); a re-run resumes") from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from relora.core.tracking import check_sinks
-from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, cannot_write, stopped
+from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unwritable, cannot_write, stopped
 from relora.fleet.config import FleetConfig
 from relora.fleet.ledger import Ledger
 
@@ -46,7 +46,7 @@ def check_output_root(fleet: FleetConfig) -> None:
     except OSError as exc:
         if exc.errno in FULL_ERRNOS:
             raise stopped(fleet.out, exc) from exc
-        raise InputError(root, f"output root is not writable ({exc.strerror})", "choose a writable out:") from exc
+        raise Unwritable(root, f"output root is not writable ({exc.strerror})", "choose a writable out:") from exc
 
 
 def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = True) -> dict[str, int]:

@@ -126,3 +126,208 @@ def test_the_rank_table_ratios_are_medians_of_the_per_seed_ratios() -> None:
     by = {(c["method"], c["seed"]): c for c in cells}
     ratios = [by[("portllm-ft", s)]["restore_s"] / by[("relora", s)]["restore_s"] for s in (0, 1, 2)]
     quoted(RESULTS_README, f"{statistics.median(ratios):.2f}× ({', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def mean_std(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+@pytest.mark.parametrize("name, update", [("rank-strong", "strong"), ("rank-gentle", "gentler")])
+def test_the_rank_table_rows_are_their_results(name: str, update: str) -> None:
+    cells: dict[str, dict[int, dict[str, Any]]] = {}
+    for c in load(f"{name}/results.json")["cells"]:
+        cells.setdefault(c["method"], {})[c["seed"]] = c  # seeds paired by key, not by order
+    ft = cells["portllm-ft"]
+    for method in ("portllm-ft", "relora-paper", "relora-bo", "relora"):
+        by_seed = cells[method]
+        seeds = sorted(by_seed)
+        assert seeds == sorted(ft) and len(seeds) == 3
+        ratios = [ft[s]["restore_s"] / by_seed[s]["restore_s"] for s in seeds]
+        vs = "1.00×" if method == "portllm-ft" else \
+            f"{statistics.median(ratios):.2f}× ({', '.join(f'{r:.2f}' for r in ratios)})"
+        search = "-" if method == "portllm-ft" else mean_std([by_seed[s]["search_s"] for s in seeds], ".1f")
+        shown = "**relora**" if method == "relora" else method
+        quoted(RESULTS_README, " | ".join([
+            f"| {update}", shown, mean_std([by_seed[s]["restore_s"] for s in seeds], ".1f"),
+            mean_std([by_seed[s]["restore_step"] for s in seeds], ".0f"), vs,
+            mean_std([by_seed[s]["events"][0]["val_accuracy"] for s in seeds], ".3f"), search,
+            mean_std([by_seed[s]["metrics"]["val_accuracy"] for s in seeds], ".3f")]) + " |")
+
+
+def test_the_anchor_table_rows_are_their_results() -> None:
+    for c in load("anchor-sweep/results.json")["cells"]:
+        if c["method"] != "relora":
+            continue
+        lam, kind = c["config"]["training"]["lambda1"], c["config"]["training"]["anchor"]
+        final = c["metrics"]["val_accuracy"]
+        steps = str(c["restore_step"]) if c["restore_step"] is not None else f"never ({final:.3f})"
+        flips = c.get("negative_flip_rate")
+        default = c["cell"] == "relora"
+        label = "1e-3 (default)" if default else f"{lam:g}"
+        quoted(RESULTS_README, f"| {label} | {'-' if lam == 0 else kind} | {steps} | {final:.3f} | "
+                               f"{'-' if flips is None else format(flips, '.3f')} |")
+
+
+def test_the_demo_table_rows_are_its_results() -> None:
+    cells = {c["cell"]: c for c in load("demo/results.json")["cells"]}
+
+    def when(seconds: float | None) -> str:
+        return "never" if seconds is None else f"{seconds:.0f} s"
+
+    old, new = cells["zero-shot (old base)"], cells["zero-shot"]
+    quoted(RESULTS_README, f"| zero-shot Θ / Θ′ | {old['metrics']['test_accuracy']:.3f} / "
+                           f"{new['metrics']['test_accuracy']:.3f} | never | never | {new['total_s']:.0f} s |")
+    threshold, restore = old["threshold"], old["old_adapter_old_base_val_accuracy"]
+    quoted(RESULTS_README, f"| method | test acc | ready at {threshold:.3f} | back to old quality {restore:.3f} | rollout |")
+    for cell, label in (("portllm", "portllm"), ("scratch", "scratch"), ("portllm-ft", "portllm-ft"),
+                        ("relora", "relora (the paper's algorithm, today's `relora-paper`)")):
+        c = cells[cell]
+        quoted(RESULTS_README, f"| {label} | {c['metrics']['test_accuracy']:.3f} | {when(c['ready_s'])} | "
+                               f"{when(c['restore_s'])} | {c['total_s']:.0f} s |")
+
+
+@pytest.mark.parametrize("name, backbone", [("quick", "SmolLM2-135M"), ("quick-gemma3", "Gemma-3-270M")])
+def test_the_backbone_rows_are_their_results(name: str, backbone: str) -> None:
+    cells = {c["cell"]: c for c in load(f"{name}/results.json")["cells"]}
+    portllm = cells["portllm"]
+    drop = 100 * (portllm["old_adapter_old_base_val_accuracy"] - portllm["events"][0]["val_accuracy"])
+    test = [100 * cells[m]["metrics"]["test_accuracy"] for m in ("zero-shot", "scratch", "portllm-ft", "relora")]
+    ready = " / ".join(f"{cells[m]['ready_s']:.0f} s" for m in ("scratch", "portllm-ft", "relora"))
+    quoted(RESULTS_README, f"| {backbone} | {drop:.1f} | " + " | ".join(f"{t:.1f}" for t in test)
+                           + f" | {ready} (threshold {portllm['threshold']:.3f}) |")
+
+
+def test_the_strong_race_prose_is_its_summary() -> None:
+    m = load("fleet-race-strong/summary.json")["methods"]
+    ft, relora, paper = m["portllm-ft"], m["relora"], m["relora-paper"]
+    quoted(RESULTS_README, f"{ft['compute_s_median']:.0f} CPU-s (median over seeds) against "
+                           f"{relora['compute_s_median']:.0f} for relora "
+                           f"({relora['compute_s_median'] / ft['compute_s_median']:.2f}×) "
+                           f"and {paper['compute_s_median']:.0f} for relora-paper")
+    quoted(RESULTS_README, f"({relora['zero_step_share']:.0%} against {ft['zero_step_share']:.0%})")
+    quoted(RESULTS_README, f"Mean retention {relora['retention_mean']:.2f} for relora, "
+                           f"{paper['retention_mean']:.2f} for relora-paper, {ft['retention_mean']:.2f} for PortLLM+FT; "
+                           f"the worst single service kept {relora['retention_min']:.2f} (relora) against "
+                           f"{ft['retention_min']:.2f} (PortLLM+FT)")
+    trained = [m[k]["never_ready"] for k in RACE_METHODS]
+    quoted(RESULTS_README, f"the same {min(trained)}–{max(trained)} of 36 service rollouts stayed below it")
+    quoted(RESULTS_README, f"({relora['time_to_ready_median_s']:.0f} s and {paper['time_to_ready_median_s']:.0f} s "
+                           f"against {ft['time_to_ready_median_s']:.0f} s)")
+
+
+def minus(x: float, fmt: str) -> str:
+    """A number as the prose prints it, with a typographic minus."""
+    return format(x, fmt).replace("-", "−")
+
+
+def test_the_quick_bench_prose_is_its_results() -> None:
+    quick = load("quick/results.json")
+    c = {x["cell"]: x for x in quick["cells"]}
+    port, ft, rel, grid, scratch = c["portllm"], c["portllm-ft"], c["relora"], c["relora-grid"], c["scratch"]
+    old = port["old_adapter_old_base_val_accuracy"]
+    port0 = port["events"][0]["val_accuracy"]
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.1f}%"
+
+    quoted(RESULTS_README, f"The update costs PortLLM {100 * (old - port0):.1f} points.** The old adapter scores "
+                           f"{pct(old)} on the old base and {pct(port0)} on the new one (validation). The new base alone "
+                           f"falls from {pct(c['zero-shot (old base)']['metrics']['test_accuracy'])} to "
+                           f"{pct(c['zero-shot']['metrics']['test_accuracy'])} (test)")
+    test = {k: pct(v["metrics"]["test_accuracy"]) for k, v in c.items()}
+    assert test["relora"] == test["relora-no-sreg"]
+    quoted(RESULTS_README, f"Test accuracy is {test['relora']} for relora and relora-no-sreg, {test['relora-grid']} for "
+                           f"relora-grid, {test['portllm-ft']} for portllm-ft, {test['portllm']} for PortLLM and "
+                           f"{test['scratch']} for scratch. BO picked (α, β) = ({minus(rel['alpha'], '.2f')}, "
+                           f"{rel['beta']:.2f})")
+    quoted(RESULTS_README, f"gives {port['threshold']:.3f}, scratch's best in 60 steps. That is below what the "
+                           f"transferred adapter already scores ({port0:.3f}), so portllm-ft is ready at once "
+                           f"({ft['ready_s']:.0f} s). relora is ready after {rel['ready_step']} training steps, once its "
+                           f"{rel['search_s']:.0f} s search is done: {rel['ready_s']:.0f} s, "
+                           f"{scratch['ready_s'] / rel['ready_s']:.2f}× faster than scratch ({scratch['ready_s']:.0f} s, "
+                           f"{scratch['ready_step']} steps)")
+    quoted(RESULTS_README, f"quality ({old:.3f}): PortLLM+FT is fastest.** The report adds this threshold because it is "
+                           f"what a service provider promises. portllm-ft reaches it at step {ft['restore_step']} "
+                           f"({ft['restore_s']:.0f} s), relora at step {rel['restore_step']} ({rel['restore_s']:.0f} s), "
+                           f"relora-grid at step {grid['restore_step']} ({grid['restore_s']:.0f} s); scratch does not "
+                           f"reach it. ReLoRA's init starts {100 * (rel['events'][0]['val_accuracy'] - port0):.1f} points "
+                           f"above PortLLM's ({rel['events'][0]['val_accuracy']:.3f} against {port0:.3f})")
+    assert scratch["restore_step"] is None
+    quoted(RESULTS_README, f"relora's {rel['total_s']:.0f} s against scratch's {scratch['total_s']:.0f} s "
+                           f"({scratch['total_s'] / rel['total_s']:.2f}×) is the {rel['search_s']:.0f} s search plus "
+                           f"{rel['train_s']:.0f} s of training. The search is {rel['search_s'] / rel['total_s']:.0%} of "
+                           "relora's total")
+    quoted(RESULTS_README, f"BO took {rel['search_s']:.0f} s and {rel['search_examples_scored']} probe examples "
+                           f"({len(rel['probes'])} probes); the 5×5 grid took {grid['search_s']:.0f} s and "
+                           f"{grid['search_examples_scored']} examples and chose ({minus(grid['alpha'], '.0f')}, "
+                           f"{grid['beta']:.0f}), {test['relora-grid']} test")
+    first = quick["bench_s_runs"][0]
+    quoted(RESULTS_README, f"The first run took {first:.0f} s, {first / 60:.0f} minutes, from an empty cache "
+                           f"(`bench_s_runs[0]`; `bench_s`, {quick['bench_s']:.0f} s, adds the two re-runs)")
+
+
+def test_the_gemma_prose_is_its_results() -> None:
+    gemma = load("quick-gemma3/results.json")
+    c = {x["cell"]: x for x in gemma["cells"]}
+    port, ft, rel = c["portllm"], c["portllm-ft"], c["relora"]
+    assert ft["ready_step"] == rel["ready_step"]
+    quoted(RESULTS_README, f"On Gemma, the threshold (scratch's best, {port['threshold']:.3f}) is above what PortLLM "
+                           f"scores ({port['events'][0]['val_accuracy']:.3f}), so every method must train. PortLLM+FT and "
+                           f"ReLoRA both need {rel['ready_step']} steps, and ReLoRA's {rel['search_s']:.0f} s search makes "
+                           f"it {rel['ready_s'] - ft['ready_s']:.0f} s later. To the old service's quality "
+                           f"({port['old_adapter_old_base_val_accuracy']:.3f})")
+    quoted(RESULTS_README, f"The Gemma bench took {gemma['bench_s_runs'][0] / 60:.0f} minutes: evolution "
+                           f"{gemma['setup_s']['evolve_computing_s']:.0f} s")
+
+
+def test_the_rank_prose_is_its_results() -> None:
+    per = {name: load(f"{name}/results.json")["cells"] for name in ("rank-strong", "rank-gentle")}
+
+    def of(name: str, method: str) -> list[dict[str, Any]]:
+        return sorted((c for c in per[name] if c["method"] == method), key=lambda c: c["seed"])
+
+    drops = {n: [100 * (c["old_adapter_old_base_val_accuracy"] - c["events"][0]["val_accuracy"])
+                 for c in of(n, "portllm-ft")] for n in per}
+    olds = [c["old_adapter_old_base_val_accuracy"] for c in of("rank-strong", "portllm-ft")]
+    quoted(RESULTS_README, f"60 steps on the old base, {mean_std(olds, '.3f')} validation accuracy)")
+    quoted(RESULTS_README, f"PortLLM loses {mean_std(drops['rank-strong'], '.1f')} points")
+    quoted(RESULTS_README, f"PortLLM loses {mean_std(drops['rank-gentle'], '.1f')} points against these 60-step")
+    init = {(n, m): statistics.mean(c["events"][0]["val_accuracy"] for c in of(n, m))
+            for n in per for m in ("relora", "portllm-ft")}
+    quoted(RESULTS_README, f"({init[('rank-strong', 'relora')]:.3f} and {init[('rank-gentle', 'relora')]:.3f} against "
+                           f"{init[('rank-strong', 'portllm-ft')]:.3f} and {init[('rank-gentle', 'portllm-ft')]:.3f})")
+    searches = [statistics.mean(c["search_s"] for c in of(n, "relora")) for n in per]
+    shares = [c["search_s"] / c["total_s"] for n in per for c in of(n, "relora")]
+    quoted(RESULTS_README, f"The search costs {min(searches):.0f}–{max(searches):.0f} s")
+    quoted(RESULTS_README, f"{100 * min(shares):.0f}–{100 * max(shares):.0f}% of relora's whole 60-step run")
+
+
+def test_the_performance_prose_is_perf_json() -> None:
+    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]}
+    probe, delta, step = rows["probe evaluation"], rows["delta projection"], rows["training step"]
+    quoted(RESULTS_README, f"probe evaluation was {probe['speedup']:.1f}× faster, with identical numbers. The physical "
+                           f"limit on this machine (every prompt token through every decoder matrix at the measured "
+                           f"GEMM rate) allows at most {probe['limit_speedup']:.2f}×")
+    quoted(RESULTS_README, f"the streamed delta projection was {delta['speedup']:.1f}× faster, with the same error and "
+                           f"{delta['ours_peak_rss_mb']:.0f} MB against {delta['plain_peak_rss_mb']:.0f} MB peak memory")
+    quoted(RESULTS_README, f"training steps were {step['speedup']:.2f}× faster than `Trainer` with PEFT")
+    over, cheap, rss = rows["search overhead"], rows["cheaper search"], rows["readapt peak RSS"]
+    quoted(RESULTS_README, f"a BO iteration (GP fit and EI) costs {over['gp_and_acq_s']:.2f} s, "
+                           f"{over['share_of_probe']:.1%} of a 512-example probe")
+    quoted(RESULTS_README, f"the cheaper search scored {cheap['examples_ratio']:.2f}× fewer examples and took "
+                           f"{cheap['seconds_ratio']:.2f}× less time than the full search")
+    quoted(RESULTS_README, f"`relora readapt` peaked at {rss['peak_rss_mb']:.0f} MB: {rss['ratio_to_one_base_process']:.2f}× "
+                           f"a process that only loads one base and runs a forward, {rss['ratio']:.1f}× the bare fp32 weights")
+    quoted(RESULTS_README, f"the search is {rows['end to end']['search_share_of_total']:.1%} of relora's end-to-end time")
+    rel = {c["cell"]: c for c in load("quick/results.json")["cells"]}["relora"]
+    quoted(RESULTS_README, f"with today's 60 steps it is {rel['search_s'] / rel['total_s']:.0%} ({rel['search_s']:.0f} s "
+                           f"of {rel['total_s']:.0f} s in `docs/results/quick/results.json`)")
+
+
+def test_the_demo_prose_is_its_results() -> None:
+    c = {x["cell"]: x for x in load("demo/results.json")["cells"]}
+    port = c["portllm"]
+    old = port["old_adapter_old_base_val_accuracy"]
+    quoted(RESULTS_README, f"The update costs PortLLM {100 * (old - port['events'][0]['val_accuracy']):.1f} points on D_val")
+    quoted(RESULTS_README, f"the paper's threshold ({port['threshold']:.3f}, scratch's best) and the old service's own "
+                           f"quality ({old:.3f})")

@@ -91,6 +91,44 @@ def test_relative_gate_stops_at_the_old_services_quality(world, tmp_path: Path) 
     assert f"seeded by earlier searches: {rows[1]['probes']:.1f} over 1 adapters" in text
 
 
+def test_a_fleet_job_reads_and_tokenizes_its_files_once(world, tmp_path: Path, monkeypatch) -> None:
+    """One job reads each data file once, tokenizes each split once and resolves each base once, though it
+    scores the old service, the new adapter and the fallback."""
+    from collections import Counter
+
+    import relora.core.data as data
+    import relora.core.inputs as inputs
+    import relora.core.resolve as resolve
+
+    reads, tokenized, resolved = Counter(), Counter(), Counter()
+    read, tokenize, resolve_base = data.read_jsonl, data.tokenize, resolve.resolve_base
+
+    def counted_read(path, *a, **k):
+        reads[str(path)] += 1
+        return read(path, *a, **k)
+
+    def counted_tokenize(examples, *a, **k):
+        tokenized[len(examples)] += 1
+        return tokenize(examples, *a, **k)
+
+    def counted_resolve(base, *a, **k):
+        resolved[str(base)] += 1
+        return resolve_base(base, *a, **k)
+
+    for module in (data, inputs):
+        monkeypatch.setattr(module, "read_jsonl", counted_read)
+        monkeypatch.setattr(module, "tokenize", counted_tokenize)
+    for module in (inputs, resolve):
+        monkeypatch.setattr(module, "resolve_base", counted_resolve)
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=1, steps=2)))
+    rollout(fleet, progress=False)
+    row = Ledger(fleet.ledger_url).rows()[0]
+    assert row["state"] in ("ready", "below-threshold") and row["old_service_val_accuracy"] is not None
+    assert reads == Counter({str(world.train): 1, str(world.val): 1}), reads
+    assert sum(tokenized.values()) == 2, tokenized  # train and val
+    assert resolved == Counter({str(world.new_base): 1, str(world.old_base): 1}), resolved
+
+
 @pytest.mark.parametrize("bad", ["old + 0.1", "older", "old - 1.5", 0, 1.2])
 def test_bad_gates_are_refused_in_one_line(world, tmp_path: Path, bad) -> None:
     spec = yaml.safe_load(write_fleet(world, tmp_path, n=1).read_text())

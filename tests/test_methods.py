@@ -160,8 +160,8 @@ def test_a_crash_while_saving_leaves_no_output_and_a_rerun_finishes(world, tmp_p
 
     real_save = readapt_mod.save_adapter
 
-    def save_then_crash(model, out_dir: Path, base_name: str) -> None:
-        real_save(model, out_dir, base_name)
+    def save_then_crash(model, out_dir: Path, *args: object) -> None:
+        real_save(model, out_dir, *args)
         (out_dir / "adapter_model.safetensors").write_bytes(b"half")  # the disk died mid-write
         raise OSError(28, "No space left on device")
 

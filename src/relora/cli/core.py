@@ -37,6 +37,8 @@ def _summary(record: RunRecord) -> str:
 @click.option("--steps", type=int, help="Total optimizer steps E_total (training.steps).")
 @click.option("--seed", type=int, help="Seed for data order, search design and init.")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
+@click.option("--portable", is_flag=True, default=None,
+              help="Fold rsLoRA's sqrt(r) into lora_B (use_rslora: false) for engines that scale by alpha/r (SGLang, LoRAX).")
 @click.option("--device", help="auto (default: CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               help="The frozen base's weights: auto (default) is float32 on CPU, bfloat16 on GPU. LoRA stays float32.")

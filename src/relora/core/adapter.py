@@ -18,7 +18,8 @@ from relora.core.weights import WeightReader
 from relora.core.ops import LowRank, lora_scaling
 
 PEFT_PREFIX = "base_model.model."
-VLLM_MAX_RANK = 16
+VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm/config/lora.py: max_lora_rank's allowed values
+LINEAGE_FILE = "relora_lineage.json"  # a sidecar: PEFT warns on unknown keys in adapter_config.json
 
 
 @dataclass
@@ -30,6 +31,8 @@ class LoraAdapter:
     target_modules: list[str] | str
     factors: dict[str, LowRank] = field(default_factory=dict)
     base_model_name_or_path: str | None = None
+    # PEFT options that pick which layers the targets wrap; carried to the output and to PEFT as they are
+    layer_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scaling(self) -> float:
@@ -85,6 +88,7 @@ def read_adapter(path: str | Path) -> LoraAdapter:
         path=root, r=r, lora_alpha=alpha, use_rslora=bool(cfg.get("use_rslora", False)),
         target_modules=cfg.get("target_modules") or sorted(factors), factors=factors,
         base_model_name_or_path=cfg.get("base_model_name_or_path"),
+        layer_options={k: cfg[k] for k in LAYER_OPTIONS if option_set(cfg.get(k))},
     )
 
 
@@ -130,13 +134,11 @@ UNCARRIED_OPTIONS = (
      "pass an adapter without modules_to_save (or merge those modules into both bases)"),
     ("trainable_token_indices", "its trained token embeddings would be dropped",
      "pass an adapter without trainable_token_indices"),
-    ("layers_to_transform", "relora adapts every layer the target modules name, not a subset",
-     "pass an adapter trained on every layer (no layers_to_transform)"),
-    ("layers_pattern", "it only goes with layers_to_transform", "remove layers_pattern"),
-    ("exclude_modules", "relora matches modules by target_modules alone", "pass an adapter without exclude_modules"),
     ("fan_in_fan_out", "relora reads lora_B @ lora_A as (out, in) like torch.nn.Linear",
      "pass an adapter for Linear layers (fan_in_fan_out: false)"),
 )
+# options that select layers: carried (PEFT applies them on load; vLLM and SGLang load the weights that are there)
+LAYER_OPTIONS = ("layers_to_transform", "layers_pattern", "exclude_modules")
 EMBEDDING_MODULES = {"embed_tokens", "lm_head", "wte", "word_embeddings", "embed_out"}
 
 
@@ -198,8 +200,35 @@ def _rank_and_alpha(cfg_path: Path, cfg: dict[str, Any], factors: dict[str, LowR
     return r, float(alpha)
 
 
+def peft_config(spec: LoraAdapter) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=spec.r, lora_alpha=spec.lora_alpha, use_rslora=spec.use_rslora,
+                      target_modules=spec.target_modules, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                      **spec.layer_options)
+
+
+def check_selection(adapter: LoraAdapter, base: WeightReader) -> None:
+    """The modules PEFT wraps on this base (target_modules, layers_to_transform, exclude_modules) are the
+    modules the weights have: one it wraps without weights would load as a zero LoRA, one it skips is dropped."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    cfg_path = Path(adapter.path or ".") / "adapter_config.json"
+    try:
+        config = peft_config(adapter)
+    except (TypeError, ValueError) as exc:
+        raise InputError(cfg_path, f"PEFT refuses its options ({exc})", "fix the options it names") from None
+    modules = [n.removesuffix(".weight") for n in base.names() if n.endswith(".weight")]
+    wrapped = {m for m in modules if check_target_module_exists(config, m)}
+    for module in sorted(wrapped ^ set(adapter.factors)):
+        why = "PEFT would wrap it, but the weights lack it" if module in wrapped else \
+            "the weights have it, but PEFT's target options skip it"
+        raise InputError(cfg_path, f"module {module}: {why}",
+                         "make target_modules, layers_to_transform and exclude_modules name the modules the weights have")
+
+
 def check_fits(adapter: LoraAdapter, base: WeightReader, rank: int) -> None:
-    """Every adapter module exists in the base with matching shapes; rank fits."""
+    """Every adapter module exists in the base with matching shapes; rank fits; PEFT selects exactly them."""
     for module, lr in adapter.factors.items():
         name = f"{module}.weight"
         if name not in base:
@@ -212,16 +241,14 @@ def check_fits(adapter: LoraAdapter, base: WeightReader, rank: int) -> None:
         if rank > min(d, k):
             raise InputError(adapter.path, f"rank {rank} exceeds min(d, k) = {min(d, k)} for {module}",
                              f"use training.rank <= {min(d, k)}")
+    check_selection(adapter, base)
 
 
 def attach_lora(model: torch.nn.Module, spec: LoraAdapter, seed: int) -> torch.nn.Module:
     """Wrap a base in a PEFT LoRA of spec's shape; spec.factors (if any) are loaded."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    config = LoraConfig(
-        r=spec.r, lora_alpha=spec.lora_alpha, use_rslora=spec.use_rslora,
-        target_modules=spec.target_modules, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-    )
+    config = peft_config(spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # PEFT's default init (kaiming A) must be reproducible
         peft_model = get_peft_model(model, config)
@@ -259,15 +286,42 @@ def lora_parameters(peft_model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return params
 
 
-def save_adapter(peft_model: torch.nn.Module, out_dir: Path, base_name: str) -> None:
-    """PEFT's own save, so PeftModel.from_pretrained reads it; vLLM's rules checked."""
+def save_adapter(peft_model: torch.nn.Module, out_dir: Path, base_name: str, lineage: dict[str, Any],
+                 portable: bool = False) -> list[str]:
+    """PEFT's own save (PeftModel.from_pretrained reads it), a lineage sidecar, and the warnings a serving engine
+    would raise. portable: rsLoRA's sqrt(r) folded into lora_B, for engines that scale by alpha/r."""
     config = peft_model.peft_config["default"]
-    if config.modules_to_save:
-        raise ValueError("vLLM cannot serve adapters with modules_to_save")
-    if config.r > VLLM_MAX_RANK:
-        warnings.warn(f"r={config.r} > {VLLM_MAX_RANK}: vLLM needs --max-lora-rank >= {config.r}", stacklevel=2)
     config.base_model_name_or_path = base_name
     peft_model.save_pretrained(str(out_dir))
+    folded = portable and bool(config.use_rslora)
+    if folded:
+        fold_rslora(out_dir)
+    (out_dir / LINEAGE_FILE).write_text(json.dumps(lineage | {"rslora_folded": folded}, indent=1) + "\n")
+    return rank_warnings(config.r)
+
+
+def fold_rslora(adapter_dir: Path) -> None:
+    """Rewrite a saved rsLoRA adapter as a plain one that computes the same: alpha/sqrt(r) = sqrt(r) * alpha/r,
+    so lora_B is multiplied by sqrt(r) and use_rslora turned off (SGLang and LoRAX's PEFT scale by alpha/r)."""
+    from safetensors.torch import save_file
+
+    cfg_path, weights_path = adapter_files(adapter_dir)
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    tensors = load_file(weights_path)
+    factor = math.sqrt(cfg["r"])
+    folded = {k: (t * factor if (module_of(k) or ("", ""))[1] == "B" else t) for k, t in tensors.items()}
+    save_file(folded, weights_path, metadata={"format": "pt"})
+    cfg_path.write_text(json.dumps(cfg | {"use_rslora": False}, indent=2, sort_keys=True))
+
+
+def rank_warnings(r: int) -> list[str]:
+    """vLLM serves only ranks up to --max-lora-rank, which takes a fixed set of values (default 16)."""
+    if r in VLLM_RANKS:
+        return [] if r <= 16 else [f"r={r}: vLLM needs --max-lora-rank {r} (its default is 16)"]
+    nearest = min(VLLM_RANKS, key=lambda x: (abs(x - r), -x))  # a tie goes up, which keeps the capacity
+    above = min((x for x in VLLM_RANKS if x > r), default=VLLM_RANKS[-1])
+    return [f"r={r} is not one of vLLM's ranks {list(VLLM_RANKS)}: the nearest is {nearest} (training.rank={nearest}); "
+            f"as it is, vLLM serves it under --max-lora-rank {above}"]
 
 
 def describe(adapter: LoraAdapter) -> dict[str, Any]:
@@ -275,7 +329,7 @@ def describe(adapter: LoraAdapter) -> dict[str, Any]:
         "path": str(adapter.path), "r": adapter.r, "lora_alpha": adapter.lora_alpha,
         "use_rslora": adapter.use_rslora, "scaling": adapter.scaling,
         "target_modules": adapter.target_modules, "n_modules": len(adapter.factors),
-        "base_model_name_or_path": adapter.base_model_name_or_path,
+        "base_model_name_or_path": adapter.base_model_name_or_path, **adapter.layer_options,
     }
 
 

@@ -149,6 +149,9 @@ class ReadaptConfig(_Strict):
                                                  "(and skip training when the init already does)")
     seed: int = D(0, description="seeds the split, the search, the batches and the LoRA init")
     force: bool = D(False, description="replace an existing `out`")
+    portable: bool = D(False, description=(
+        "fold rsLoRA's √r into `lora_B` and save `use_rslora: false`, so that engines which scale every adapter by "
+        "α/r (SGLang, LoRAX) serve what relora scored; a plain adapter is saved as it is either way"))
     cache_dir: str | None = D(None, description="default: `$RELORA_CACHE` or `~/.cache/relora`")
     device: str = D("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description=(
         "`auto` (CUDA when there is one, then MPS, then the CPU), `cpu`, `cuda`, `cuda:N`, `mps`"))

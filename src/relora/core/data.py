@@ -95,10 +95,10 @@ def _parse_line(path: Path, lineno: int, line: str) -> Example:
     return Example(text=obj["text"], label=str(obj["label"]), choices=choices)
 
 
-def text_overlap(train_path: str | Path, val_path: str | Path) -> int:
+def text_overlap(train: list[Example], val: list[Example]) -> int:
     """How many validation examples have a text that the training file also has (a leak the gate cannot see)."""
-    train = {ex.text for ex in read_jsonl(train_path)}
-    return sum(ex.text in train for ex in read_jsonl(val_path))
+    texts = {ex.text for ex in train}
+    return sum(ex.text in texts for ex in val)
 
 
 def label_set(train: list[Example], given: list[str] | None) -> list[str]:
@@ -155,23 +155,30 @@ def checked_labels(paths: dict[str, str], labels_given: list[str] | None) -> tup
     return raw, labels
 
 
-def load_task(
-    train_path: str,
-    val_path: str,
-    test_path: str | None,
-    tokenizer: Tokenizer,
-    template: str,
-    labels_given: list[str] | None,
-    max_length: int,
-) -> tuple[dict[str, list[ScoringItem]], list[str]]:
-    """Read, validate and tokenize the splits; returns items per split and labels."""
+@dataclass(frozen=True)
+class Task:
+    items: dict[str, list[ScoringItem]]  # per split, tokenized
+    labels: list[str]
+    val_in_train: int  # validation examples whose text the training file also has
+
+
+def read_task(train_path: str, val_path: str, test_path: str | None, tokenizer: Tokenizer, template: str,
+              labels_given: list[str] | None, max_length: int) -> Task:
+    """Read each split once, validate it and tokenize it."""
     paths = {"train": train_path, "val": val_path}
     if test_path:
         paths["test"] = test_path
     raw, labels = checked_labels(paths, labels_given)
     items = {s: tokenize(ex, labels, tokenizer, template, max_length) for s, ex in raw.items()}
     check_distinct_answers(paths, raw, labels, items)
-    return items, labels
+    return Task(items, labels, text_overlap(raw["train"], raw["val"]))
+
+
+def load_task(train_path: str, val_path: str, test_path: str | None, tokenizer: Tokenizer, template: str,
+              labels_given: list[str] | None, max_length: int) -> tuple[dict[str, list[ScoringItem]], list[str]]:
+    """read_task's items per split and labels."""
+    task = read_task(train_path, val_path, test_path, tokenizer, template, labels_given, max_length)
+    return task.items, task.labels
 
 
 def check_distinct_answers(paths: dict[str, str], raw: dict[str, list[Example]], labels: list[str],

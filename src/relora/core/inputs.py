@@ -14,7 +14,7 @@ from typing import Any
 
 from relora.core.adapter import EMBEDDING_MODULES, LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.config import ReadaptConfig
-from relora.core.data import ScoringItem, Tokenizer, load_task, read_jsonl, text_overlap, tokenize
+from relora.core.data import ScoringItem, Tokenizer, read_jsonl, read_task, tokenize
 from relora.core.device import resolve_device, resolve_dtype
 from relora.core.loaded import Loaded
 from relora.core.methods import Method
@@ -80,6 +80,7 @@ def output_spec(cfg: ReadaptConfig, old: LoraAdapter | None) -> LoraAdapter:
     return LoraAdapter(
         path=None, r=r, lora_alpha=alpha, use_rslora=old.use_rslora if old else False,
         target_modules=old.target_modules if old else list(t.target_modules),
+        layer_options=dict(old.layer_options) if old else {},
     )
 
 
@@ -100,9 +101,8 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     """Every input read and checked before any work starts; the first problem is one InputError."""
     new_dir = resolve_base(cfg.new_base, cache)
     tok = load_tokenizer(new_dir)
-    items, labels = load_task(cfg.train, cfg.val, cfg.test, tok, cfg.data.template, cfg.data.labels,
-                              cfg.data.max_length)
-    shared = text_overlap(cfg.train, cfg.val)
+    task = read_task(cfg.train, cfg.val, cfg.test, tok, cfg.data.template, cfg.data.labels, cfg.data.max_length)
+    items, labels, shared = task.items, task.labels, task.val_in_train
     if shared:
         # stderr, not logging: libraries that configure the root logger would swallow it
         print(f"relora: warning: {cfg.val}: {shared} of its examples also appear in {cfg.train}; readiness on them "
@@ -158,18 +158,23 @@ def tokenized_val(cfg: ReadaptConfig, tok: Tokenizer, labels: list[str]) -> list
 
 
 def score_adapter(base: str, adapter: str | None, cfg: ReadaptConfig, labels: list[str], cache: Path) -> EvalResult:
-    """D_val quality of `base` with an adapter as it is on disk (or the base alone): the old service
-    (old base + old adapter), or PortLLM's fallback (new base + old adapter)."""
+    """Readiness-set quality of `base` with an adapter as it is on disk (or the base alone), tokenized here."""
     model_dir = resolve_base(base, cache)
     tok = load_tokenizer(model_dir)
-    val = tokenized_val(cfg, tok, labels)
+    return score_items(model_dir, adapter, tokenized_val(cfg, tok, labels), int(tok.pad_token_id), cfg)
+
+
+def score_items(model_dir: Path, adapter: str | None, items: list[ScoringItem], pad_id: int,
+                cfg: ReadaptConfig) -> EvalResult:
+    """Quality of a base with an adapter as it is on disk (or the base alone) on items already tokenized: the
+    old service (old base + old adapter), or PortLLM's fallback (new base + old adapter)."""
     device = resolve_device(cfg.device)
     base_model = shared_model(model_dir, device, resolve_dtype(cfg.dtype, device))
     if adapter is None:
-        return evaluate(base_model, val, int(tok.pad_token_id), cfg.training.eval_batch_size)
+        return evaluate(base_model, items, pad_id, cfg.training.eval_batch_size)
     old = read_adapter(adapter)
     model: Any = attach_lora(base_model, old, cfg.seed)
     try:
-        return evaluate(model, val, int(tok.pad_token_id), cfg.training.eval_batch_size)
+        return evaluate(model, items, pad_id, cfg.training.eval_batch_size)
     finally:
         model.unload()  # the shared base stays clean for the next job

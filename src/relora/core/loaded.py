@@ -30,7 +30,7 @@ class Loaded:
     spec: LoraAdapter  # the output adapter's shape (no factors)
     hashes: dict[str, str]
     probe: torch.Tensor | None = None  # update_probe's token blocks (retention)
-    probe_old_dir: Path | None = None  # the old base, for the old service's loss on the probe
+    old_service_dir: Path | None = None  # the old base, for the old service (its quality, its loss on the probe)
     val_in_train: int = 0  # validation examples whose text the training file also has
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from safetensors import safe_open
 
-from relora.core.adapter import EMBEDDING_MODULES, adapter_files, module_of, option_set
+from relora.core.adapter import EMBEDDING_MODULES, LINEAGE_FILE, VLLM_RANKS, adapter_files, module_of, option_set
 from relora.core.search.gradient import group_of
 from relora.errors import InputError
+from relora.io import cache_root
 
 ENGINES = ("vllm", "sglang", "lorax")
-VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm/config/lora.py: max_lora_rank's allowed values
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,31 @@ def base_rules(a: AdapterFiles, base_modules: set[str], base_arch: list[str] | N
     return found
 
 
+def lineage_rules(a: AdapterFiles, base: Path, cache: Path) -> list[Finding]:
+    """An adapter relora wrote names the base it was re-adapted for by content hash (no engine reads
+    base_model_name_or_path): served on another base, it loads and computes something else."""
+    from relora.core.weights import model_files
+    from relora.io import content_hash
+
+    lineage_path = a.path / LINEAGE_FILE
+    if not lineage_path.is_file():
+        return []
+    try:
+        wanted = json.loads(lineage_path.read_text(encoding="utf-8"))["new_base"]
+        name, sha = str(wanted["name"]), str(wanted["sha256"])
+    except (ValueError, KeyError, TypeError):
+        return []  # not relora's sidecar: nothing to compare
+    served = content_hash(model_files(base), cache)
+    if served == sha:
+        return []
+    return [Finding(e, False, "base mismatch", f"re-adapted for {name} (sha256 {sha[:12]}), this base is "
+                    f"{served[:12]}", "serve it on the base it was re-adapted for, or re-adapt it to this one",
+                    f"{LINEAGE_FILE} (no engine checks the base)") for e in ENGINES]
+
+
 def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | None = None, max_lora_rank: int = 16,
-          sglang_max_rank: int | None = None, sglang_targets: list[str] | None = None) -> dict[str, list[Finding]]:
+          sglang_max_rank: int | None = None, sglang_targets: list[str] | None = None,
+          cache: Path | None = None) -> dict[str, list[Finding]]:
     """Findings per asked engine (empty: it loads the adapter as it is)."""
     a = read_files(adapter)
     findings = vllm_rules(a, max_lora_rank) + sglang_rules(a, sglang_max_rank, sglang_targets) + lorax_rules(a)
@@ -167,6 +190,7 @@ def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | 
         reader = WeightReader(base)
         modules = {n.removesuffix(".weight") for n in reader.names() if n.endswith(".weight")}
         findings += base_rules(a, modules, reader.config.get("architectures"))
+        findings += lineage_rules(a, base, cache if cache is not None else cache_root(None))
         if not acts(adapter, base):
             findings += [Finding(e, True, "acts", "loaded with PEFT on the base, it leaves every logit unchanged",
                                  "check the adapter's weights (lora_B all zero?) and its base", "peft PeftModel")

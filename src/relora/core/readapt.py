@@ -8,8 +8,10 @@ search and training, as the paper's tau does.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,7 +42,7 @@ def schedule_for(cfg: ReadaptConfig, method: Method) -> Schedule:
     return Schedule(steps, e1, t.lr, t.lr_min, lam1, lam2, t.batch_size, t.micro_batch_size, t.eval_every, t.anchor)
 
 
-def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
+def readapt(cfg: ReadaptConfig, progress: bool = True, loaded: Loaded | None = None) -> RunRecord:
     """Run one method end to end; writes cfg.out atomically and returns its relora.json.
 
     Example, on a base update from ``old/`` to ``new/`` with an adapter trained on ``old/``::
@@ -55,6 +57,9 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
 
     ``lora-new/`` then holds a PEFT adapter (load it with ``PeftModel.from_pretrained``),
     ``relora.json`` (this record) and ``events.jsonl`` (the readiness checks).
+
+    loaded: this cfg's inputs, when the caller has loaded them already (a fleet job reads, checks and
+    tokenizes its files once, and scores the old service and the fallback on the same items).
     """
     t_load = time.perf_counter()
     method = method_for(cfg)
@@ -63,7 +68,7 @@ def readapt(cfg: ReadaptConfig, progress: bool = True) -> RunRecord:
     cache = cache_root(cfg.cache_dir)
     inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test) if p]
     run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))
-    loaded = load_inputs(cfg, method, cache)
+    loaded = loaded if loaded is not None else load_inputs(cfg, method, cache)
     try:
         run.open()
         record = _on_shared_base(cfg, method, loaded, run, cache, t_load, progress)
@@ -108,17 +113,29 @@ def measure_retention(cfg: ReadaptConfig, loaded: Loaded, run_adapter: Path | No
     """The update probe's LM loss for the old service, PortLLM and the new service; None without an old base
     and an old adapter to compare with."""
     h = loaded.hashes
-    if loaded.probe is None or loaded.probe_old_dir is None or "adapter" not in h or not cfg.adapter:
+    if loaded.probe is None or loaded.old_service_dir is None or "adapter" not in h or not cfg.adapter:
         return None
     blocks, seed = loaded.probe, cfg.seed
     common = f"{h['update_probe']}:{len(blocks)}:{device.type}:{dtype}"
     loss_old = cached_loss(cache, f"{h['old_base']}:{h['adapter']}:{common}",
-                           lambda: adapter_loss(loaded.probe_old_dir, cfg.adapter, blocks, device, dtype, seed))
+                           lambda: adapter_loss(loaded.old_service_dir, cfg.adapter, blocks, device, dtype, seed))
     loss_portllm = cached_loss(cache, f"{h['new_base']}:{h['adapter']}:{common}",
                                lambda: adapter_loss(loaded.new_dir, cfg.adapter, blocks, device, dtype, seed))
     loss_new = adapter_loss(loaded.new_dir, run_adapter, blocks, device, dtype, seed)
     return Retention(value=retention_value(loss_old, loss_portllm, loss_new), loss_old=loss_old,
                      loss_portllm=loss_portllm, loss_new=loss_new, blocks=len(blocks), probe_hash=h["update_probe"])
+
+
+def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded) -> dict[str, Any]:
+    """Which bases and which adapter an output came from, by content hash: a server can check that it
+    serves the adapter on the base it was re-adapted for (relora preflight --base does)."""
+    h = loaded.hashes
+    return {
+        "new_base": {"name": cfg.new_base, "sha256": h["new_base"]},
+        "old_base": {"name": cfg.old_base, "sha256": h["old_base"]} if "old_base" in h else None,
+        "source_adapter": {"name": cfg.adapter, "sha256": h["adapter"]} if "adapter" in h else None,
+        "method": method.name, "relora": package_versions().get("relora"),
+    }
 
 
 def _run(
@@ -145,7 +162,8 @@ def _run(
         test = evaluate(model, loaded.items["test"], loaded.pad_id, cfg.training.eval_batch_size)
         metrics.test_accuracy, metrics.test_loss, metrics.test_accuracy_norm = test.accuracy, test.loss, test.accuracy_norm
     if method.has_adapter:
-        save_adapter(model, run.work, cfg.new_base)
+        for warning in save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded), cfg.portable):
+            print(f"relora: warning: {cfg.out}: {warning}", file=sys.stderr)  # stderr: see load_inputs
     record = RunRecord(
         **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
         threshold=cfg.threshold, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s,

@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from relora.core.adapter import LINEAGE_FILE
 from relora.errors import InputError, Interrupted, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
 from relora.fleet.signals import interruptible
-from relora.io import atomic_dir
+from relora.io import atomic_dir, cache_root
 
-PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", "relora.json", "events.jsonl")
+PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", LINEAGE_FILE, "relora.json", "events.jsonl")
 
 
 def worker_id() -> str:
@@ -45,20 +46,22 @@ def job_device(record_device: str, assigned: list[str] | None) -> str:
 
 def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None = None) -> tuple[str, dict[str, Any]]:
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
-    from relora.core.data import checked_labels
-    from relora.core.inputs import score_adapter
+    from relora.core.inputs import load_inputs, score_items
+    from relora.core.methods import method_for
     from relora.core.readapt import readapt
+    from relora.core.resolve import resolve_base
     from relora.core.scoring import negative_flip_rate
-    from relora.io import cache_root
 
     cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)
-    _, labels = checked_labels({"train": cfg.train, "val": cfg.val}, cfg.data.labels)
+    # read, checked and tokenized once: the old service, the new adapter and the fallback are scored on one set
+    loaded = load_inputs(cfg, method_for(cfg), cache)
+    old_dir = loaded.old_service_dir or resolve_base(fleet.old_base, cache)
     # The quality before the update comes first: a relative gate ("old - 0.01") needs it to stop when ready
-    old_service = score_adapter(fleet.old_base, entry.path, cfg, labels, cache)
+    old_service = score_items(old_dir, entry.path, loaded.ready, loaded.pad_id, cfg)
     threshold = fleet.gate_of(entry).resolve(old_service.accuracy)
     cfg = fleet.readapt_config(entry, threshold)
-    record = readapt(cfg, progress=False)
-    fallback = score_adapter(fleet.new_base, entry.path, cfg, record.labels, cache)  # PortLLM, if not published
+    record = readapt(cfg, progress=False, loaded=loaded)
+    fallback = score_items(loaded.new_dir, entry.path, loaded.ready, loaded.pad_id, cfg)  # PortLLM, if not published
     fields = {
         "threshold": threshold, "steps": record.steps, "probes": len(record.probes),
         "known_earlier": record.search_known_earlier,
@@ -98,10 +101,9 @@ def preflight_ok(fleet: FleetConfig, run_dir: Path) -> tuple[bool, str | None]:
         return True, None
     from relora.core.preflight import check, verdict_line
     from relora.core.resolve import resolve_base
-    from relora.io import cache_root
 
     base = resolve_base(fleet.new_base, cache_root(fleet.cache_dir))
-    found = check(run_dir, tuple(fleet.preflight), base)
+    found = check(run_dir, tuple(fleet.preflight), base, cache=cache_root(fleet.cache_dir))
     return not any(f.refused for fs in found.values() for f in fs), " | ".join(verdict_line(e, fs) for e, fs in found.items())
 
 

@@ -181,3 +181,20 @@ def test_wn_define_is_four_way_multiple_choice(tmp_path: Path) -> None:
     rows = [json.loads(x) for x in paths["val"].read_text().splitlines()]
     assert len(rows) == 8
     assert all(len(r["choices"]) == 4 and r["label"] in r["choices"] and len(set(r["choices"])) == 4 for r in rows)
+
+
+def test_every_committed_results_file_loads_as_typed_cells() -> None:
+    """results.json cells are BenchCells: every committed results file validates (a renamed or missing field
+    fails here), and a dumped cell reads back equal."""
+    import json
+
+    from relora.bench.cell import BenchCell, cells_of
+
+    files = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").glob("*/results.json"))
+    assert len(files) >= 6
+    for path in files:
+        cells = cells_of(json.loads(path.read_text()))
+        assert cells and all(c.events for c in cells), path
+        first = cells[0]
+        assert BenchCell.model_validate(first.model_dump(mode="json")) == first
+        assert first.init_val_accuracy == first.events[0].val_accuracy

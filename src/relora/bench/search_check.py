@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from relora.bench.cell import BenchCell, cells_of
 from relora.core.methods import RELORA
 from relora.core.record import RunRecord, read_events
 from relora.io import atomic_write
@@ -29,17 +30,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
 INPUT_KEYS = ("old_base", "new_base", "adapter", "train", "val", "test", "cache_dir", "data")
 
 
-def bench_relora_cell(bench_dir: Path) -> dict[str, Any]:
-    cells = json.loads((bench_dir / "results.json").read_text())["cells"]
-    return next(c for c in cells if c["cell"] == RELORA)
+def bench_relora_cell(bench_dir: Path) -> BenchCell:
+    cells = cells_of(json.loads((bench_dir / "results.json").read_text()))
+    return next(c for c in cells if c.cell == RELORA)
 
 
-def run_config(cell: dict[str, Any], variant: str, seed: int, out: Path) -> dict[str, Any]:
+def run_config(cell: BenchCell, variant: str, seed: int, out: Path) -> dict[str, Any]:
     """The bench cell's inputs and training, a fresh search with the variant's settings."""
-    old = cell["config"]
+    old = cell.config
     training = {k: v for k, v in old["training"].items() if k != "eval_batch_size"}  # current default
     return {**{k: old[k] for k in INPUT_KEYS}, "method": RELORA, "seed": seed, "out": str(out),
-            "threshold": cell["threshold"], "stop_when_ready": True, "training": training,
+            "threshold": cell.threshold, "stop_when_ready": True, "training": training,
             "search": {"trials": old["search"]["trials"], **VARIANTS[variant]}}
 
 
@@ -53,7 +54,7 @@ def readapt_child(config: dict[str, Any]) -> RunRecord:
     return RunRecord.load(out)
 
 
-def run_variant(cell: dict[str, Any], variant: str, seed: int, root: Path) -> dict[str, Any]:
+def run_variant(cell: BenchCell, variant: str, seed: int, root: Path) -> dict[str, Any]:
     out = root / f"{variant}-s{seed}"
     rec = readapt_child(run_config(cell, variant, seed, out))
     first = read_events(out)[0]  # step 0: the chosen init

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from relora.bench.cell import cells_of
 from relora.bench.perf.reference import reference_evaluate
 from relora.core.data import ScoringItem
 from relora.core.methods import RELORA
@@ -151,7 +152,7 @@ def fp32_megabytes(model_dir: Path) -> float:
 
 def end_to_end_row(bench_dir: Path) -> dict[str, Any]:
     results = bench_dir / "results.json"
-    cells = [c for c in json.loads(results.read_text())["cells"] if c["cell"] == RELORA]
-    shares = [c["search_s"] / c["total_s"] for c in cells]
+    cells = [c for c in cells_of(json.loads(results.read_text())) if c.cell == RELORA]
+    shares = [c.search_s / c.total_s for c in cells]
     return {"stage": "end to end", "search_share_of_total": statistics.fmean(shares), "cells": len(cells),
             "source": str(results), "target": "search < 10% of total"}

@@ -76,13 +76,18 @@ def test_the_readme_status_line_is_both_races() -> None:
     quoted(README, f"({min(ready)}–{max(ready)} of 12 cleared their gate here)")
 
 
+def race_compute(m: dict[str, Any]) -> str:
+    """The results page's compute sentence for one race."""
+    ft, relora, paper = m["portllm-ft"], m["relora"], m["relora-paper"]
+    return (f"{ft['compute_s_median']:.0f} CPU-s (median over seeds) against {relora['compute_s_median']:.0f} for "
+            f"relora ({relora['compute_s_median'] / ft['compute_s_median']:.2f}×) and {paper['compute_s_median']:.0f} "
+            "for relora-paper")
+
+
 def test_the_results_page_quotes_the_second_race() -> None:
     m = load("fleet-race-gentle/summary.json")["methods"]
     ft, relora, paper = m["portllm-ft"], m["relora"], m["relora-paper"]
-    quoted(RESULTS_README, f"{ft['compute_s_median']:.0f} CPU-s (median over seeds) against "
-                           f"{relora['compute_s_median']:.0f} for relora "
-                           f"({relora['compute_s_median'] / ft['compute_s_median']:.2f}×) "
-                           f"and {paper['compute_s_median']:.0f} for relora-paper")
+    quoted(RESULTS_README, race_compute(m))
     quoted(RESULTS_README, f"({paper['never_ready']} of 36 rollouts, against {ft['never_ready']} for PortLLM+FT and "
                            f"{relora['never_ready']} for relora)")
     quoted(RESULTS_README, f"Retention** is {ft['retention_mean']:.2f} for PortLLM+FT (worst service "
@@ -200,10 +205,7 @@ def test_the_backbone_rows_are_their_results(name: str, backbone: str) -> None:
 def test_the_strong_race_prose_is_its_summary() -> None:
     m = load("fleet-race-strong/summary.json")["methods"]
     ft, relora, paper = m["portllm-ft"], m["relora"], m["relora-paper"]
-    quoted(RESULTS_README, f"{ft['compute_s_median']:.0f} CPU-s (median over seeds) against "
-                           f"{relora['compute_s_median']:.0f} for relora "
-                           f"({relora['compute_s_median'] / ft['compute_s_median']:.2f}×) "
-                           f"and {paper['compute_s_median']:.0f} for relora-paper")
+    quoted(RESULTS_README, race_compute(m))
     quoted(RESULTS_README, f"({relora['zero_step_share']:.0%} against {ft['zero_step_share']:.0%})")
     quoted(RESULTS_README, f"Mean retention {relora['retention_mean']:.2f} for relora, "
                            f"{paper['retention_mean']:.2f} for relora-paper, {ft['retention_mean']:.2f} for PortLLM+FT; "
@@ -331,3 +333,102 @@ def test_the_demo_prose_is_its_results() -> None:
     quoted(RESULTS_README, f"The update costs PortLLM {100 * (old - port['events'][0]['val_accuracy']):.1f} points on D_val")
     quoted(RESULTS_README, f"the paper's threshold ({port['threshold']:.3f}, scratch's best) and the old service's own "
                            f"quality ({old:.3f})")
+
+
+PERFORMANCE = ROOT / "docs" / "performance.md"
+
+
+def test_the_performance_table_is_perf_json() -> None:
+    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]}
+    probe, delta, step = rows["probe evaluation"], rows["delta projection"], rows["training step"]
+    quoted(PERFORMANCE, f"| probe evaluation ({probe['n_examples']} val examples) | {probe['ours_s']:.2f} s | "
+                        f"{probe['plain_s']:.2f} s | {probe['speedup']:.2f}× |")
+    quoted(PERFORMANCE, f"loss diff {probe['abs_loss_diff']:.1e}, same accuracy")
+    quoted(PERFORMANCE, f"the physical limit is {probe['limit_s']:.1f} s, at most {probe['limit_speedup']:.2f}×")
+    quoted(PERFORMANCE, f"| delta projection ({delta['n_modules']} q/v modules, r=16) | {delta['ours_s']:.2f} s | "
+                        f"{delta['plain_s']:.2f} s | {delta['speedup']:.2f}× |")
+    quoted(PERFORMANCE, f"error {delta['mean_rel_frobenius_error_ours']:.4f} against the exact "
+                        f"{delta['mean_rel_frobenius_error_exact']:.4f}; peak RSS {delta['ours_peak_rss_mb']:.0f} MB "
+                        f"(baseline {delta['ours_baseline_rss_mb']:.0f} MB) against {delta['plain_peak_rss_mb']:.0f} MB")
+    quoted(PERFORMANCE, f"| training step (batch {step['batch_size']}) | {step['ours_steps_per_s']:.3f} steps/s | "
+                        f"{step['plain_steps_per_s']:.3f} steps/s | {step['speedup']:.2f}× |")
+    over, cheap, rss = rows["search overhead"], rows["cheaper search"], rows["readapt peak RSS"]
+    quoted(PERFORMANCE, f"| search overhead per BO iteration | {over['gp_and_acq_s']:.3f} s | {over['probe_s']:.2f} s "
+                        f"(one 512-example probe) | {over['share_of_probe']:.1%} |")
+    quoted(PERFORMANCE, f"screened probe the search now uses ({over['screened_probe_s']:.2f} s), "
+                        f"{over['share_of_screened_probe']:.1%}")
+    quoted(PERFORMANCE, f"| cheaper search ({len(cheap['seeds'])} seeds) | {cheap['default']['examples_scored'][0]:.0f} "
+                        f"examples, {cheap['default']['search_s'][0]:.1f} s | {cheap['full']['examples_scored'][0]:.0f} "
+                        f"examples, {cheap['full']['search_s'][0]:.0f} s | {cheap['examples_ratio']:.2f}× fewer examples, "
+                        f"{cheap['seconds_ratio']:.2f}× less time |")
+    quoted(PERFORMANCE, f"| {rss['peak_rss_mb']:.0f} MB | {rss['one_base_process_mb']:.0f} MB (a process holding one "
+                        f"base) / {rss['fp32_weights_mb']:.0f} MB (its fp32 weights) | "
+                        f"{rss['ratio_to_one_base_process']:.2f}× / {rss['ratio']:.1f}× |")
+    quoted(PERFORMANCE, f"already needs {rss['one_base_process_mb'] / rss['fp32_weights_mb']:.1f}× the weights")
+    quoted(PERFORMANCE, f"| {rows['end to end']['search_share_of_total']:.1%} | < 10% | no |")
+
+
+def test_the_search_check_rows_are_perf_json() -> None:
+    cheap = next(r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]
+                 if r["stage"] == "cheaper search")
+    runs = {(r["variant"], r["seed"]): r for r in cheap["runs"]}
+    for seed in cheap["seeds"]:
+        full, default = runs[("full", seed)], runs[("default", seed)]
+        quoted(PERFORMANCE, " | ".join([
+            f"| {seed}", f"({minus(full['alpha'], '.3f')}, {full['beta']:.3f})",
+            f"({minus(default['alpha'], '.3f')}, {default['beta']:.3f})",
+            f"{full['init_val_loss']:.4f} / {full['init_val_accuracy']:.3f}",
+            f"{default['init_val_loss']:.4f} / {default['init_val_accuracy']:.3f}",
+            f"{full['steps_to_ready']} / {default['steps_to_ready']}",
+            f"{full['examples_scored']} / {default['examples_scored']}",
+            f"{full['search_s']:.1f} / {default['search_s']:.1f} |"]))
+    defaults = [runs[("default", s)] for s in cheap["seeds"]]
+    assert all(r["stopped_early"] for r in defaults)
+    screened = [r["probes"] - 3 for r in defaults]  # the best 3 re-scored on all of D_val (rescore_top) are not
+    quoted(PERFORMANCE, f"after {min(screened)} to {max(screened)} screened probes")
+    gap = max(abs(runs[("full", s)]["init_val_loss"] - runs[("default", s)]["init_val_loss"]) for s in cheap["seeds"])
+    quoted(PERFORMANCE, f"differs by at most {gap:.4f}")
+    quoted(PERFORMANCE, f"at the bench's threshold ({defaults[0]['threshold']:.3f})")
+
+
+def test_the_roofline_prose_is_perf_json_and_the_benches() -> None:
+    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]}
+    probe, step = rows["probe evaluation"], rows["training step"]
+    quoted(PERFORMANCE, f"T = {probe['tokens']:,} tokens in {probe['ours_s']:.1f} s")
+    quoted(PERFORMANCE, f"at the measured {probe['gemm_gflops']:.0f} GFLOP/s GEMM rate is {probe['limit_s']:.1f} s, so "
+                        f"the evaluator runs at {probe['limit_s'] / probe['ours_s']:.0%} of the machine's matrix rate")
+    quoted(PERFORMANCE, f"examples (about 295 tokens) took {1 / step['ours_steps_per_s']:.2f} s")
+    per_step = {name: {c["cell"]: c for c in load(f"{name}/results.json")["cells"]}["scratch"]
+                for name in ("quick", "quick-gemma3")}
+    gemma, smol = (per_step[n]["train_s"] / per_step[n]["steps"] for n in ("quick-gemma3", "quick"))
+    quoted(PERFORMANCE, f"training took {gemma:.1f} s a step against SmolLM2's {smol:.1f} s")
+
+
+def test_the_fleet_demo_prose_is_its_report() -> None:
+    report = (ROOT / "docs" / "fleet" / "fleet_report.md").read_text()
+    head, *lines = [ln for ln in report.splitlines() if ln.startswith("| ") and not ln.startswith("|---")]
+    keys = [k.strip() for k in head.strip("|").split("|")]
+    rows = [dict(zip(keys, (v.strip() for v in ln.strip("|").split("|")))) for ln in lines]
+    ready = [r for r in rows if r["state"] == "ready"]
+    below = [r for r in rows if r["state"] == "below-threshold"]
+    fleet_doc = ROOT / "docs" / "fleet.md"
+
+    def span(key: str, of: list[dict[str, str]]) -> str:
+        values = [float(r[key]) for r in of]
+        return f"{min(values):.2f}–{max(values):.2f}"
+
+    quoted(fleet_doc, f"{len(ready)} of {len(rows)} services ready, each exactly once")
+    assert len(below) == 1 and [r["name"] for r in rows if r["attempts"] == "2"] == ["is-location"]
+    quoted(fleet_doc, f"`{below[0]['name']}` ended below its {below[0]['threshold'][:4]} threshold ({below[0]['val_accuracy']})")
+    quoted(fleet_doc, f"which scores {below[0]['fallback_val_accuracy']} on the new base")
+    quoted(fleet_doc, f"(PortLLM) score {span('fallback_val_accuracy', rows)}, about chance, against "
+                      f"{span('old_service_val_accuracy', rows)} on the old base. After re-adaptation they score "
+                      f"{span('val_accuracy', ready)}")
+    flips = float(report.split("on D_val): ")[1].split()[0])
+    quoted(fleet_doc, f"The mean negative-flip rate is {flips:.1%}")
+    hours = report.split("Compute: ")[1].split()[0]
+    scratch = report.split("Scratch estimate ")[1].split()[0]
+    quoted(fleet_doc, f"The rollout used {float(hours):.2f} CPU-hours (search and training) against a Scratch estimate of "
+                      f"{float(scratch):.2f} h")
+    median = float(report.split("Time to ready: median ")[1].split()[0])
+    quoted(fleet_doc, f"The median time to ready was {median:.0f} s")

@@ -136,8 +136,9 @@ def preflight(path: str, base: str | None, engines: str, max_lora_rank: int, sgl
 
     Each rule mirrors the engine's own check (the line names its function): DoRA, modules_to_save, bias,
     rank, keys that match no module of the base (vLLM loads them and does nothing), rsLoRA's scale (SGLang,
-    LoRAX), added tokens (SGLang), a layer missing a module type (LoRAX). Exit 0 only when every asked
-    engine loads it.
+    LoRAX), added tokens (SGLang), a layer missing a module type (LoRAX). With --base it also checks that the
+    adapter changes the base's logits, and, for an adapter relora wrote, that --base is the base its
+    relora_lineage.json names (a warning: no engine checks it). Exit 0 only when every asked engine loads it.
     """
     from relora.core.preflight import ENGINES, check, verdict_line
     from relora.core.resolve import resolve_base

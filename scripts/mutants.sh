@@ -19,6 +19,8 @@ the anchor lambda set to 0|src/relora/core/train.py|lam = scheduled_lambda(step,
 rsLoRA scaling as alpha/r|src/relora/core/ops.py|return lora_alpha / (math.sqrt(r) if use_rslora else r)|return lora_alpha / r|tests/test_pins.py
 one worker|src/relora/fleet/executors/local.py|for _ in range(fleet.workers)]|for _ in range(1)]|tests/test_fleet.py::test_local_workers_are_pinned_one_gpu_each
 readiness judged on D_val|src/relora/core/inputs.py|return [val_items[i] for i in (searched if gate is None else gate)]|return [val_items[i] for i in searched]|tests/test_race.py
+the rsLoRA fold left out|src/relora/core/adapter.py|factor = math.sqrt(cfg["r"])|factor = 1.0|tests/test_peft_options.py
+the layer options dropped|src/relora/core/adapter.py|                      **spec.layer_options)|                      )|tests/test_peft_options.py
 LIST
 )
 

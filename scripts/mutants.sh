@@ -56,7 +56,7 @@ PY
     if ! (cd "$copy" && PYTHONPATH=$copy/src RELORA_CACHE=$WORK/cache timeout 1200 "$PY" -m pytest -x -q \
           -p no:cacheprovider -rf $tests > "$WORK/log" 2>&1); then
       caught=yes
-      failing=$(grep -m1 -oE '^FAILED [^ ]+' "$WORK/log" | cut -d' ' -f2 || true)
+      failing=$(grep -m1 '^FAILED ' "$WORK/log" | sed -E 's/^FAILED //; s/ - .*$//' || true)  # ids may hold spaces
       failing=${failing:-$(tail -1 "$WORK/log")}
       break
     fi

@@ -171,9 +171,11 @@ def test_an_output_rank_outside_vllms_set_is_warned_with_the_nearest(world: Tiny
     from click.testing import CliRunner
 
     from relora.cli import main
+    from relora.core.record import RunRecord
 
     run = CliRunner().invoke(main, readapt_args(world, tmp_path / "out") + ["--method", "scratch", "training.rank=10"])
     assert run.exit_code == 0, run.output
     warned = [ln for ln in run.stderr.splitlines() if "vLLM's ranks" in ln]
     assert len(warned) == 1 and "r=10" in warned[0] and "the nearest is 8" in warned[0], run.stderr
     assert "--max-lora-rank 16" in warned[0]
+    assert RunRecord.load(tmp_path / "out").serving_warnings == [warned[0].split(": ", 3)[3]]  # kept in relora.json

@@ -161,9 +161,10 @@ def _run(
     if "test" in loaded.items:
         test = evaluate(model, loaded.items["test"], loaded.pad_id, cfg.training.eval_batch_size)
         metrics.test_accuracy, metrics.test_loss, metrics.test_accuracy_norm = test.accuracy, test.loss, test.accuracy_norm
-    if method.has_adapter:
-        for warning in save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded), cfg.portable):
-            print(f"relora: warning: {cfg.out}: {warning}", file=sys.stderr)  # stderr: see load_inputs
+    warnings = save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded), cfg.portable) \
+        if method.has_adapter else []
+    for warning in warnings:
+        print(f"relora: warning: {cfg.out}: {warning}", file=sys.stderr)  # stderr: see load_inputs
     record = RunRecord(
         **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
         threshold=cfg.threshold, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s,
@@ -175,6 +176,7 @@ def _run(
         val_correct=outcome.final_correct, config=cfg.model_dump(mode="json"), seed=cfg.seed, hashes=loaded.hashes,
         git_revision=git_revision(), packages=package_versions(), device=str(model_device(model)),
         dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),
+        serving_warnings=warnings,
     )
     record.save(run.work)
     return record

@@ -84,6 +84,7 @@ class RunRecord(InitInfo):
     peak_device_memory_mb: float | None = None  # CUDA's peak allocation; None on the CPU (see peak_rss_mb)
     cpu_s: float | None = None  # CPU seconds (all threads) of the search and training in this process
     retention: Retention | None = None  # the update kept (update_probe); None without a probe
+    serving_warnings: list[str] = []  # what a serving engine would warn about in the saved adapter (its rank)
 
     @field_validator("val_correct", mode="before")
     @classmethod

@@ -56,8 +56,8 @@ adapters = Table(
     Column("gate_examples", Integer),  # how many examples judged readiness, the gate, flips and the old service
     Column("retention", Float),  # the update kept: 1 as PortLLM, 0 reverted; None without an update probe
     Column("cpu_s", Float),  # CPU seconds (all threads) of the search and training
-    Column("device", Text),
-    Column("preflight", Text),  # each preflight engine's verdict on the new adapter (relora preflight)  # where the job ran: torch device, visible and assigned GPUs
+    Column("device", Text),  # where the job ran: torch device, visible and assigned GPUs
+    Column("preflight", Text),  # each preflight engine's verdict on the new adapter (relora preflight)
     Column("output_path", Text),
     Column("error", Text),
 )

@@ -218,8 +218,7 @@ def check_selection(adapter: LoraAdapter, base: WeightReader) -> None:
         config = peft_config(adapter)
     except (TypeError, ValueError) as exc:
         raise InputError(cfg_path, f"PEFT refuses its options ({exc})", "fix the options it names") from None
-    modules = [n.removesuffix(".weight") for n in base.names() if n.endswith(".weight")]
-    wrapped = {m for m in modules if check_target_module_exists(config, m)}
+    wrapped = {m for m in base.module_names() if check_target_module_exists(config, m)}
     for module in sorted(wrapped ^ set(adapter.factors)):
         why = "PEFT would wrap it, but the weights lack it" if module in wrapped else \
             "the weights have it, but PEFT's target options skip it"
@@ -314,14 +313,18 @@ def fold_rslora(adapter_dir: Path) -> None:
     cfg_path.write_text(json.dumps(cfg | {"use_rslora": False}, indent=2, sort_keys=True))
 
 
+def vllm_rank_at_least(r: int) -> int:
+    """The smallest --max-lora-rank vLLM accepts that holds rank r (its largest when none does)."""
+    return min((x for x in VLLM_RANKS if x >= r), default=VLLM_RANKS[-1])
+
+
 def rank_warnings(r: int) -> list[str]:
     """vLLM serves only ranks up to --max-lora-rank, which takes a fixed set of values (default 16)."""
     if r in VLLM_RANKS:
         return [] if r <= 16 else [f"r={r}: vLLM needs --max-lora-rank {r} (its default is 16)"]
     nearest = min(VLLM_RANKS, key=lambda x: (abs(x - r), -x))  # a tie goes up, which keeps the capacity
-    above = min((x for x in VLLM_RANKS if x > r), default=VLLM_RANKS[-1])
     return [f"r={r} is not one of vLLM's ranks {list(VLLM_RANKS)}: the nearest is {nearest} (training.rank={nearest}); "
-            f"as it is, vLLM serves it under --max-lora-rank {above}"]
+            f"as it is, vLLM serves it under --max-lora-rank {vllm_rank_at_least(r)}"]
 
 
 def describe(adapter: LoraAdapter) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from safetensors import safe_open
 
-from relora.core.adapter import EMBEDDING_MODULES, LINEAGE_FILE, VLLM_RANKS, adapter_files, module_of, option_set
+from relora.core.adapter import (EMBEDDING_MODULES, LINEAGE_FILE, VLLM_RANKS, adapter_files, module_of, option_set,
+                                 vllm_rank_at_least)
 from relora.core.search.gradient import group_of
 from relora.errors import InputError
 from relora.io import cache_root
@@ -82,10 +83,10 @@ def vllm_rules(a: AdapterFiles, max_lora_rank: int) -> list[Finding]:
         found.append(Finding("vllm", True, "bias", f"bias is {cfg['bias']!r}", "train with bias: none", src))
     if a.r > max_lora_rank:
         found.append(Finding("vllm", True, "rank", f"r={a.r} > --max-lora-rank {max_lora_rank}",
-                             f"serve with --max-lora-rank {min(x for x in VLLM_RANKS if x >= a.r) if a.r <= 512 else 512}"
+                             f"serve with --max-lora-rank {vllm_rank_at_least(a.r)}"
                              " or re-adapt at a lower training.rank", "vllm/lora/peft_helper.py PEFTHelper.validate_legal"))
     if a.r not in VLLM_RANKS:
-        above = min((x for x in VLLM_RANKS if x > a.r), default=VLLM_RANKS[-1])  # rounding up keeps the capacity
+        above = vllm_rank_at_least(a.r)  # rounding up keeps the capacity
         found.append(Finding("vllm", False, "rank set", f"r={a.r} is not one of vLLM's --max-lora-rank values",
                              f"it loads padded under --max-lora-rank {above}; r={above} is the nearest allowed rank "
                              "above it (training.rank)", "vllm/config/lora.py LoRAConfig.max_lora_rank"))
@@ -188,8 +189,7 @@ def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | 
         from relora.core.weights import WeightReader
 
         reader = WeightReader(base)
-        modules = {n.removesuffix(".weight") for n in reader.names() if n.endswith(".weight")}
-        findings += base_rules(a, modules, reader.config.get("architectures"))
+        findings += base_rules(a, set(reader.module_names()), reader.config.get("architectures"))
         findings += lineage_rules(a, base, cache if cache is not None else cache_root(None))
         if not acts(adapter, base):
             findings += [Finding(e, True, "acts", "loaded with PEFT on the base, it leaves every logit unchanged",

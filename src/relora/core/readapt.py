@@ -126,7 +126,7 @@ def measure_retention(cfg: ReadaptConfig, loaded: Loaded, run_adapter: Path | No
                      loss_portllm=loss_portllm, loss_new=loss_new, blocks=len(blocks), probe_hash=h["update_probe"])
 
 
-def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded) -> dict[str, Any]:
+def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded, version: str | None) -> dict[str, Any]:
     """Which bases and which adapter an output came from, by content hash: a server can check that it
     serves the adapter on the base it was re-adapted for (relora preflight --base does)."""
     h = loaded.hashes
@@ -134,7 +134,7 @@ def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded) -> dict[str, Any
         "new_base": {"name": cfg.new_base, "sha256": h["new_base"]},
         "old_base": {"name": cfg.old_base, "sha256": h["old_base"]} if "old_base" in h else None,
         "source_adapter": {"name": cfg.adapter, "sha256": h["adapter"]} if "adapter" in h else None,
-        "method": method.name, "relora": package_versions().get("relora"),
+        "method": method.name, "relora": version,
     }
 
 
@@ -161,8 +161,9 @@ def _run(
     if "test" in loaded.items:
         test = evaluate(model, loaded.items["test"], loaded.pad_id, cfg.training.eval_batch_size)
         metrics.test_accuracy, metrics.test_loss, metrics.test_accuracy_norm = test.accuracy, test.loss, test.accuracy_norm
-    warnings = save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded), cfg.portable) \
-        if method.has_adapter else []
+    packages = package_versions()
+    warnings = save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded, packages.get("relora")),
+                            cfg.portable) if method.has_adapter else []
     for warning in warnings:
         print(f"relora: warning: {cfg.out}: {warning}", file=sys.stderr)  # stderr: see load_inputs
     record = RunRecord(
@@ -174,7 +175,7 @@ def _run(
                                                                      "val_ready": len(loaded.ready),
                                                                      "val_in_train": loaded.val_in_train},
         val_correct=outcome.final_correct, config=cfg.model_dump(mode="json"), seed=cfg.seed, hashes=loaded.hashes,
-        git_revision=git_revision(), packages=package_versions(), device=str(model_device(model)),
+        git_revision=git_revision(), packages=packages, device=str(model_device(model)),
         dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),
         serving_warnings=warnings,
     )

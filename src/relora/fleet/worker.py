@@ -75,7 +75,7 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
         "device": job_device(record.device, assigned),
     }
     kept = retention_ok(fleet.defaults.min_retention, fields["retention"])
-    loads, fields["preflight"] = preflight_ok(fleet, Path(cfg.out))
+    loads, fields["preflight"] = preflight_ok(fleet, Path(cfg.out), loaded.new_dir, cache)
     if record.metrics.val_accuracy >= threshold and kept and loads:
         target = Path(fleet.out) / "published" / entry.name
         publish(Path(cfg.out), target)
@@ -95,15 +95,14 @@ def _fmt(value: float | None) -> str:
     return "unmeasured" if value is None else f"{value:.2f}"
 
 
-def preflight_ok(fleet: FleetConfig, run_dir: Path) -> tuple[bool, str | None]:
-    """The fleet's preflight engines on the new adapter: (every one loads it, the verdict lines)."""
+def preflight_ok(fleet: FleetConfig, run_dir: Path, base: Path, cache: Path) -> tuple[bool, str | None]:
+    """The fleet's preflight engines on the new adapter, on the job's resolved new base: (every one loads it,
+    the verdict lines)."""
     if not fleet.preflight:
         return True, None
     from relora.core.preflight import check, verdict_line
-    from relora.core.resolve import resolve_base
 
-    base = resolve_base(fleet.new_base, cache_root(fleet.cache_dir))
-    found = check(run_dir, tuple(fleet.preflight), base, cache=cache_root(fleet.cache_dir))
+    found = check(run_dir, tuple(fleet.preflight), base, cache=cache)
     return not any(f.refused for fs in found.values() for f in fs), " | ".join(verdict_line(e, fs) for e, fs in found.items())
 
 

@@ -432,3 +432,14 @@ def test_the_fleet_demo_prose_is_its_report() -> None:
                       f"{float(scratch):.2f} h")
     median = float(report.split("Time to ready: median ")[1].split()[0])
     quoted(fleet_doc, f"The median time to ready was {median:.0f} s")
+
+
+def test_the_gate_page_sizes_are_the_power_checks() -> None:
+    """docs/gates.md's gate sizes at margin 0.05 and 3 looks are what the power check computes."""
+    from relora.core import gate
+
+    sizes = [gate.examples_needed(margin=0.05, alpha_look=0.05 / 3, discordance=pd, most=4096) for pd in (0.1, 0.15, 0.2)]
+    quoted(ROOT / "docs" / "gates.md", f"{sizes[0]:,} gate examples at discordance 0.1, {sizes[1]:,} at 0.15, "
+                                       f"{sizes[2]:,} at 0.2")
+    assert gate.certifiable_margin(n=24, alpha_look=0.05 / 3, discordance=0.2) == 0.43
+    quoted(ROOT / "docs" / "gates.md", "can certify margins of 0.43 or more")

@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -62,27 +63,35 @@ def test_an_empty_probe_is_refused_in_one_line(world, tmp_path: Path) -> None:
 
 
 def test_every_readiness_measure_uses_only_examples_no_search_scored(world, tmp_path: Path) -> None:
-    """relora's init is chosen on D_val (probes, the guard); step-0 readiness, the gate, the final accuracy and
-    the correctness the fleet's flips use are all on the gate set, which is disjoint from D_val."""
+    """relora's init is chosen on D_val (probes, the guard), and so is the screen that sends a checkpoint to the
+    gate; the gate's looks score only the gate set, which is disjoint from D_val, drawn with a seed of its own."""
+    from relora.core import gate as tests
     from relora.core.adapter import attach_lora, read_adapter
-    from relora.core.inputs import tokenized_val
+    from relora.core.inputs import tokenized_gate, tokenized_val
     from relora.core.models import load_model, load_tokenizer
     from relora.core.scoring import evaluate
 
-    record = _run(world, tmp_path / "r", "relora", threshold=0.01, stop_when_ready=True)
+    record = _run(world, tmp_path / "r", "relora", threshold=0.01, stop_when_ready=True,
+                  gate={"allow_underpowered": True})
     cfg = ReadaptConfig(**record.config)
     n = len(read_jsonl(world.val))
     searched, gate = split_positions(n, cfg)
     assert gate is not None and not set(searched) & set(gate) and len(gate) == n // 2 == record.n_examples["val_ready"]
-    assert record.judged_on == "gate set" and record.steps == 0  # ready at step 0, judged on the gate set
+    assert split_positions(n, cfg.model_copy(update={"seed": 7}))[1] == gate  # fixed across seeds
+    assert record.judged_on == "gate set" and record.steps == 0 and record.gate.published  # ready at step 0
     assert max(p.n_examples for p in record.probes) == len(searched) == record.n_examples["val_search"]
-    # what the record says it judged is the saved adapter re-scored on exactly the gate set's examples
     tok = load_tokenizer(world.new_base)
-    items = tokenized_val(cfg, tok, record.labels)
     model = attach_lora(load_model(world.new_base), read_adapter(tmp_path / "r"), 0)
-    result = evaluate(model, items, int(tok.pad_token_id))
-    assert result.correct == record.val_correct and result.accuracy == pytest.approx(record.metrics.val_accuracy)
+    screened = evaluate(model, tokenized_val(cfg, tok, record.labels), int(tok.pad_token_id))
+    assert screened.correct == record.val_correct and screened.accuracy == pytest.approx(record.metrics.val_accuracy)
+    # the one look, re-derived on exactly the gate set's examples: the one-sample test on the saved adapter
+    items = tokenized_gate(cfg, tok, record.labels)
     assert len(items) == len(gate)
+    x = np.array(evaluate(model, items, int(tok.pad_token_id)).correct, dtype=float)
+    (look,) = record.gate.looks
+    spec = tests.absolute_spec(threshold=0.01, alpha=record.gate.alpha_per_look, chunk=record.gate.chunk)
+    verdict, used = tests.decide(x[: look.examples], spec, len(x))
+    assert int(verdict) == 1 and int(used) == look.examples and look.estimate == pytest.approx(x[: look.examples].mean())
 
 
 def test_a_validation_file_too_small_to_split_is_refused_and_ready_size_zero_opts_out(world, tmp_path: Path) -> None:
@@ -120,23 +129,32 @@ def test_known_points_of_one_method_never_reach_another(world, tmp_path: Path) -
 def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
     fleet_file = write_fleet(world, tmp_path, n=2, steps=4, update_probe=str(write_probe(tmp_path / "probe.txt")))
     tree = yaml.safe_load(fleet_file.read_text())
-    tree["defaults"] |= {"threshold": "old - 0.01"}
-    tree["defaults"]["readapt"] |= {"stop_when_ready": True}
+    tree["defaults"] |= {"threshold": "old - 0.05"}
+    tree["defaults"]["readapt"] |= {"stop_when_ready": True, "gate": {"allow_underpowered": True}}
+    for entry in tree["adapters"]:
+        entry["test"] = str(world.test)
     fleet_file.write_text(yaml.safe_dump(tree))
     out = tmp_path / "race"
-    cmd = [RELORA, "race", str(fleet_file), "--out", str(out), "--methods", "portllm,relora", "--seeds", "0,1",
-           "--quiet"]
+    # a repeated seed or method is one rollout, summarized once
+    cmd = [RELORA, "race", str(fleet_file), "--out", str(out), "--methods", "portllm,relora,portllm", "--seeds",
+           "0,1,0", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and set(summary["methods"]) == {"portllm", "relora"}
     for method, info in summary["methods"].items():
-        assert {"compute_s_median", "zero_step_share", "retention_mean", "retention_min", "published_below_gate",
+        assert {"compute_s_median", "zero_step_share", "retention_mean", "retention_min", "false_publish_rate_test",
+                "false_publish_interval", "published_below_margin_point_test", "examples_per_decision",
                 "never_ready"} <= set(info)
         assert [m["seed"] for m in info["per_seed"]] == [0, 1] and all(m["services"] == 2 for m in info["per_seed"])
-        assert info["published_below_gate"] == 0
+        assert info["services_tested"] == 4 and 0 <= info["false_publishes_test"] <= 4
+        lo, hi = info["false_publish_interval"]
+        assert lo <= info["false_publish_rate_test"] <= hi and hi > 0.3  # 4 services: a wide interval
+        # old service (24 gate + 24 D_val) and every look's examples
+        assert info["examples_per_decision"] >= 48
         # the fleet's gate, old service, fallback and flips were judged on the 24 gate examples of the 48
         assert all(m["judged_on"] == ["gate set (24)"] for m in info["per_seed"])
+    assert summary["gate"]["margin"] == 0.05 and summary["gate"]["alpha"] == 0.05 and summary["gate"]["looks"] == 3
     assert summary["methods"]["portllm"]["retention_min"] == 1.0 == summary["methods"]["portllm"]["retention_mean"]
     assert summary["methods"]["portllm"]["compute_s_median"] < summary["methods"]["relora"]["compute_s_median"]
     for seed in (0, 1):  # a cache of its own per rollout: known points never cross methods or seeds

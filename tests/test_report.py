@@ -97,7 +97,8 @@ def test_fleet_scratch_estimate_from_hand_computed_seconds_per_step(world, tmp_p
     out = tmp_path / "rollout"
     out.mkdir()
     ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite3'}")
-    ledger.register(["a", "b"], {"a": "relora", "b": "relora"}, {"a": 0.5, "b": 0.5})
+    ledger.register(["a", "b"], {"a": "relora", "b": "relora"}, {"a": 0.5, "b": 0.5},
+                    {"a": ("key-a", "{}"), "b": ("key-b", "{}")})
     config = template.config | {"training": template.config["training"] | {"steps": 40}}
     for name, steps, train_s in (("a", 5, 10.0), ("b", 15, 20.0)):
         assert ledger.claim(name, "w", 60)

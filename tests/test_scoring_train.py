@@ -9,7 +9,7 @@ from relora.core.adapter import attach_lora, lora_parameters, read_adapter
 from relora.core.data import load_task
 from relora.core.models import load_model, load_tokenizer
 from relora.core.scoring import evaluate
-from relora.core.train import Schedule, accumulate_gradients, train
+from relora.core.train import Schedule, TrainData, accumulate_gradients, train
 
 
 def _setup(world, train_path=None, val_path=None):
@@ -54,7 +54,8 @@ def test_strong_anchor_keeps_factors_at_init(world) -> None:
         init = [p.detach().clone() for p in lora_parameters(model)]
         sched = Schedule(steps=6, e1=6, lr=2e-2, lr_min=1e-4, lambda1=lam, lambda2=lam, batch_size=8,
                          micro_batch_size=8, eval_every=6)
-        train(model, items["train"], items["val"][:8], pad, sched, seed=0, clock_start=0.0, progress=False)
+        train(model, TrainData(train=items["train"], screen=items["val"][:8], pad_id=pad), sched, seed=0,
+              clock_start=0.0, progress=False)
         return sum(float((p - q).norm()) for p, q in zip(lora_parameters(model), init))
 
     assert drift(1e3) < 0.5 * drift(0.0)

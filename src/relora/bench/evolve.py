@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from relora.errors import InputError, TrainingDiverged
 from relora.core.device import resolve_device
 from relora.core.models import load_model, load_tokenizer
+from relora.core.outputs import check_out, check_replaceable, write_marker
 from relora.core.resolve import resolve_base
 from relora.io import atomic_dir, cache_root, content_hash
 from relora.provenance import git_revision, package_versions
@@ -66,9 +67,10 @@ def evolve(
     whatever device trained it)."""
     from peft import LoraConfig, get_peft_model
 
-    out_path = Path(out)
+    out_path = check_out(out, flag="--out", inputs=[p for p in (base, *corpus) if Path(p).exists()])
     if out_path.exists() and not force:
         raise InputError(out_path, "already exists", "choose a new --out or pass --force")
+    check_replaceable(out_path, flag="--out")
     cache = cache_root(cache_dir)
     base_dir = resolve_base(base, cache)
     tok = load_tokenizer(base_dir)
@@ -112,3 +114,4 @@ def _save_atomically(model: torch.nn.Module, tok: Any, record: dict[str, Any], o
         if probe_text:
             (tmp / PROBE_FILE).write_text(probe_text + "\n")
         (tmp / "evolve.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_marker(tmp, "evolved base")

@@ -20,6 +20,7 @@ from relora.bench.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_
 from relora.core.config import ReadaptConfig
 from relora.errors import InputError
 from relora.bench.evolve import PROBE_FILE, evolve
+from relora.core.outputs import check_out
 from relora.core.resolve import resolve_base
 from relora.bench.console import StageBar
 from relora.io import atomic_write, cache_root
@@ -238,6 +239,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel.
     overall: one progress line for the whole run instead of one bar per stage (the demo's)."""
+    check_out(out, flag="--out")
     p = PROFILES[profile] if isinstance(profile, str) else profile
     p = replace(p, seeds=seeds) if seeds else p
     if methods:

@@ -185,3 +185,31 @@ def build_wn_binary(wordnet: Path, out_dir: Path, category: str, seed: int = 0, 
 
 
 TASKS = {"wn-topic": build_wn_topic, "wn-relation": build_wn_relation, "wn-define": build_wn_define}
+
+
+def grow_splits(original: dict[str, Path], supplement: dict[str, Path], out_dir: Path, *, val: int,
+                test: int) -> dict[str, Path]:
+    """The original splits with validation and test grown to `val` and `test` examples by adding rows of a
+    supplement (another seed's draw), never by reshuffling: train and the first rows of val and test stay as they
+    were, so old adapters trained on them stay valid. An added row's text is in no split already."""
+    if built(out_dir):
+        return split_paths(out_dir)
+    rows = {name: [json.loads(line) for line in original[name].read_text().splitlines() if line.strip()]
+            for name in ("train", "val", "test")}
+    seen = {r["text"] for split in rows.values() for r in split}
+    extra = []
+    for name in ("val", "test", "train"):
+        for line in supplement[name].read_text().splitlines():
+            row = json.loads(line) if line.strip() else None
+            if row is not None and row["text"] not in seen:
+                seen.add(row["text"])
+                extra.append(row)
+    need = max(val - len(rows["val"]), 0) + max(test - len(rows["test"]), 0)
+    if len(extra) < need:
+        raise InputError(supplement["val"], f"has {len(extra)} new examples, {need} are needed",
+                         "ask for smaller validation and test splits")
+    grow_val = max(val - len(rows["val"]), 0)
+    rows["val"] += extra[:grow_val]
+    rows["test"] += extra[grow_val:need]
+    _write_splits(out_dir, rows)
+    return split_paths(out_dir)

@@ -26,14 +26,14 @@ def _summary(record: RunRecord) -> str:
 @click.option("--new-base", help="New base: HF model dir or .gguf.")
 @click.option("--adapter", help="Old PEFT LoRA adapter directory, trained on the old base.")
 @click.option("--train", "train_file", help="Training JSONL: {\"text\", \"label\", \"choices\"?} per line.")
-@click.option("--val", "val_file", help="Validation JSONL: half (at most 256) judges readiness, the rest is the search's D_val.")
+@click.option("--val", "val_file", help="Validation JSONL: half (at most 2048) is the gate set, the rest the search's D_val.")
 @click.option("--test", "test_file", help="Optional test JSONL, scored once at the end.")
 @click.option("--update-probe", help="Text or JSONL of the kind the base update was for: records how much of the "
                                      "update the new adapter kept (retention).")
 @click.option("--out", help="Output directory (created atomically; refuses to overwrite without --force).")
 @click.option("--method", type=click.Choice(sorted(METHODS)), help="Method (default portllm-ft, the fleet race's winner); see `relora methods`.")
-@click.option("--threshold", type=float, help="Readiness threshold q in (0, 1] on validation accuracy.")
-@click.option("--stop-when-ready", is_flag=True, default=None, help="Stop training at the first eval >= threshold.")
+@click.option("--threshold", help=ReadaptConfig.model_fields["threshold"].description)
+@click.option("--stop-when-ready", is_flag=True, default=None, help=ReadaptConfig.model_fields["stop_when_ready"].description)
 @click.option("--steps", type=int, help="Total optimizer steps E_total (training.steps).")
 @click.option("--seed", type=int, help="Seed for data order, search design and init.")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
@@ -56,7 +56,7 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
     \b
     Example:
       relora readapt --old-base old/ --new-base new/ --adapter lora/ \\
-        --train train.jsonl --val val.jsonl --out out/ --threshold 0.8
+        --train train.jsonl --val val.jsonl --out out/ --threshold "old - 0.05" --stop-when-ready
 
     OVERRIDES: trailing KEY=VALUE pairs, e.g. training.lr=1e-4 search.trials=30.
     """

@@ -7,9 +7,10 @@ YAML file, dotted ``key=value`` overrides, and explicit CLI flags.
 from __future__ import annotations
 
 import math
+import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,7 +32,8 @@ class DataConfig(_Strict):
     ready_size: int | None = D(None, ge=0, description=(
         "the gate set: readiness, `stop_when_ready`, fleet gates, negative flips and the old-service and fallback "
         "measures are judged on this many validation examples, drawn first with the seed and never scored by a "
-        "probe, a gradient step or the keep/reject guard. Unset: half of the validation file, at most 256. `0`: "
+        "probe, a gradient step, a screen or the keep/reject guard, and fixed across seeds. Unset: half of the "
+        "validation file, at most 2048. `0`: "
         "D_val itself, as the paper does (`relora.json` then says `\"judged_on\": \"D_val\"`). A file too small "
         "to leave 4 examples on each side is refused"))
     probe_blocks: int = D(16, gt=0, description="at most this many 64-token blocks of `update_probe` are scored")
@@ -128,6 +130,62 @@ class SearchConfig(_Strict):
         return self
 
 
+RELATIVE_GATE = re.compile(r"\s*old\s*(?:-\s*(\d*\.?\d+)\s*)?")
+GATE_HELP = "write a number in (0, 1], or 'old - 0.05' (the old service's own quality minus a margin)"
+
+
+class Gate(NamedTuple):
+    """A readiness gate: a fixed accuracy (a one-sample test), or the old service's own accuracy minus a margin
+    (a paired test against the old service on the same gate examples)."""
+
+    absolute: float | None
+    margin: float = 0.0
+
+
+def parse_gate(value: float | str) -> Gate:
+    if isinstance(value, str):
+        match = RELATIVE_GATE.fullmatch(value)
+        if match is None:
+            try:
+                return parse_gate(float(value))
+            except ValueError:
+                raise ValueError(f"{value!r} is not a threshold; {GATE_HELP}") from None
+        margin = float(match.group(1) or 0.0)
+        if margin >= 1:
+            raise ValueError(f"margin {margin:g} in {value!r} must be below 1")
+        return Gate(None, margin)
+    if not 0 < value <= 1:
+        raise ValueError(f"{value!r} is outside (0, 1]; {GATE_HELP}")
+    return Gate(float(value))
+
+
+def valid_gate(value: float | str | None) -> float | str | None:
+    if value is not None:
+        parse_gate(value)
+    return value
+
+
+class GateConfig(_Strict):
+    alpha: float = D(0.05, gt=0.0, lt=1.0, description=(
+        "the gate's error rate per service: over every look a run takes, the chance of publishing a service whose "
+        "true gate-set difference from the old service is below -margin (or whose accuracy is below an absolute "
+        "threshold) is at most alpha"))
+    looks: int = D(3, gt=0, description=(
+        "confirmations planned per run: each checkpoint that passes the screen on D_val is tested once on the gate "
+        "set at alpha / looks (Bonferroni); once they are spent the run stops trying. Without `stop_when_ready`, one "
+        "look, on the final adapter"))
+    chunk: int = D(32, gt=0, description="gate examples scored between two checks of the bound: a look stops as "
+                                         "soon as a chunk settles it, either way")
+    discordance: float = D(0.2, gt=0.0, le=1.0, description=(
+        "the share of gate examples on which old service and candidate are assumed to disagree, for the power check "
+        "made before any compute; the record reports the measured share"))
+    allow_underpowered: bool = D(False, description=(
+        "run even when the gate set cannot certify the margin with 80% power (the record says so)"))
+    score_cache: str | None = D(None, description=(
+        "where the old service's gate and D_val scores are remembered by content hash (default: the cache "
+        "directory); a race shares one across methods"))
+
+
 class ReadaptConfig(_Strict):
     old_base: str | None = D(None, description="Θ: the base the old adapter was trained on (HF directory, .gguf "
                                                "or hub id); methods that project the base delta need it")
@@ -143,10 +201,13 @@ class ReadaptConfig(_Strict):
     out: str = D(description="the output directory, written atomically")
     method: str = D("portllm-ft", description="a registered method (`relora methods`); the default is the fleet "
                                               "race's winner, `DEFAULT_METHOD`")
-    threshold: float | None = D(None, gt=0.0, le=1.0, description="the gate: readiness means gate-set accuracy "
-                                                                  "at or above it")
-    stop_when_ready: bool = D(False, description="stop at the first readiness check that clears the threshold "
-                                                 "(and skip training when the init already does)")
+    threshold: float | str | None = D(None, description=(
+        "the gate. `old - 0.05`: publish when a paired test on the gate set shows the new service at most 0.05 "
+        "below the old service (old base + old adapter) at error rate `gate.alpha`; a number in (0, 1]: when a "
+        "one-sample test shows gate-set accuracy above it. Unset: no gate"))
+    stop_when_ready: bool = D(False, description=(
+        "stop at the first checkpoint the gate confirms (a screen on D_val, then the test on the gate set), and "
+        "skip training when the init already passes; without it, only the final adapter is tested"))
     seed: int = D(0, description="seeds the split, the search, the batches and the LoRA init")
     force: bool = D(False, description="replace an existing `out`")
     portable: bool = D(False, description=(
@@ -165,6 +226,12 @@ class ReadaptConfig(_Strict):
     data: DataConfig = DataConfig()
     training: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
+    gate: GateConfig = GateConfig()
+    _threshold = field_validator("threshold")(valid_gate)
+
+    @property
+    def parsed_gate(self) -> Gate | None:
+        return None if self.threshold is None else parse_gate(self.threshold)
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -130,7 +130,7 @@ class SearchedFusion(InitStrategy):
                 priors: list[dict[str, tuple[float, float]]]) -> SearchResult:
         """The strategy's search: the gradient's per-group one, or BO / the grid over one (alpha, beta)."""
         cfg = ctx.cfg
-        ready_at = cfg.threshold if cfg.stop_when_ready else None
+        ready_at = ctx.screen_bar if cfg.stop_when_ready else None
         store = search_store(ctx, self.store_kind(strategy), known)
         if strategy == "gradient":
             return per_group_search(ctx, objective, delta, old, known, priors, ready_at, store, self.balance == "old")

@@ -27,20 +27,22 @@ from relora.errors import InputError
 from relora.io import atomic_write, content_hash, read_memo
 
 
-GATE_MAX = 256  # the default gate set: half of the validation file, at most this many examples
+GATE_MAX = 2048  # the default gate set: half of the validation file, at most this many examples
+GATE_SEED = 1  # the gate set is drawn with this seed, not the run's: fixed per service across seeds and re-runs
 MIN_SPLIT = 4  # each side of the split needs at least this many examples to mean anything
 
 
 def gate_size(n: int, cfg: ReadaptConfig) -> int:
-    """How many validation examples judge readiness: data.ready_size, else half the file (at most 256); 0: none
+    """How many validation examples judge readiness: data.ready_size, else half the file (at most 2048); 0: none
     (readiness is then judged on D_val, the search's own examples)."""
     return cfg.data.ready_size if cfg.data.ready_size is not None else min(n // 2, GATE_MAX)
 
 
 def split_positions(n: int, cfg: ReadaptConfig, path: str | Path | None = None) -> tuple[list[int], list[int] | None]:
     """(D_val, gate set) positions in a validation file of n examples, both seeded and shuffled. The gate set
-    is drawn first and D_val from what is left, so no probe, gradient step or keep/reject guard ever scores a
-    gate example. A file too small to split is refused, naming the numbers."""
+    is drawn first, with a fixed seed (so every seed and re-run of a service is judged on the same examples, not
+    a fresh draw of them), and D_val from what is left with the run's seed, so no probe, gradient step, screen or
+    keep/reject guard ever scores a gate example. A file too small to split is refused, naming the numbers."""
     k = gate_size(n, cfg)
     if k == 0:
         return random.Random(cfg.seed).sample(range(n), min(cfg.data.val_size, n)), None
@@ -48,7 +50,7 @@ def split_positions(n: int, cfg: ReadaptConfig, path: str | Path | None = None) 
         raise InputError(path, f"has {n} validation examples; a gate set of {k} and a disjoint D_val need at least "
                          f"{MIN_SPLIT} each ({max(k, MIN_SPLIT) + MIN_SPLIT} in all)",
                          "add validation examples, set data.ready_size to fit, or data.ready_size=0 to judge on D_val")
-    gate = random.Random(cfg.seed + 1).sample(range(n), k)
+    gate = random.Random(GATE_SEED).sample(range(n), k)
     taken = set(gate)
     rest = [i for i in range(n) if i not in taken]
     return random.Random(cfg.seed).sample(rest, min(cfg.data.val_size, len(rest))), gate
@@ -151,14 +153,20 @@ def check_finite_once(reader: WeightReader, content: str, cache: Path) -> None:
 
 
 def tokenized_val(cfg: ReadaptConfig, tok: Tokenizer, labels: list[str]) -> list[ScoringItem]:
-    """The readiness set alone (what readapt's val metrics and correctness are on), tokenized with a
+    """D_val alone (what readapt's val metrics and correctness are on: the screen's split), tokenized with a
     label set that readapt has already validated."""
+    items = tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length)
+    return d_val(items, cfg, cfg.val)
+
+
+def tokenized_gate(cfg: ReadaptConfig, tok: Tokenizer, labels: list[str]) -> list[ScoringItem]:
+    """The gate set alone (what the gate's looks score, chunk by chunk), tokenized likewise."""
     items = tokenize(read_jsonl(cfg.val), labels, tok, cfg.data.template, cfg.data.max_length)
     return readiness_set(items, cfg, cfg.val)
 
 
 def score_adapter(base: str, adapter: str | None, cfg: ReadaptConfig, labels: list[str], cache: Path) -> EvalResult:
-    """Readiness-set quality of `base` with an adapter as it is on disk (or the base alone), tokenized here."""
+    """D_val quality of `base` with an adapter as it is on disk (or the base alone), tokenized here."""
     model_dir = resolve_base(base, cache)
     tok = load_tokenizer(model_dir)
     return score_items(model_dir, adapter, tokenized_val(cfg, tok, labels), int(tok.pad_token_id), cfg)

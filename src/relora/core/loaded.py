@@ -41,6 +41,7 @@ class InitContext:
     model: torch.nn.Module
     cache: Path
     progress: bool
+    screen_bar: float | None = None  # D_val accuracy that sends a candidate to the gate (stop-when-ready)
 
     @property
     def device(self) -> torch.device:

@@ -13,31 +13,72 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from relora.errors import FULL_ERRNOS, InputError, Unwritable
 
 FINGERPRINT = ".fingerprint"
+MARKER = ".relora-output"  # in every output relora writes: --force replaces only a directory that holds it
+
+
+def check_out(out: str | Path, *, flag: str, inputs: Iterable[str | Path] = ()) -> Path:
+    """The rule for every output directory (readapt's --out, a fleet's out:, the race's --out), checked before
+    anything is written: never empty (an unset variable would mean the current directory), never /, the current
+    directory or one of its ancestors, never inside an input and never holding one. Returns it resolved."""
+    if not str(out).strip():
+        raise InputError(f"{flag} {str(out)!r}", "is empty, which would mean the current directory",
+                         f"give {flag} a directory of its own (is a variable unset?)")
+    root, cwd = Path(out).resolve(), Path.cwd().resolve()
+    where = ("is /" if root == Path(root.anchor) else "is the current directory" if root == cwd
+             else "is an ancestor of the current directory" if cwd.is_relative_to(root) else None)
+    if where:
+        raise InputError(out, where, f"give {flag} a new directory of its own, e.g. {flag} runs/<name>")
+    for spec in inputs:
+        src = Path(spec).resolve()
+        if root == src:
+            raise InputError(out, f"is input {spec} itself, which --force would delete", f"choose a new {flag}")
+        if src.is_dir() and root.is_relative_to(src):
+            raise InputError(out, f"is inside input {spec}", f"choose {flag} outside every input")
+        if src.is_relative_to(root):  # --force would delete it with the old output
+            raise InputError(out, f"contains input {spec}", f"choose {flag} that holds none of the inputs")
+    return root
+
+
+def check_replaceable(out: Path, *, flag: str) -> None:
+    """An existing output may be replaced only when relora wrote it (it holds MARKER) or it is an empty
+    directory: anything else is refused, naming what is there."""
+    if not out.exists() or (out.is_dir() and (out / MARKER).is_file()):
+        return
+    if not out.is_dir():
+        raise InputError(out, "is a file, not an output relora wrote", f"choose another {flag}")
+    names = sorted(p.name for p in out.iterdir())
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise InputError(out, f"holds {shown}, which relora did not write (no {MARKER} in it)",
+                         f"choose another {flag}, or move those files away yourself")
+
+
+def write_marker(directory: Path, what: str) -> None:
+    (directory / MARKER).write_text(json.dumps({"written_by": "relora", "what": what}) + "\n")
 
 
 class RunDir:
-    def __init__(self, out: Path, force: bool, inputs: list[str], fingerprint: dict[str, Any]) -> None:
-        self.out = out.resolve()
-        for spec in inputs:
-            src = Path(spec).resolve()
-            if self.out == src or (src.is_dir() and self.out.is_relative_to(src)):
-                raise InputError(out, f"is inside input {spec}", "choose an --out outside every input")
-            if src.is_relative_to(self.out):  # --force would delete it with the old output
-                raise InputError(out, f"contains input {spec}", "choose an --out that holds none of the inputs")
+    def __init__(self, out: str, force: bool, inputs: list[str], fingerprint: dict[str, Any]) -> None:
+        self.out = check_out(out, flag="--out", inputs=inputs)
         if self.out.exists() and not force:
             raise InputError(out, "already exists", "choose a new --out or pass --force to replace it")
+        check_replaceable(self.out, flag="--out")
         self.work = self.out.parent / f".{self.out.name}.partial"
-        self.key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+        self.fingerprint = fingerprint
 
-    def open(self) -> None:
-        """Create (or resume) the work directory; called once every input is validated. Two runs of one --out
+    def open(self, input_hashes: dict[str, str] | None = None) -> None:
+        """Create (or resume) the work directory; called once every input is validated. A work directory left by
+        another config or other input contents (a base replaced in place) is started afresh. Two runs of one --out
         (a retried job started twice) would share the work directory: the second stops here, naming the first."""
+        self.key = hashlib.sha256(json.dumps([self.fingerprint, input_hashes], sort_keys=True,
+                                             default=str).encode()).hexdigest()
         self._lock()
         marker = self.work / FINGERPRINT
         if self.work.exists() and (not marker.is_file() or marker.read_text() != self.key):
@@ -45,6 +86,7 @@ class RunDir:
         try:
             self.work.mkdir(parents=True, exist_ok=True)
             marker.write_text(self.key)
+            write_marker(self.work, "readapt run")
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:
                 raise  # readapt turns it into a one-line stop (exit 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from relora.core.record import EVENTS_FILE, Metrics, RunRecord, read_events
 from relora.core.retention import Retention, adapter_loss, cached_loss, retention_value
 from relora.core.scoring import evaluate
 from relora.core.tracking import check_sinks, send
-from relora.core.train import Schedule, train
+from relora.core.gate_plan import old_service_correct, plan_gate, readiness_for, test_check
+from relora.core.readiness import GateRecord
+from relora.core.train import Schedule, TrainData, train
 from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
 from relora.io import cache_root
 from relora.provenance import git_revision, package_versions, peak_rss_mb
@@ -66,12 +69,14 @@ def readapt(cfg: ReadaptConfig, progress: bool = True, loaded: Loaded | None = N
     check_sinks(cfg.tracking)
     resolve_device(cfg.device)  # a device this machine lacks is refused before anything is written
     cache = cache_root(cfg.cache_dir)
-    inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test) if p]
-    run = RunDir(Path(cfg.out), cfg.force, inputs, cfg.model_dump(exclude={"force"}))
+    inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test, cfg.update_probe)
+              if p and Path(p).exists()]  # a hub id is not a path here
+    run = RunDir(cfg.out, cfg.force, inputs, cfg.model_dump(exclude={"force"}))
     loaded = loaded if loaded is not None else load_inputs(cfg, method, cache)
+    gate = plan_gate(cfg, len(loaded.ready))  # the power check: an underpowered gate is refused before any work
     try:
-        run.open()
-        record = _on_shared_base(cfg, method, loaded, run, cache, t_load, progress)
+        run.open(loaded.hashes)
+        record = _on_shared_base(cfg, method, loaded, gate, run, cache, t_load, progress)
         if cfg.tracking:
             record.tracking = send(cfg.tracking, record, read_events(run.work), run.work, Path(cfg.out).name)
             record.save(run.work)
@@ -87,8 +92,8 @@ def readapt(cfg: ReadaptConfig, progress: bool = True, loaded: Loaded | None = N
     return record
 
 
-def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, run: RunDir, cache: Path, t_load: float,
-                    progress: bool) -> RunRecord:
+def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, gate: GateRecord | None, run: RunDir,
+                    cache: Path, t_load: float, progress: bool) -> RunRecord:
     device = resolve_device(cfg.device)
     reset_peak_memory(device)
     # one load per process, reused by every adapter on this base
@@ -96,7 +101,8 @@ def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, run: Run
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base
     try:
-        record = _run(cfg, method, loaded, model, run, cache, time.perf_counter() - t_load, progress)
+        record = _run(cfg, method, loaded, model, run, RunSpec(cache=cache, gate=gate,
+                      load_s=time.perf_counter() - t_load, progress=progress))
     finally:
         if model is not base:
             model.unload()  # remove the LoRA layers so the shared base is clean for the next adapter
@@ -138,29 +144,50 @@ def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded, version: str | N
     }
 
 
-def _run(
-    cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Module, run: RunDir, cache: Path,
-    load_s: float, progress: bool,
-) -> RunRecord:
+@dataclass(frozen=True)
+class RunSpec:
+    cache: Path
+    gate: GateRecord | None
+    load_s: float
+    progress: bool
+
+
+def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Module, run: RunDir,
+         spec: RunSpec) -> RunRecord:
     cpu_start = time.process_time()
-    info = method.initialize(InitContext(cfg, loaded, model, cache, progress))
+    readiness = readiness_for(cfg, loaded, spec.gate, spec.cache)  # the old service's scores are compute too
+    # charged as scored, whether this run scored them or found them remembered: every method pays alike
+    old_charge = readiness.record.old_scoring_cpu_s if readiness is not None else 0.0
+    cpu_start -= old_charge - (time.process_time() - cpu_start)
+    screen_bar = readiness.record.screen_bar if readiness is not None else None
+    info = method.initialize(InitContext(cfg, loaded, model, spec.cache, spec.progress, screen_bar))
     clock = time.perf_counter() - info.search_s  # wall_s counts the search's (recorded) cost
     events = EventLog(run.path(EVENTS_FILE))
+    data = TrainData(train=loaded.items["train"], screen=loaded.val, pad_id=loaded.pad_id,
+                     eval_batch_size=cfg.training.eval_batch_size)
     try:
-        outcome = train(model, loaded.items["train"], loaded.ready, loaded.pad_id, schedule_for(cfg, method),
-                        cfg.seed, clock, cfg.threshold, cfg.stop_when_ready, lambda e: events.append(e.as_dict()),
-                        cfg.training.eval_batch_size, progress)
+        outcome = train(model, data, schedule_for(cfg, method), seed=cfg.seed, clock_start=clock,
+                        readiness=readiness, stop_when_ready=cfg.stop_when_ready,
+                        on_event=lambda e: events.append(e.as_dict()), progress=spec.progress)
     except TrainingDiverged as exc:
         run.discard()
         raise InputError(cfg.train, f"training diverged ({exc})", "lower training.lr or check the data") from exc
+    if readiness is not None:
+        looks = readiness.record.looks
+        final_look = bool(looks) and looks[-1].step == outcome.steps_done
+        readiness.record.verdict = ("published" if outcome.ready_step is not None and final_look
+                                    else "not certified" if looks else "no look")
     total_s = time.perf_counter() - clock  # search (as charged) + training
     cpu_s = time.process_time() - cpu_start  # this process's CPU seconds in the search and training (all threads)
     final = outcome.events[-1]
     metrics = Metrics(val_accuracy=final.val_accuracy, val_loss=final.val_loss,
                       val_accuracy_norm=outcome.final_accuracy_norm)
-    if "test" in loaded.items:
+    checked = None
+    if "test" in loaded.items:  # scored only now, after the decision, and never by a search, screen or gate
         test = evaluate(model, loaded.items["test"], loaded.pad_id, cfg.training.eval_batch_size)
         metrics.test_accuracy, metrics.test_loss, metrics.test_accuracy_norm = test.accuracy, test.loss, test.accuracy_norm
+        if readiness is not None and readiness.old_correct is not None:
+            checked = test_check(old_service_correct(cfg, loaded, spec.cache, "test"), test.correct)
     packages = package_versions()
     warnings = save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded, packages.get("relora")),
                             cfg.portable) if method.has_adapter else []
@@ -168,8 +195,9 @@ def _run(
         print(f"relora: warning: {cfg.out}: {warning}", file=sys.stderr)  # stderr: see load_inputs
     record = RunRecord(
         **dict(info), method=method.name, metrics=metrics, time_to_ready_s=outcome.ready_wall_s, steps_to_ready=outcome.ready_step,
-        threshold=cfg.threshold, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s,
-        train_s=outcome.train_s, total_s=total_s, load_s=load_s,
+        threshold=readiness.record.threshold if readiness is not None else None, judged_on=judged_on(cfg), steps=outcome.steps_done, cpu_s=cpu_s,
+        train_s=outcome.train_s, total_s=total_s, load_s=spec.load_s,
+        gate=readiness.record if readiness is not None else None, test_check=checked,
         labels=loaded.labels, peak_rss_mb=peak_rss_mb(),  # this process's high-water mark
         n_examples={k: len(v) for k, v in loaded.items.items()} | {"val_search": len(loaded.val),
                                                                      "val_ready": len(loaded.ready),

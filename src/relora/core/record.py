@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from relora.core.search.probes import Probe
+from relora.core.readiness import GateRecord, TestCheck
 from relora.core.retention import Retention
 from relora.core.train import Event
 from relora.io import atomic_write
@@ -45,7 +46,7 @@ class InitInfo(BaseModel):
 class Metrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    val_accuracy: float  # argmax of the summed answer log-likelihood (readiness is judged on this)
+    val_accuracy: float  # on D_val at the last screen: argmax of the summed answer log-likelihood
     val_loss: float
     test_accuracy: float | None = None
     test_loss: float | None = None
@@ -84,6 +85,8 @@ class RunRecord(InitInfo):
     peak_device_memory_mb: float | None = None  # CUDA's peak allocation; None on the CPU (see peak_rss_mb)
     cpu_s: float | None = None  # CPU seconds (all threads) of the search and training in this process
     retention: Retention | None = None  # the update kept (update_probe); None without a probe
+    gate: GateRecord | None = None  # the readiness test: its power, every look, the verdict on the saved adapter
+    test_check: TestCheck | None = None  # paired gate and a test split: new - old on test, after the decision
     serving_warnings: list[str] = []  # what a serving engine would warn about in the saved adapter (its rank)
 
     @field_validator("val_correct", mode="before")

@@ -18,6 +18,7 @@ from relora.core.adapter import lora_parameters
 from relora.core.data import ScoringItem
 from relora.errors import TrainingDiverged
 from relora.core.ops import anchor_penalty, decoupled_anchor_step, scheduled_lambda, scheduled_lr
+from relora.core.readiness import Readiness
 from relora.core.scoring import answer_nll, evaluate
 
 
@@ -41,8 +42,9 @@ class Event:
     wall_s: float
     stage: int
     train_loss: float | None
-    val_loss: float
+    val_loss: float  # on D_val: the screen (the gate set is scored only by a confirmation)
     val_accuracy: float
+    look: str | None = None  # a confirmation on the gate set at this checkpoint: "publish" or "reject"
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -55,8 +57,9 @@ class TrainOutcome:
     ready_step: int | None = None
     ready_wall_s: float | None = None
     train_s: float = 0.0
-    final_correct: list[bool] = field(default_factory=list)  # per validation example, at the last eval
+    final_correct: list[bool] = field(default_factory=list)  # per D_val example, at the last eval
     final_accuracy_norm: float | None = None  # length-normalized accuracy at the last eval
+    looks_spent: bool = False  # every planned confirmation failed: training stopped, the run is not ready
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
@@ -83,37 +86,45 @@ def accumulate_gradients(
     return loss_sum / total_tokens
 
 
-def train(
-    model: torch.nn.Module,
-    train_items: list[ScoringItem],
-    val_items: list[ScoringItem],
-    pad_id: int,
-    schedule: Schedule,
-    seed: int,
-    clock_start: float,
-    threshold: float | None = None,
-    stop_when_ready: bool = False,
-    on_event: Callable[[Event], None] | None = None,
-    eval_batch_size: int = 16,
-    progress: bool = True,
-) -> TrainOutcome:
-    """Train the LoRA parameters in place; evaluate every k steps (and at 0 and the end)."""
+@dataclass(frozen=True)
+class TrainData:
+    """What the loop trains on and screens on; readiness confirms on its own gate set."""
+
+    train: list[ScoringItem]
+    screen: list[ScoringItem]  # D_val: every checkpoint is scored here
+    pad_id: int
+    eval_batch_size: int = 16
+
+
+def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: int, clock_start: float,
+          readiness: Readiness | None = None, stop_when_ready: bool = False,
+          on_event: Callable[[Event], None] | None = None, progress: bool = True) -> TrainOutcome:
+    """Train the LoRA parameters in place; screen every k steps (and at 0 and the end) on D_val, and confirm a
+    checkpoint that passes the screen on the gate set (readiness). Without stop_when_ready only the final
+    adapter is confirmed."""
     outcome = TrainOutcome()
     started = time.perf_counter()
 
-    def checkpoint(step: int, train_loss: float | None) -> bool:
-        res = evaluate(model, val_items, pad_id, eval_batch_size)
+    def checkpoint(step: int, train_loss: float | None, final: bool) -> bool:
+        res = evaluate(model, data.screen, data.pad_id, data.eval_batch_size)
+        look = None
+        if readiness is not None and outcome.ready_step is None and readiness.looks_left > 0 and (
+                (stop_when_ready and readiness.screen_passes(res.accuracy)) or (not stop_when_ready and final)):
+            look = "publish" if readiness.confirm(model, step, res.accuracy) else "reject"
         stage = 1 if step < schedule.e1 else 2
-        event = Event(step, time.perf_counter() - clock_start, stage, train_loss, res.loss, res.accuracy)
+        event = Event(step, time.perf_counter() - clock_start, stage, train_loss, res.loss, res.accuracy, look)
         outcome.events.append(event)
         outcome.final_correct, outcome.final_accuracy_norm = res.correct, res.accuracy_norm
         if on_event:
             on_event(event)
-        if threshold is not None and outcome.ready_step is None and res.accuracy >= threshold:
+        if look == "publish":
             outcome.ready_step, outcome.ready_wall_s = step, event.wall_s
+        if stop_when_ready and readiness is not None and outcome.ready_step is None and readiness.looks_left == 0:
+            outcome.looks_spent = True  # no confirmation left: more training cannot make it ready
+            return True
         return outcome.ready_step is not None and stop_when_ready
 
-    if checkpoint(0, None) or schedule.steps == 0:
+    if checkpoint(0, None, schedule.steps == 0) or schedule.steps == 0:
         outcome.train_s = time.perf_counter() - started
         return outcome
     params = lora_parameters(model)
@@ -121,11 +132,11 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
     model.train()
     bar = tqdm(total=schedule.steps, desc="train", disable=not progress, leave=False)
-    for step, idx in enumerate(batch_order(len(train_items), schedule.batch_size, schedule.steps, seed)):
+    for step, idx in enumerate(batch_order(len(data.train), schedule.batch_size, schedule.steps, seed)):
         for group in optimizer.param_groups:
             group["lr"] = scheduled_lr(step, schedule.e1, schedule.steps, schedule.lr, schedule.lr_min)
         optimizer.zero_grad(set_to_none=True)
-        train_loss = accumulate_gradients(model, [train_items[i] for i in idx], pad_id, schedule.micro_batch_size)
+        train_loss = accumulate_gradients(model, [data.train[i] for i in idx], data.pad_id, schedule.micro_batch_size)
         lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)
         if lam > 0 and schedule.anchor == "coupled":
             anchor_penalty(params, anchors, lam).backward()
@@ -139,7 +150,7 @@ def train(
         bar.set_postfix(loss=f"{train_loss:.4f}")
         done = outcome.steps_done
         if done % schedule.eval_every == 0 or done == schedule.steps:
-            if checkpoint(done, train_loss):
+            if checkpoint(done, train_loss, done == schedule.steps):
                 break
             model.train()
     bar.close()

@@ -4,51 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relora.core.config import ReadaptConfig, deep_merge, load_yaml
+from relora.core.config import Gate, ReadaptConfig, deep_merge, load_yaml, parse_gate, valid_gate
 from relora.core.methods import DEFAULT_METHOD, method_for, method_named
 from relora.errors import InputError
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-RELATIVE_GATE = re.compile(r"\s*old\s*(?:-\s*(\d*\.?\d+)\s*)?")
-GATE_HELP = "write a number in (0, 1], or 'old - 0.01' (the old service's own quality minus a margin)"
-
-
-class Gate(NamedTuple):
-    """A readiness gate: a fixed accuracy, or the old service's own accuracy minus a margin."""
-
-    absolute: float | None
-    margin: float = 0.0
-
-    def resolve(self, old_service: float) -> float:
-        """The threshold for this adapter, given its old service's measured quality (kept inside (0, 1])."""
-        return self.absolute if self.absolute is not None else min(max(old_service - self.margin, 1e-6), 1.0)
-
-
-def parse_gate(value: float | str) -> Gate:
-    if isinstance(value, str):
-        match = RELATIVE_GATE.fullmatch(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a threshold; {GATE_HELP}")
-        margin = float(match.group(1) or 0.0)
-        if margin >= 1:
-            raise ValueError(f"margin {margin:g} in {value!r} must be below 1")
-        return Gate(None, margin)
-    if not 0 < value <= 1:
-        raise ValueError(f"{value!r} is outside (0, 1]; {GATE_HELP}")
-    return Gate(float(value))
-
-
-def _valid_gate(value: float | str | None) -> float | str | None:
-    if value is not None:
-        parse_gate(value)
-    return value
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,7 +26,7 @@ class AdapterEntry(_Strict):
     test: str | None = None
     threshold: float | str | None = None  # e.g. 0.85, or "old - 0.01"; None: the fleet's default
     method: str | None = None
-    _gate = field_validator("threshold")(_valid_gate)
+    _gate = field_validator("threshold")(valid_gate)
 
     @field_validator("name")
     @classmethod
@@ -85,11 +50,12 @@ class FleetDefaults(_Strict):
     @classmethod
     def _known_method(cls, name: str) -> str:
         return method_named(name).name
-    threshold: float | str = 0.8  # a fixed accuracy, or "old - 0.01": the old service's own quality minus 0.01
+    # "old - 0.05": a paired test against the old service's own quality, margin 0.05; or a fixed accuracy
+    threshold: float | str = "old - 0.05"
     # publish only a service that kept at least this share of the update (needs update_probe)
     min_retention: float | None = Field(None, le=1.0)
     seed: int = 0
-    _gate = field_validator("threshold")(_valid_gate)
+    _gate = field_validator("threshold")(valid_gate)
     readapt: dict[str, Any] = {}  # any ReadaptConfig keys: training.*, search.*, data.*
 
 
@@ -166,14 +132,14 @@ class FleetConfig(_Strict):
     def gate_of(self, entry: AdapterEntry) -> Gate:
         return parse_gate(entry.threshold if entry.threshold is not None else self.defaults.threshold)
 
-    def readapt_config(self, entry: AdapterEntry, threshold: float | None = None) -> ReadaptConfig:
-        """The job's readapt config; threshold: the resolved gate (needed when it is relative to the old service)."""
+    def readapt_config(self, entry: AdapterEntry) -> ReadaptConfig:
+        """The job's readapt config: its gate is readapt's (relative gates are tested against the old service)."""
         tree = deep_merge(self.defaults.readapt, {
             "old_base": self.old_base, "new_base": self.new_base, "adapter": entry.path, "train": entry.train,
             "val": entry.val, "test": entry.test, "out": str(Path(self.out) / "runs" / entry.name),
             "update_probe": self.update_probe,
             "method": self.method_of(entry), "seed": self.defaults.seed,
-            "threshold": threshold if threshold is not None else self.gate_of(entry).absolute,
+            "threshold": entry.threshold if entry.threshold is not None else self.defaults.threshold,
             "force": True, "cache_dir": self.cache_dir,
         })
         cfg = ReadaptConfig.model_validate(tree)
@@ -188,11 +154,17 @@ def load_fleet(path: str) -> FleetConfig:
         for key in ("path", "train", "val", "test"):
             if isinstance(entry, dict) and isinstance(entry.get(key), str) and not Path(entry[key]).is_absolute():
                 entry[key] = str(base / entry[key])
+    out = tree.get("out")
+    if isinstance(out, str) and not out.strip():  # base / "" would be the fleet file's own directory
+        raise InputError(path, "out: is empty", "give out: a directory of its own, e.g. out: runs/<update>")
     for key in ("old_base", "new_base", "out", "update_probe"):
         value = tree.get(key)
         relative = isinstance(value, str) and not Path(value).is_absolute()
         if relative and (key in ("out", "update_probe") or (base / value).exists()):  # a hub id stays as written
             tree[key] = str(base / value)
+    if isinstance(tree.get("out"), str) and Path(path).resolve().is_relative_to(Path(tree["out"]).resolve()):
+        raise InputError(path, f"out: {out} holds the fleet file itself",
+                         "give out: a directory of its own, e.g. out: runs/<update>")
     try:
         return FleetConfig.model_validate(tree)
     except ValidationError as exc:

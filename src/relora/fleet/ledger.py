@@ -54,12 +54,30 @@ adapters = Table(
     Column("known_earlier", Integer),  # earlier searches' points on this base update that seeded its search
     Column("judged_on", String(20)),  # "gate set" (validation examples no probe scored) or "D_val"
     Column("gate_examples", Integer),  # how many examples judged readiness, the gate, flips and the old service
+    Column("gate_test", Text),  # the readiness test, named (relora.core.gate)
+    Column("gate_alpha", Float),  # per service, over all looks
+    Column("gate_margin", Float),
+    Column("gate_looks", Integer),  # confirmations taken on the gate set
+    Column("gate_lower", Float),  # the last look's lower bound on the mean difference (accuracy, absolute gates)
+    Column("gate_verdict", String(20)),  # published, not certified, no look
+    Column("gate_examples_scored", Integer),
+    Column("gate_rejects", Integer),  # looks that rejected their checkpoint
+    Column("gate_reject_examples", Integer),  # the gate examples those looks scored
+    Column("certifiable_margin", Float),  # the smallest margin the gate certifies with 80% power
+    Column("discordance", Float),  # the share of gate pairs the looks found discordant
+    Column("old_service_test_accuracy", Float),
+    Column("test_diff", Float),  # new - old on the test split, which no search, screen or gate scored
+    Column("test_upper", Float),  # its 95% upper bound: below -margin is a false publish
     Column("retention", Float),  # the update kept: 1 as PortLLM, 0 reverted; None without an update probe
     Column("cpu_s", Float),  # CPU seconds (all threads) of the search and training
     Column("device", Text),  # where the job ran: torch device, visible and assigned GPUs
     Column("preflight", Text),  # each preflight engine's verdict on the new adapter (relora preflight)
     Column("output_path", Text),
     Column("error", Text),
+    # what the row was made from: sha256 over its inputs' contents (both bases, the adapter, the data, the
+    # update probe) and the config that shapes its result; a rollout redoes a row whose inputs changed
+    Column("inputs_key", String(64)),
+    Column("inputs", Text),  # those contents' hashes, as JSON, for the reader
 )
 
 
@@ -119,20 +137,32 @@ class Ledger:
         with self.engine.begin() as conn:  # commits on exit: every change is durable at once
             yield conn
 
-    def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float | None]) -> None:
-        """Add rows for adapters the ledger has not seen; existing rows keep their state.
-        One transaction per row: two rollouts starting together may both try to add it."""
+    def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float | None],
+                 inputs: dict[str, tuple[str, str]]) -> list[str]:
+        """Add rows for adapters the ledger has not seen, with their inputs' key (and hashes, as JSON); existing
+        rows keep their state unless they were made from other inputs (a changed new_base, a retrained old
+        adapter): those go back to pending, to be redone. Returns the names sent back. One transaction per row:
+        two rollouts starting together may both try to add it."""
         with self._tx() as conn:
-            known = set(conn.execute(select(adapters.c.name)).scalars())
+            known = dict(conn.execute(select(adapters.c.name, adapters.c.inputs_key)).tuples().all())
+        redo = [n for n in names if n in known and known[n] != inputs[n][0]]
         for name in names:
             if name in known:
                 continue
             try:
                 with self._tx() as conn:
                     conn.execute(insert(adapters).values(name=name, state="pending", attempts=0,
-                                                         method=methods[name], threshold=thresholds[name]))
+                                                         method=methods[name], threshold=thresholds[name],
+                                                         inputs_key=inputs[name][0], inputs=inputs[name][1]))
             except IntegrityError:
                 pass  # the other rollout added it first; its row stands
+        for name in redo:
+            with self._tx() as conn:
+                conn.execute(update(adapters).where((adapters.c.name == name) & (adapters.c.state != "running"))
+                             .values(state="pending", attempts=0, output_path=None, method=methods[name],
+                                     threshold=thresholds[name], inputs_key=inputs[name][0], inputs=inputs[name][1],
+                                     error="inputs changed since this row was made: redone"))
+        return redo
 
     def claim(self, name: str, worker: str, lease_s: float, retry_failed: bool = False) -> bool:
         """Atomically take a row that is pending, failed (if asked), expired, or already ours."""

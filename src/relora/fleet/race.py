@@ -19,7 +19,8 @@ from relora.fleet.config import FleetConfig
 from relora.fleet.race_report import write_race_report
 from relora.fleet.ledger import FINAL
 from relora.fleet.report import open_ledger, summary
-from relora.fleet.rollout import rollout
+from relora.core.outputs import check_out
+from relora.fleet.rollout import fleet_inputs, rollout
 from relora.io import atomic_write
 from relora.provenance import provenance
 
@@ -44,16 +45,18 @@ def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_ME
              seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True, roll: bool = True) -> dict[str, Any]:
     """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out.
     roll False: only summarize the rollouts that finished (the rest are listed as unfinished)."""
+    methods, seeds = tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(seeds))  # a repeat is one rollout, once
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")
-    root = Path(out)
+    root = check_out(out, flag="--out", inputs=[p for _, p in fleet_inputs(template)])
     root.mkdir(parents=True, exist_ok=True)
     started = provenance()
     for seed in seeds if roll else ():
         for method in methods:
             rollout(fleet_for(template, root, seed, method), progress=progress)
-    result = summarize(root, methods, seeds) | {"provenance": started, "run_revisions": run_revisions(root)}
+    result = summarize(root, methods, seeds) | {"provenance": started, "run_revisions": run_revisions(root),
+                                                "gate": gate_of(template)}
     atomic_write(root / SUMMARY_FILE, json.dumps(result, indent=1) + "\n")
     write_race_report(result, root)
     return result
@@ -75,10 +78,14 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "time_to_ready_median_s": fleet["time_to_ready_s"]["median"],
         "time_to_ready_max_s": fleet["time_to_ready_s"]["max"],
         "never_ready": sum(r["state"] != "ready" for r in rows),
-        # the gate judged on the gate set: a published service below it would be a bug, so it is counted
-        "published_below_gate": sum(r["val_accuracy"] < r["threshold"] for r in ready),
-        # the same gate on the test split, which nothing chose or judged: how far the gate set can be trusted
-        "published_below_gate_on_test": _below_on_test(ready),
+        **test_check(rows),
+        # gate examples per service (old service + candidate, every look), and what the looks found
+        "examples_per_decision": _mean([r["gate_examples_scored"] for r in rows]),
+        "gate_looks": sum(r["gate_looks"] or 0 for r in rows),
+        # a rejected look's cost as a share of its gate set (the target: at most a quarter)
+        "rejected_look_share": _share([r["gate_reject_examples"] for r in rows],
+                                      [(r["gate_rejects"] or 0) * (r["gate_examples"] or 0) for r in rows]),
+        "discordance_measured": _mean([r["discordance"] for r in rows]),
         "quality_vs_old": statistics.fmean(s - r["old_service_val_accuracy"] for s, r in zip(served, rows)),
         "negative_flip_rate": statistics.fmean(r["negative_flip_rate"] for r in rows),
         # the search's share of the re-adaptation's own seconds (search + training), over the fleet
@@ -87,6 +94,18 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "retention_min": retention[1] if retention else None,
         "judged_on": sorted({f"{r['judged_on']} ({r['gate_examples']})" for r in rows}),
     }
+
+
+def gate_of(template: FleetConfig) -> dict[str, Any]:
+    """The race's gate, as every service ran it: the test, alpha, margin and looks."""
+    from relora.core import gate as tests
+    from relora.core.config import parse_gate
+
+    cfg = template.readapt_config(template.adapters[0])
+    parsed = parse_gate(template.defaults.threshold)
+    return {"test": tests.METHOD if parsed.absolute is None else tests.ONE_SAMPLE_METHOD, "alpha": cfg.gate.alpha,
+            "margin": parsed.margin if parsed.absolute is None else None, "threshold": parsed.absolute,
+            "looks": cfg.gate.looks, "assumed_discordance": cfg.gate.discordance, "gate_examples": cfg.data.ready_size}
 
 
 def run_revisions(root: Path) -> list[str]:
@@ -105,10 +124,31 @@ def finished_rows(rollout: Path) -> list[dict[str, Any]] | None:
     return rows if rows and all(r["state"] in FINAL for r in rows) else None
 
 
-def _below_on_test(ready: list[dict[str, Any]]) -> int | None:
-    """Published services whose test accuracy is below their gate; None when the fleet has no test splits."""
-    tested = [r for r in ready if r["test_accuracy"] is not None]
-    return sum(r["test_accuracy"] < r["threshold"] for r in tested) if tested else None
+def _share(part: list[Any], whole: list[Any]) -> float | None:
+    total = sum(w for w in whole if w)
+    return sum(p for p in part if p) / total if total else None
+
+
+def _mean(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def test_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Publications checked on the test split that no search, screen or gate scored. A false publish is a
+    published service whose paired 95% upper bound on test (new - old) is below -margin; its rate is over ALL
+    services, so that publishing nothing cannot look safe, with a Clopper-Pearson 95% interval. The point
+    estimate's count (test difference below -margin) stands beside it."""
+    tested = [r for r in rows if r["test_diff"] is not None]
+    if not tested:
+        return {"false_publish_rate_test": None, "false_publish_interval": None, "false_publishes_test": None,
+                "published_below_margin_point_test": None, "services_tested": 0}
+    ready = [r for r in tested if r["state"] == "ready"]
+    false = sum(r["test_upper"] < -r["gate_margin"] for r in ready)
+    rate, interval = rate_with_interval(false, len(tested))
+    return {"false_publish_rate_test": rate, "false_publish_interval": interval, "false_publishes_test": false, "services_tested": len(tested),
+            "published_below_margin_point_test": sum(r["test_diff"] < -r["gate_margin"] for r in ready),
+            "test_diff_mean_published": _mean([r["test_diff"] for r in ready])}
 
 
 def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | None:
@@ -135,7 +175,11 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
             "zero_step_share": _over_seeds(per_seed, "zero_step_share", "mean"),
             "retention_mean": _over_seeds(per_seed, "retention_mean", "mean"),
             "retention_min": _over_seeds(per_seed, "retention_min", "min"),
-            "published_below_gate": _over_seeds(per_seed, "published_below_gate", "sum"),
+            "false_publishes_test": _over_seeds(per_seed, "false_publishes_test", "sum"),
+            "services_tested": _over_seeds(per_seed, "services_tested", "sum"),
+            "published_below_margin_point_test": _over_seeds(per_seed, "published_below_margin_point_test", "sum"),
+            "examples_per_decision": _over_seeds(per_seed, "examples_per_decision", "mean"),
+            "compute_s_mean": _over_seeds(per_seed, "compute_s", "mean"),
             "never_ready": _over_seeds(per_seed, "never_ready", "sum"),
             "time_to_ready_median_s": _over_seeds(per_seed, "time_to_ready_median_s", "median"),
             "time_to_ready_max_s": _over_seeds(per_seed, "time_to_ready_max_s", "max"),
@@ -143,4 +187,21 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
             "negative_flip_rate": _over_seeds(per_seed, "negative_flip_rate", "mean"),
             "per_seed": per_seed,
         }
+        info = out["methods"][method]
+        info["false_publish_rate_test"], info["false_publish_interval"] = pooled_rate(info)
     return out
+
+
+def pooled_rate(info: dict[str, Any]) -> tuple[float | None, list[float] | None]:
+    """False publishes on test over every service of every seed."""
+    n, k = info["services_tested"], info["false_publishes_test"]
+    return rate_with_interval(int(k), int(n)) if n else (None, None)
+
+
+def rate_with_interval(k: int, n: int) -> tuple[float, list[float]]:
+    """k of n, with its Clopper-Pearson 95% interval."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return k / n, [float(ci.low), float(ci.high)]
+

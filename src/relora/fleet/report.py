@@ -14,8 +14,9 @@ from relora.tables import markdown_table
 from relora.fleet.ledger import Ledger
 from relora.fleet.page import write_fleet_page
 
-COLUMNS = ("name", "state", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
-           "threshold", "negative_flip_rate", "retention", "steps", "probes", "time_to_ready_s", "total_s", "alpha", "beta",
+COLUMNS = ("name", "state", "method", "attempts", "old_service_val_accuracy", "fallback_val_accuracy", "val_accuracy",
+           "gate_verdict", "gate_margin", "gate_alpha", "gate_looks", "gate_lower", "gate_examples_scored", "test_diff",
+           "negative_flip_rate", "retention", "steps", "probes", "time_to_ready_s", "total_s", "alpha", "beta",
            "judged_on", "gate_examples", "device")
 
 

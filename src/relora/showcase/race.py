@@ -69,11 +69,14 @@ def build_services(p: RaceProfile, old_base: Path, wordnet: Path, cache: Path, p
                                                               per_label_train=sizes["train"] // 8,
                                                               val=sizes["val"], test=sizes["test"])
     tasks["wn-relation"] = lambda d, seed, sizes: build_wn_relation(wordnet, d, seed=seed, **sizes)
-    more = {"train": 8, "val": p.grown["val"] + p.grown["test"], "test": 0}
+    # another draw (seed 1) to grow from; its test split is asked as large as its val, since a builder may split
+    # its held-out rows evenly between the two (wn-topic does) and grow_splits reads every split of it
+    extra = p.grown["val"] + p.grown["test"]
+    more = {"train": 8, "val": extra, "test": extra}
     entries = []
     for name, build in tasks.items():
         data = build(root / name / "data", 0, p.sizes)
-        grown = grow_splits(data, build(root / name / "supplement", 1, more),
+        grown = grow_splits(data, build(root / name / f"supplement-{extra}", 1, more),
                             root / name / f"data-v{p.grown['val']}-e{p.grown['test']}", **p.grown)
         adapter = root / name / "old-adapter"
         run_cell({"method": SCRATCH, "new_base": str(old_base), "train": str(data["train"]), "val": str(data["val"]),

@@ -54,6 +54,11 @@ CASES = {
     # PEFT loads nothing from the misnamed keys either, so no engine would see the adapter act
     "wrong key prefix": ({}, wrong_prefix, ["--base", "BASE"], {"vllm": "key prefix", "sglang": "acts", "lorax": "acts"}),
     "an adapter that does nothing": ({}, zero_b, ["--base", "BASE"], {"vllm": "acts", "sglang": "acts", "lorax": "acts"}),
+    # what PEFT itself refuses, with or without a base (and without PEFT's traceback)
+    "r 0": ({"r": 0}, None, [], {"vllm": "peft", "sglang": "peft", "lorax": "peft"}),
+    "r 0 on a base": ({"r": 0}, None, ["--base", "BASE"], {"vllm": "peft", "sglang": "peft", "lorax": "peft"}),
+    "no target modules": ({"target_modules": []}, None, ["--base", "BASE"],
+                          {"vllm": "peft", "sglang": "peft", "lorax": "peft"}),
 }
 
 

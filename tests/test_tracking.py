@@ -87,3 +87,20 @@ def test_a_rollout_nests_each_service_under_one_fleet_run(world, tmp_path: Path,
     parents = [r for r in runs if r.info.run_name.startswith("fleet ")]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["svc0", "svc1"]
+
+
+def test_an_unreachable_tracking_server_keeps_the_run_and_never_prints_its_password(world, tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """MLFLOW_TRACKING_URI with user:secret@ and nothing listening: the run is saved (not stranded in its
+    .partial), the record says the sink was not sent, and no output names the password."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@127.0.0.1:9/")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    cfg = fast_config(world, tmp_path / "out", "portllm", test=None)
+    (tmp_path / "cfg.yaml").write_text(json.dumps(cfg))
+    run = CliRunner().invoke(main, ["readapt", "--config", str(tmp_path / "cfg.yaml"), "--track", "mlflow", "--quiet"])
+    assert run.exit_code == 0, run.output
+    assert "secret" not in run.output and "Traceback" not in run.output
+    record = RunRecord.load(tmp_path / "out")
+    assert record.tracking["mlflow"].startswith("not sent") and "secret" not in record.tracking["mlflow"]
+    assert not list(tmp_path.glob(".*partial"))

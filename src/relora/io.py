@@ -7,6 +7,7 @@ never a mix, and a re-run finds either a finished output or nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,50 @@ def read_memo(path: Path, kind: type[dict] | type[list]) -> Any:
     return value if isinstance(value, kind) else kind()
 
 
+def resolved(path: str | Path) -> Path | None:
+    """The path made absolute with links followed; None for a link that loops (the input's own check names it)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
+def check_regular_file(path: str | Path, what: str, fix: str) -> Path:
+    """A file input that is a regular file (or a link to one), else one line saying what it is instead."""
+    p = Path(path)
+    try:
+        if p.is_file():
+            return p
+        where = ("is a directory" if p.is_dir() else "not found" if not p.exists() and not p.is_symlink()
+                 else "is a broken or looping link" if p.is_symlink() and not p.exists() else "is not a regular file")
+    except OSError as exc:  # a link loop (ELOOP), a name too long
+        where = f"cannot be read ({exc.strerror})"
+    raise InputError(p, f"{what} {where}", fix)
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; read once, before any worker thread starts writing
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(kind: str) -> int:
+    """The mode a plain open() or mkdir() would give under this process's umask: temp files and directories
+    are made 0600 and 0700, which a serving engine running as another user could not read."""
+    mask = _umask()
+    return (0o777 if kind == "dir" else 0o666) & ~mask
+
+
+def follow_umask(root: Path) -> None:
+    """Give a finished output's files and directories the modes the umask asks for: some writers (safetensors'
+    save_file, temp files) make them 0600, which a serving engine running as another user cannot read."""
+    os.chmod(root, umask_mode("dir"))
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, umask_mode("dir" if path.is_dir() else "file"))
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write text or bytes to a temp file beside path, then rename it over path."""
     atomic_write_with(path, lambda tmp: tmp.write_bytes(data.encode() if isinstance(data, str) else data))
@@ -57,6 +102,7 @@ def atomic_write_with(path: Path, write: Callable[[Path], object]) -> None:
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, umask_mode("file"))  # as cp, PEFT and transformers would leave it
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -72,6 +118,7 @@ def atomic_dir(target: Path, replace: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         yield tmp
+        follow_umask(tmp)
         if target.exists() and not replace:
             return
         old = None

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from relora.core.encode import encode_example
 from relora.errors import InputError
+from relora.io import check_regular_file
 
 
 T = TypeVar("T")
@@ -44,9 +45,7 @@ class ScoringItem:
 
 
 def read_jsonl(path: str | Path) -> list[Example]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "data file not found", "pass an existing JSONL file")
+    p = check_regular_file(path, "data file", "pass a JSONL file")
     examples: list[Example] = []
     try:
         lines = p.read_text(encoding="utf-8").splitlines()

@@ -24,7 +24,7 @@ from relora.core.retention import probe_blocks
 from relora.core.scoring import EvalResult, evaluate
 from relora.core.weights import WeightReader, check_finite, check_same_architecture, check_targets_exist, model_files
 from relora.errors import InputError
-from relora.io import atomic_write, content_hash, read_memo
+from relora.io import atomic_write, check_regular_file, content_hash, read_memo
 
 
 GATE_MAX = 2048  # the default gate set: half of the validation file, at most this many examples
@@ -95,7 +95,9 @@ def input_hashes(cfg: ReadaptConfig, new_dir: Path, old_dir: Path | None, old: L
         hashes["adapter"] = content_hash([old.path / "adapter_config.json", old.path / "adapter_model.safetensors"], cache)
     for split in ("train", "val", "test", "update_probe"):
         if getattr(cfg, split):
-            hashes[split] = content_hash([Path(getattr(cfg, split))], cache)
+            path = check_regular_file(getattr(cfg, split), split if split == "update_probe" else "data file",
+                                      "pass a regular file")
+            hashes[split] = content_hash([path], cache)
     return hashes
 
 

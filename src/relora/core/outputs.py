@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from relora.errors import FULL_ERRNOS, InputError, Unwritable
+from relora.io import follow_umask, resolved
 
 FINGERPRINT = ".fingerprint"
 MARKER = ".relora-output"  # in every output relora writes: --force replaces only a directory that holds it
@@ -36,7 +37,9 @@ def check_out(out: str | Path, *, flag: str, inputs: Iterable[str | Path] = ()) 
     if where:
         raise InputError(out, where, f"give {flag} a new directory of its own, e.g. {flag} runs/<name>")
     for spec in inputs:
-        src = Path(spec).resolve()
+        src = resolved(spec)
+        if src is None:
+            continue
         if root == src:
             raise InputError(out, f"is input {spec} itself, which --force would delete", f"choose a new {flag}")
         if src.is_dir() and root.is_relative_to(src):
@@ -128,6 +131,7 @@ class RunDir:
     def commit(self) -> Path:
         """Move the finished work directory to --out (replacing it under --force)."""
         (self.work / FINGERPRINT).unlink(missing_ok=True)
+        follow_umask(self.work)
         old = None
         try:
             if self.out.exists():

@@ -139,6 +139,28 @@ def lorax_rules(a: AdapterFiles) -> list[Finding]:
     return found
 
 
+def peft_rules(a: AdapterFiles) -> list[Finding]:
+    """What PEFT itself refuses, and so every engine that loads adapters through it or mirrors it: a rank that
+    is not a positive integer, no target modules, a config LoraConfig does not accept."""
+    problems = []
+    r = a.config.get("r")
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        problems.append((f"r is {r!r}, not a positive integer", "peft/tuners/lora/layer.py LoraLayer.update_layer"))
+    if not a.config.get("target_modules") and not a.config.get("target_parameters"):
+        problems.append(("target_modules is empty", "peft/tuners/tuners_utils.py BaseTuner.inject_adapter"))
+    if not problems:
+        from peft import LoraConfig
+
+        known = set(LoraConfig.__dataclass_fields__)
+        try:
+            LoraConfig(**{k: v for k, v in a.config.items() if k in known})
+        except (TypeError, ValueError) as exc:
+            problems.append((f"PEFT's LoraConfig refuses it ({str(exc).splitlines()[0][:120]})",
+                             "peft/tuners/lora/config.py LoraConfig.__post_init__"))
+    return [Finding(e, True, "peft", problem, "save the adapter with PEFT (a positive r, the modules it adapts)",
+                    source) for problem, source in problems for e in ENGINES]
+
+
 def base_rules(a: AdapterFiles, base_modules: set[str], base_arch: list[str] | None) -> list[Finding]:
     """Keys against the base's modules: a key whose full name is no module of the base is a silent no-op in
     vLLM (it matches only the name's last part), and LoRAX warns on it."""
@@ -184,6 +206,9 @@ def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | 
           cache: Path | None = None) -> dict[str, list[Finding]]:
     """Findings per asked engine (empty: it loads the adapter as it is)."""
     a = read_files(adapter)
+    refused_by_peft = peft_rules(a)
+    if refused_by_peft:  # the engines' own rules assume an adapter PEFT can build
+        return {e: [f for f in refused_by_peft if f.engine == e] for e in engines}
     findings = vllm_rules(a, max_lora_rank) + sglang_rules(a, sglang_max_rank, sglang_targets) + lorax_rules(a)
     if base is not None:
         from relora.core.weights import WeightReader

@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from relora.core.search.probes import Probe
 from relora.core.readiness import GateRecord, TestCheck
 from relora.core.retention import Retention
 from relora.core.train import Event
+from relora.errors import InputError
 from relora.io import atomic_write
 
 RECORD_FILE = "relora.json"
@@ -100,7 +101,13 @@ class RunRecord(InitInfo):
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunRecord:
-        return cls.model_validate_json((Path(run_dir) / RECORD_FILE).read_text())
+        """A run's record; a damaged one (cut short, edited, from another version) is refused in one line."""
+        path = Path(run_dir) / RECORD_FILE
+        try:
+            return cls.model_validate_json(path.read_text())
+        except (ValidationError, UnicodeDecodeError) as exc:
+            raise InputError(path, "is damaged (cut short, edited, or not a relora.json)",
+                             "re-run the job that wrote it") from exc
 
     @staticmethod
     def exists(run_dir: str | Path) -> bool:

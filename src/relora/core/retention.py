@@ -20,7 +20,7 @@ from relora.core.adapter import attach_lora, read_adapter
 from relora.core.device import autocast_for, model_device
 from relora.core.models import shared_model
 from relora.errors import InputError
-from relora.io import atomic_write
+from relora.io import atomic_write, check_regular_file
 
 BLOCK = 64  # tokens per scored block
 MIN_DENOMINATOR = 1e-4  # nats: an update that moved the probe's loss less than this has nothing to retain
@@ -37,13 +37,13 @@ class Retention(BaseModel):
     probe_hash: str
 
 
-def probe_text(path: str | Path) -> str:
-    """Plain text, or JSONL with a "text" field per line; refused in one line when empty or unreadable."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "update_probe not found", "pass a text or JSONL file of the kind of text the update was for")
+def probe_text(path: str | Path, max_chars: int | None = None) -> str:
+    """Plain text, or JSONL with a "text" field per line; refused in one line when empty or unreadable. With
+    max_chars, only about that much is read: a 50 MB probe scored on 1,024 tokens is not read whole."""
+    p = check_regular_file(path, "update_probe", "pass a text or JSONL file of the kind of text the update was for")
     try:
-        raw = p.read_text(encoding="utf-8")
+        with p.open(encoding="utf-8") as fh:
+            raw = fh.read() if max_chars is None else _read_about(fh, max_chars, jsonl=p.suffix == ".jsonl")
     except UnicodeDecodeError as exc:
         raise InputError(p, f"update_probe is not UTF-8 (byte {exc.start})", "re-encode the file as UTF-8") from exc
     if p.suffix == ".jsonl":
@@ -54,9 +54,23 @@ def probe_text(path: str | Path) -> str:
     return raw
 
 
+def _read_about(fh: Any, max_chars: int, *, jsonl: bool) -> str:
+    """At least max_chars characters of text (whole lines for JSONL, whose last line must stay parseable)."""
+    if not jsonl:
+        return fh.read(max_chars)
+    lines, total = [], 0
+    for line in fh:
+        lines.append(line)
+        total += len(line)
+        if total >= max_chars:
+            break
+    return "".join(lines)
+
+
 def probe_blocks(path: str | Path, tok: Any, max_blocks: int) -> torch.Tensor:
     """The probe as (n, BLOCK) token ids, at most max_blocks of them."""
-    ids = tok(probe_text(path), add_special_tokens=False)["input_ids"]
+    # a token is rarely over 16 characters, so this much text holds the blocks (and a short probe is read whole)
+    ids = tok(probe_text(path, max_chars=max_blocks * BLOCK * 16), add_special_tokens=False)["input_ids"]
     n = min(len(ids) // BLOCK, max_blocks)
     if n == 0:
         raise InputError(path, f"update_probe has {len(ids)} tokens, fewer than one {BLOCK}-token block",

@@ -9,6 +9,8 @@ libraries are optional extras, imported only when a run asks for them.
 from __future__ import annotations
 
 import importlib.util
+import re
+import sys
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,11 +62,21 @@ def scalars(record: RunRecord, events: list[Event]) -> Iterator[tuple[str, float
 def send(sinks: list[str], record: RunRecord, events: list[Event], run_dir: Path, run_name: str) -> dict[str, str]:
     """Send the run to each sink; returns where each one put it (relora.json keeps it)."""
     where: dict[str, str] = {}
-    if "tensorboard" in sinks:
-        where["tensorboard"] = _tensorboard(record, events, run_dir / TENSORBOARD_DIR)
-    if "mlflow" in sinks:
-        where["mlflow"] = _mlflow(record, events, run_name)
+    senders = {"tensorboard": lambda: _tensorboard(record, events, run_dir / TENSORBOARD_DIR),
+               "mlflow": lambda: _mlflow(record, events, run_name)}
+    for sink in [s for s in senders if s in sinks]:
+        try:
+            where[sink] = senders[sink]()
+        except Exception as exc:  # noqa: BLE001 - a tracking server that is down must not lose the finished run
+            reason = without_secrets(str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+            where[sink] = f"not sent: {reason}"
+            print(f"relora: warning: --track {sink}: not sent ({reason}); the run itself is saved", file=sys.stderr)
     return where
+
+
+def without_secrets(text: str) -> str:
+    """A URL's user:password (http://user:secret@host/) hidden wherever it appears in a message."""
+    return re.sub(r"(://)[^@/\s]*@", r"\1***@", text)
 
 
 def _tensorboard(record: RunRecord, events: list[Event], log_dir: Path) -> str:
@@ -82,6 +94,9 @@ def _mlflow(record: RunRecord, events: list[Event], run_name: str) -> str:
     by MLflow itself, as under the Trainer. A fleet job nests under RELORA_MLFLOW_PARENT_RUN_ID."""
     import mlflow
 
+    if without_secrets(mlflow.get_tracking_uri()) != mlflow.get_tracking_uri():
+        # MLflow prints "View run at <uri>" lines, credentials and all: not for a URI that holds a secret
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     parent = os.environ.get("RELORA_MLFLOW_PARENT_RUN_ID")
     with mlflow.start_run(run_name=run_name, nested=parent is not None, parent_run_id=parent) as active:
         params = flat_params(record.config)

@@ -53,7 +53,7 @@ class FleetDefaults(_Strict):
     # "old - 0.05": a paired test against the old service's own quality, margin 0.05; or a fixed accuracy
     threshold: float | str = "old - 0.05"
     # publish only a service that kept at least this share of the update (needs update_probe)
-    min_retention: float | None = Field(None, le=1.0)
+    min_retention: float | None = Field(None, le=1.0, allow_inf_nan=False)  # NaN: "not a finite number"
     seed: int = 0
     _gate = field_validator("threshold")(valid_gate)
     readapt: dict[str, Any] = {}  # any ReadaptConfig keys: training.*, search.*, data.*

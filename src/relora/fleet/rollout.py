@@ -18,11 +18,11 @@ from pathlib import Path
 from relora.core.gate_plan import plan_gate
 from relora.core.inputs import gate_size
 from relora.core.outputs import MARKER, check_out
-from relora.core.tracking import check_sinks
+from relora.core.tracking import check_sinks, without_secrets
 from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unwritable, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
-from relora.io import cache_root, content_hash
+from relora.io import cache_root, content_hash, resolved
 
 
 def fleet_inputs(fleet: FleetConfig) -> list[tuple[str, Path]]:
@@ -39,7 +39,9 @@ def check_output_root(fleet: FleetConfig) -> None:
     lies inside none (checked before anything is written), and is writable."""
     root = check_out(fleet.out, flag="out:")
     for what, path in fleet_inputs(fleet):
-        src = path.resolve()
+        src = resolved(path)
+        if src is None:  # a looping link: that adapter's job fails on it, in one line, and the rest run
+            continue
         if src.is_relative_to(root):
             raise InputError(fleet.out, f"contains {what} ({path}), which a rollout could overwrite",
                              "choose an out: that holds no input (a new one for each base update)")
@@ -151,6 +153,8 @@ def fleet_mlflow_run(fleet: FleetConfig) -> Iterator[None]:
     check_sinks(["mlflow"])
     import mlflow
 
+    if without_secrets(mlflow.get_tracking_uri()) != mlflow.get_tracking_uri():
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # its "View run at" lines
     with mlflow.start_run(run_name=f"fleet {Path(fleet.out).name}") as parent:
         os.environ["RELORA_MLFLOW_PARENT_RUN_ID"] = parent.info.run_id
         try:

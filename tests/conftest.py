@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from helpers import TinyWorld, build_world
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite writes only inside its sandbox: a cache, matplotlib's config and a home of its own, so no test
+    reaches the real ~/.cache/relora or ~/.cache/matplotlib (subprocesses inherit these too)."""
+    sandbox = tempfile.mkdtemp(prefix="relora-tests-")
+    for name, sub in (("RELORA_CACHE", "cache"), ("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "xdg-cache")):
+        os.environ[name] = os.path.join(sandbox, sub)
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,43 @@ def test_a_looping_train_link_fails_its_own_service_and_the_rest_run(world, tmp_
     rows = {r["name"]: r for r in Ledger(f"sqlite:///{Path(spec['out']) / 'ledger.sqlite3'}").rows()}
     assert rows["svc0"]["state"] == "failed" and "link" in rows["svc0"]["error"]
     assert rows["svc1"]["state"] in ("ready", "below-threshold")
+
+
+@pytest.mark.parametrize("layout, needle", [
+    ({"pytorch_model.bin": b"x", "extra.safetensors": None}, "pytorch_model.bin, which transformers loads"),
+    ({"extra.safetensors": None}, "beside the weights transformers loads"),
+])
+def test_a_base_whose_weight_files_are_ambiguous_is_refused_naming_them(world, tmp_path: Path, layout: dict,
+                                                                        needle: str) -> None:
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(world.new_base, base)
+    weights = base / "model.safetensors"
+    for name, content in layout.items():
+        if content is None:
+            shutil.copy(weights, base / name)
+        else:
+            (base / name).write_bytes(content)
+    if "pytorch_model.bin" in layout:
+        weights.unlink()
+    line = run_cli(readapt_args(world, tmp_path / "out", **{"new-base": str(base)}), 2, needle)
+    assert "extra.safetensors" in line and not list(tmp_path.glob(".*partial"))
+
+
+def test_a_ray_address_with_no_cluster_stops_in_one_line(world, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    fleet = write_fleet(world, tmp_path, n=1, executor="ray", ray={"address": "127.0.0.1:9"})
+    run_cli(["rollout", str(fleet), "--quiet"], 3, "no Ray cluster answers there")
+
+
+def test_gpus_on_a_machine_without_cuda_are_named_up_front(world, tmp_path: Path, capsys) -> None:
+    import torch
+
+    if torch.cuda.device_count():
+        pytest.skip("this machine has CUDA")
+    from relora.fleet.config import load_fleet
+    from relora.fleet.rollout import warn_missing_gpus
+
+    warn_missing_gpus(load_fleet(str(write_fleet(world, tmp_path, n=1, gpus=[0]))))
+    assert "names GPUs, but this machine has no CUDA device" in capsys.readouterr().err

@@ -164,6 +164,7 @@ ONE_LINERS = {
     "infinite search bounds": (lambda t: ["search.alpha_bounds=[-.inf,.inf]"], "must be finite", 2),
     "--device cuda without CUDA": (lambda t: ["--device", "cuda:7"], "was asked for", 2),
     "a cache on a read-only file system": (lambda t: ["cache_dir=/proc/relora-cache"], "cannot create the cache", 3),
+    "an existing cache directory that cannot be written": (lambda t: ["cache_dir=/proc"], "cannot write in the cache", 3),
     "100,000 nested brackets": (_deep, "nests too deeply", 2),
     "a lone surrogate escape": (_surrogate, "lone surrogate", 2),
 }

@@ -23,6 +23,10 @@ class Unwritable(InputError):
     created. Exit 3, like RolloutStopped; a subclass, so a fleet job still records it as its failure."""
 
 
+class Unavailable(Unwritable):
+    """Something the config names is not there (a Ray cluster at ray.address): exit 3, the environment's."""
+
+
 class TrainingDiverged(Exception):
     """Loss became NaN or inf; nothing is kept."""
 

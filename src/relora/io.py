@@ -27,12 +27,21 @@ def cache_root(explicit: str | None = None) -> Path:
     """--cache-dir, else $RELORA_CACHE, else ~/.cache/relora (created)."""
     root = explicit or os.environ.get("RELORA_CACHE") or Path.home() / ".cache" / "relora"
     path = Path(root)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise Unwritable(path, f"cannot create the cache directory ({exc.strerror})",
-                         "point cache_dir or RELORA_CACHE at a writable directory") from None
+    if path in _WRITABLE:
+        return path
+    for verb, attempt in (("create", lambda: path.mkdir(parents=True, exist_ok=True)),
+                          # an existing (empty) directory on a read-only file system fails only here
+                          ("write in", lambda: tempfile.TemporaryFile(dir=path).close())):
+        try:
+            attempt()
+        except OSError as exc:
+            raise Unwritable(path, f"cannot {verb} the cache directory ({exc.strerror})",
+                             "point cache_dir or RELORA_CACHE at a writable directory") from None
+    _WRITABLE.add(path)
     return path
+
+
+_WRITABLE: set[Path] = set()  # cache roots found writable in this process (checked once each)
 
 
 def read_memo(path: Path, kind: type[dict] | type[list]) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from relora.errors import InputError
+from relora.core.weights import weight_files
 from relora.io import atomic_dir, content_hash
 
 
@@ -20,9 +21,10 @@ def resolve_base(spec: str, cache_dir: Path) -> Path:
     if path.is_file() and path.suffix == ".gguf":
         return _gguf_to_safetensors(path, cache_dir)
     if path.is_dir():
-        if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):
+        if not (path / "config.json").is_file():
             raise InputError(path, "not a model directory (needs config.json and *.safetensors)",
                              "pass a Hugging Face model directory or a .gguf file")
+        weight_files(path)  # exactly what transformers would load, or one line naming the ambiguity
         return path
     if path.exists():
         raise InputError(path, "unsupported model file", "pass a model directory or a .gguf file")

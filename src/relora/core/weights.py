@@ -11,8 +11,40 @@ from safetensors import safe_open
 from relora.errors import InputError
 
 
+TORCH_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The safetensors files transformers loads from this directory (model.safetensors, else the shards its
+    index names), which are what relora reads, hashes and checks. A directory where that choice is ambiguous
+    (extra safetensors files beside them, or PyTorch weights that transformers would prefer) is refused."""
+    present = sorted(model_dir.glob("*.safetensors"))
+    index = model_dir / "model.safetensors.index.json"
+    if (model_dir / "model.safetensors").is_file():
+        chosen = [model_dir / "model.safetensors"]
+    elif index.is_file():
+        try:
+            chosen = sorted({model_dir / f for f in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(index, "is not a safetensors index (no weight_map)", "restore the model's index file") from exc
+    else:
+        torch_files = [n for n in TORCH_WEIGHTS if (model_dir / n).exists()]
+        names = ", ".join(p.name for p in present) or "none"
+        why = f"holds {', '.join(torch_files)}, which transformers loads, " if torch_files else ""
+        raise InputError(model_dir, f"{why}and no model.safetensors or model.safetensors.index.json "
+                         f"(safetensors files: {names})",
+                         "save the model with save_pretrained(safe_serialization=True), or name its one weight file "
+                         "model.safetensors")
+    extra = [p.name for p in present if p not in chosen]
+    if extra:
+        raise InputError(model_dir, f"holds {', '.join(extra)} beside the weights transformers loads "
+                         f"({', '.join(p.name for p in chosen)})",
+                         "move the extra safetensors files out of the model directory")
+    return chosen
+
+
 def model_files(model_dir: Path) -> list[Path]:
-    return sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]
+    return weight_files(model_dir) + [model_dir / "config.json"]
 
 
 class WeightReader:
@@ -21,7 +53,7 @@ class WeightReader:
     def __init__(self, model_dir: Path) -> None:
         self.model_dir = model_dir
         self._where: dict[str, Path] = {}
-        for shard in sorted(model_dir.glob("*.safetensors")):
+        for shard in weight_files(model_dir):
             try:
                 with safe_open(shard, framework="pt") as fh:
                     for name in fh.keys():

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,18 @@ def withdraw(out: Path, names: list[str]) -> None:
             shutil.rmtree(aside, ignore_errors=True)
 
 
+def warn_missing_gpus(fleet: FleetConfig) -> None:
+    """gpus: [...] on a machine without CUDA: the jobs still run (on the CPU, pinned all the same), but say so
+    once, up front, rather than only in the ledger's device column."""
+    if not fleet.gpus:
+        return
+    import torch
+
+    if torch.cuda.device_count() == 0:
+        print(f"relora: warning: gpus: {fleet.gpus} names GPUs, but this machine has no CUDA device: the jobs run "
+              "on the CPU", file=sys.stderr)
+
+
 def check_gates(fleet: FleetConfig) -> None:
     """Every service's power check before the first job starts: a gate set too small for its margin stops the
     rollout in one line. A validation file that cannot be read is left to its own job, which fails its row."""
@@ -115,6 +128,7 @@ def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = Tru
     An output that cannot be written (a full disk) stops it with RolloutStopped, wherever it happens."""
     check_output_root(fleet)
     check_gates(fleet)
+    warn_missing_gpus(fleet)
     try:
         ledger = Ledger(fleet.ledger_url)
         cache = cache_root(fleet.cache_dir)

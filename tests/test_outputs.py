@@ -81,41 +81,57 @@ def test_a_race_out_of_the_current_directory_is_refused(world, user_dir: Path, t
     assert tree_hash(user_dir) == before
 
 
-def test_a_rerun_after_a_base_change_redoes_every_row_for_the_new_base(world, tmp_path: Path) -> None:
-    """Same out:, new new_base: every row is redone on the new base, and published/ holds only adapters whose
-    lineage names it; an unchanged re-run redoes nothing."""
+def rewrite_weights(base: Path, factor: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = base / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(k for k in tensors if k.endswith("q_proj.weight"))
+    tensors[name] = tensors[name] * factor
+    save_file(tensors, weights, metadata={"format": "pt"})
+
+
+def published_bases(out: Path) -> set[str]:
+    return {json.loads((p / "relora_lineage.json").read_text())["new_base"]["sha256"]
+            for p in (out / "published").iterdir() if p.is_dir()}
+
+
+@pytest.mark.parametrize("change", ["new path", "same path, new content", "threshold"])
+def test_a_rerun_after_its_inputs_change_redoes_every_row(world, tmp_path: Path, change: str) -> None:
+    """Same out:, changed inputs: every row is redone, and published/ holds only adapters whose lineage names
+    the fleet's current new base; an unchanged re-run redoes nothing."""
+    base = tmp_path / "new_base"
+    shutil.copytree(world.new_base, base)
     spec = yaml.safe_load(write_fleet(world, tmp_path, n=2, steps=0).read_text())
     spec["defaults"] |= {"method": "portllm", "threshold": "old - 0.45"}
     spec["defaults"]["readapt"] |= {"gate": {"allow_underpowered": True}}
+    spec["new_base"] = str(base)
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(spec))
-    rollout(load_fleet(str(tmp_path / "a.yaml")), progress=False)
-    first = {r["name"]: r for r in Ledger(load_fleet(str(tmp_path / "a.yaml")).ledger_url).rows()}
-    rollout(load_fleet(str(tmp_path / "a.yaml")), progress=False)  # nothing changed: nothing redone
-    assert {r["name"]: r["attempts"] for r in Ledger(load_fleet(str(tmp_path / "a.yaml")).ledger_url).rows()} == {
-        n: r["attempts"] for n, r in first.items()}
+    fleet = load_fleet(str(tmp_path / "a.yaml"))
+    rollout(fleet, progress=False)
+    first = {r["name"]: r for r in Ledger(fleet.ledger_url).rows()}
+    rollout(fleet, progress=False)  # nothing changed: nothing redone
+    assert {r["name"]: r["started_at"] for r in Ledger(fleet.ledger_url).rows()} == {
+        n: r["started_at"] for n, r in first.items()}
 
-    other = tmp_path / "newer_base"  # another update: the new base with one weight file rewritten
-    shutil.copytree(world.new_base, other)
-    weights = next(other.glob("*.safetensors"))
-    from safetensors.torch import load_file, save_file
-
-    tensors = load_file(weights)
-    name = next(k for k in tensors if k.endswith("q_proj.weight"))
-    tensors[name] = tensors[name] * 1.01
-    save_file(tensors, weights, metadata={"format": "pt"})
-    spec["new_base"] = str(other)
+    if change == "new path":
+        other = tmp_path / "newer_base"
+        shutil.copytree(base, other)
+        rewrite_weights(other, 1.01)
+        spec["new_base"] = str(other)
+    elif change == "same path, new content":
+        rewrite_weights(base, 1.01)
+    else:
+        spec["defaults"]["threshold"] = "old - 0.4"
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(spec))
     fleet = load_fleet(str(tmp_path / "b.yaml"))
     rollout(fleet, progress=False)
     rows = Ledger(fleet.ledger_url).rows()
     assert all(r["state"] in ("ready", "below-threshold") and r["started_at"] > first[r["name"]]["ended_at"]
                for r in rows)
-    new_hash = json.loads(rows[0]["inputs"])["new_base"]
-    assert new_hash != json.loads(first["svc0"]["inputs"])["new_base"]
-    for r in rows:
-        record = json.loads((Path(fleet.out) / "runs" / r["name"] / "relora.json").read_text())
-        assert record["config"]["new_base"] == str(other)
-    for published in (Path(fleet.out) / "published").glob("*"):
-        assert json.loads((published / "relora.json").read_text())["config"]["new_base"] == str(other)
+    current = json.loads(rows[0]["inputs"])["new_base"]
+    assert (current != json.loads(first["svc0"]["inputs"])["new_base"]) == (change != "threshold")
+    assert published_bases(Path(fleet.out)) <= {current}  # lineage: the sha256 of the base the fleet names now
+    assert sorted(p.name for p in (Path(fleet.out) / "published").iterdir()) == sorted(
+        r["name"] for r in rows if r["state"] == "ready")
     assert not list((Path(fleet.out) / "published").glob(".*withdrawn"))
-    assert sorted(os.listdir(Path(fleet.out) / "published")) == sorted(r["name"] for r in rows if r["state"] == "ready")

@@ -20,6 +20,7 @@ from relora.core.gate_plan import plan_gate
 from relora.core.inputs import gate_size
 from relora.core.outputs import MARKER, check_out
 from relora.core.tracking import check_sinks, without_secrets
+from relora.core.weights import model_files
 from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unwritable, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
@@ -66,6 +67,11 @@ def input_contents(spec: str | None, cache: Path) -> str | None:
     path = Path(spec)
     if path.is_file():
         return content_hash([path], cache)
+    if path.is_dir() and (path / "config.json").is_file():
+        try:  # a model directory: hashed as its lineage sidecar hashes it (the weights transformers loads)
+            return content_hash(model_files(path), cache)
+        except InputError:
+            pass  # ambiguous weights: its job refuses it; any change still shows in the hash below
     if path.is_dir():
         files = [p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)]
         return content_hash(files, cache)

@@ -443,3 +443,15 @@ def test_the_gate_page_sizes_are_the_power_checks() -> None:
                                        f"{sizes[2]:,} at 0.2")
     assert gate.certifiable_margin(n=24, alpha_look=0.05 / 3, discordance=0.2) == 0.43
     quoted(ROOT / "docs" / "gates.md", "can certify margins of 0.43 or more")
+
+
+def test_the_readme_gate_sizes_are_the_defaults() -> None:
+    from relora.core import gate
+    from relora.core.config import GateConfig
+    from relora.core.inputs import GATE_MAX
+
+    g = GateConfig()
+    need = gate.examples_needed(margin=0.05, alpha_look=g.alpha / g.looks, discordance=g.discordance, most=4096)
+    quoted(README, f"half of `val.jsonl` (at most {GATE_MAX:,} examples, a fixed draw)")
+    quoted(README, f"margin 0.05 over {g.looks} looks needs {need:,} of them at the assumed discordance of {g.discordance}")
+    quoted(README, f"at α = {g.alpha} per service")

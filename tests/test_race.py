@@ -145,7 +145,8 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
     for method, info in summary["methods"].items():
         assert {"compute_s_median", "zero_step_share", "retention_mean", "retention_min", "false_publish_rate_test",
                 "false_publish_interval", "published_below_margin_point_test", "examples_per_decision",
-                "never_ready"} <= set(info)
+                "never_ready", "ready_share"} <= set(info)
+        assert info["ready_share"] == pytest.approx(sum(m["ready"] for m in info["per_seed"]) / 4)
         assert [m["seed"] for m in info["per_seed"]] == [0, 1] and all(m["services"] == 2 for m in info["per_seed"])
         assert info["services_tested"] == 4 and 0 <= info["false_publishes_test"] <= 4
         lo, hi = info["false_publish_interval"]

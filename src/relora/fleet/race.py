@@ -72,6 +72,7 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "services": n,
         "ready": len(ready),
+        "ready_share": len(ready) / n if n else None,
         "zero_step_share": sum(r["steps"] == 0 for r in ready) / n if n else None,
         "compute_s": sum(r["cpu_s"] or 0.0 for r in rows),  # CPU seconds of search + training, every service
         "wall_s": sum(r["total_s"] or 0.0 for r in rows),
@@ -173,6 +174,7 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
             "unfinished_seeds": unfinished,
             "compute_s_median": _over_seeds(per_seed, "compute_s", "median"),
             "zero_step_share": _over_seeds(per_seed, "zero_step_share", "mean"),
+            "ready_share": _over_seeds(per_seed, "ready_share", "mean"),
             "retention_mean": _over_seeds(per_seed, "retention_mean", "mean"),
             "retention_min": _over_seeds(per_seed, "retention_min", "min"),
             "false_publishes_test": _over_seeds(per_seed, "false_publishes_test", "sum"),

@@ -128,3 +128,9 @@ def test_gpus_on_a_machine_without_cuda_are_named_up_front(world, tmp_path: Path
 
     warn_missing_gpus(load_fleet(str(write_fleet(world, tmp_path, n=1, gpus=[0]))))
     assert "names GPUs, but this machine has no CUDA device" in capsys.readouterr().err
+
+
+def test_a_ledger_url_into_a_missing_directory_is_bad_input_not_a_full_disk(world, tmp_path: Path) -> None:
+    fleet = write_fleet(world, tmp_path, n=1, ledger=f"sqlite:///{tmp_path / 'no-such-dir' / 'ledger.sqlite3'}")
+    line = run_cli(["rollout", str(fleet), "--quiet"], 2, "the ledger's directory")
+    assert "free space" not in line

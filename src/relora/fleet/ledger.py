@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,6 +101,11 @@ class Ledger:
             raise InputError(masked(url), f"is not a database URL ({exc.__class__.__name__})",
                              "write a SQLAlchemy URL, e.g. sqlite:///rollout/ledger.sqlite3 or "
                              "postgresql+psycopg://user@host/db") from exc
+        database = self.engine.url.database if sqlite else None
+        if database and database != ":memory:" and not Path(database).resolve().parent.is_dir():
+            # SQLite would say "unable to open database file", which reads as a full disk
+            raise InputError(masked(url), f"the ledger's directory {Path(database).parent} does not exist",
+                             "create it, or point ledger: at an existing directory")
         try:
             self._create_table()
         except DBAPIError as exc:

@@ -24,8 +24,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No file any test left behind (outputs, reports, pages, logs, ledgers) holds the ledger password; the
-    YAML files the tests wrote as inputs are the one place it belongs."""
+    """No file any test left behind (outputs, reports, pages, logs, ledgers, binary or not) holds the password
+    that the suite's ledger and MLflow URLs carry; the YAML files the tests wrote as inputs are the one place
+    it belongs."""
     from helpers import LEDGER_PASSWORD
 
     factory = getattr(session.config, "_tmp_path_factory", None)

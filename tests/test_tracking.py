@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import fast_config
+from helpers import LEDGER_PASSWORD as MLFLOW_PASSWORD, fast_config
 from relora.cli import main
 from relora.core.record import RunRecord, read_events
 
@@ -89,18 +89,54 @@ def test_a_rollout_nests_each_service_under_one_fleet_run(world, tmp_path: Path,
     assert len(parents) == 1 and sorted(r.info.run_name for r in children) == ["svc0", "svc1"]
 
 
-def test_an_unreachable_tracking_server_keeps_the_run_and_never_prints_its_password(world, tmp_path: Path,
-                                                                                    monkeypatch) -> None:
-    """MLFLOW_TRACKING_URI with user:secret@ and nothing listening: the run is saved (not stranded in its
-    .partial), the record says the sink was not sent, and no output names the password."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:secret@127.0.0.1:9/")
+class RefusingServer:
+    """A local HTTP server that asks for basic auth and refuses every request (401), as a server does for
+    a wrong password."""
+
+    def __enter__(self) -> str:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _refuse(self) -> None:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+                self.end_headers()
+
+            do_GET = do_POST = do_PATCH = _refuse
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("server", ["unreachable", "refuses"])
+def test_a_tracking_server_that_fails_keeps_the_run_and_never_prints_its_password(world, tmp_path: Path,
+                                                                                  monkeypatch, server: str) -> None:
+    """MLFLOW_TRACKING_URI with user:<password>@, nothing listening or a server answering 401: the run is saved
+    (not stranded in its .partial), the record says the sink was not sent, and no output names the password."""
+    if server == "refuses":
+        with RefusingServer() as where:
+            check_failing_tracking(world, tmp_path, monkeypatch, f"http://user:{MLFLOW_PASSWORD}@{where}/")
+    else:
+        check_failing_tracking(world, tmp_path, monkeypatch, f"http://user:{MLFLOW_PASSWORD}@127.0.0.1:9/")
+
+
+def check_failing_tracking(world, tmp_path: Path, monkeypatch, uri: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     cfg = fast_config(world, tmp_path / "out", "portllm", test=None)
     (tmp_path / "cfg.yaml").write_text(json.dumps(cfg))
     run = CliRunner().invoke(main, ["readapt", "--config", str(tmp_path / "cfg.yaml"), "--track", "mlflow", "--quiet"])
     assert run.exit_code == 0, run.output
-    assert "secret" not in run.output and "Traceback" not in run.output
+    assert MLFLOW_PASSWORD not in run.output and "Traceback" not in run.output
     record = RunRecord.load(tmp_path / "out")
-    assert record.tracking["mlflow"].startswith("not sent") and "secret" not in record.tracking["mlflow"]
+    assert record.tracking["mlflow"].startswith("not sent") and MLFLOW_PASSWORD not in record.tracking["mlflow"]
     assert not list(tmp_path.glob(".*partial"))

@@ -33,6 +33,10 @@ COLUMNS = (
     ("gate", "gate", ".3f"), ("delta", "Δ vs old", "+.3f"), ("flips", "negative flips", ".3f"),
     ("retention", "retention", ".2f"), ("ttr", "time to ready (s)", ".1f"), ("steps", "steps", "d"),
     ("probes", "probes", "d"), ("method", "method", str),
+    # the gate's decision (relora.core.gate): the verdict, the last look's lower bound on new - old, at alpha,
+    # against -margin, and the gate examples it cost (old service + every look)
+    ("verdict", "gate verdict", str), ("lower", "lower bound", "+.3f"), ("alpha", "α", ".3g"),
+    ("margin", "margin", ".3f"), ("examples", "gate examples", "d"),
 )
 
 
@@ -49,7 +53,9 @@ def service_row(row: dict[str, Any]) -> dict[str, Any]:
             "delta": new - old if new is not None and old is not None else None,
             "flips": row.get("negative_flip_rate"), "retention": row.get("retention"),
             "ttr": row.get("time_to_ready_s"), "steps": row.get("steps"), "probes": row.get("probes"),
-            "method": row.get("method") or "-", "error": row.get("error")}
+            "method": row.get("method") or "-", "error": row.get("error"),
+            "verdict": row.get("gate_verdict") or "-", "lower": row.get("gate_lower"), "alpha": row.get("gate_alpha"),
+            "margin": row.get("gate_margin"), "examples": row.get("gate_examples_scored")}
 
 
 def _cell(value: Any, fmt: Any) -> str:

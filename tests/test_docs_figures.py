@@ -34,25 +34,56 @@ def race_row(summary: dict[str, Any], label: str, key: str, fmt: str, best: str,
 RACE_METHODS = ("portllm-ft", "relora", "relora-paper")
 
 
-@pytest.mark.parametrize("strength, label", [("strong", "strong update"), ("gentle", "second update")])
-def test_the_readme_race_tables_are_their_summaries(strength: str, label: str) -> None:
-    summary = load(f"fleet-race-{strength}/summary.json")
-    m = summary["methods"]
-    quoted(README, f"| fleet race, {label}, 12 services × 3 seeds | PortLLM+FT | relora | relora-paper |")
-    quoted(README, race_row(summary, "CPU-s of search + training to all final (median over seeds)",
-                            "compute_s_median", ".0f", "min", RACE_METHODS))
-    zero = [f"{m[k]['zero_step_share']:.0%}" for k in RACE_METHODS]
-    best = max(RACE_METHODS, key=lambda k: m[k]["zero_step_share"])
-    zero = [f"**{z}**" if k == best else z for z, k in zip(zero, RACE_METHODS)]
-    quoted(README, "| services ready at zero training steps (mean) | " + " | ".join(zero) + " |")
-    kept = [f"{m[k]['retention_mean']:.2f} ({m[k]['retention_min']:.2f})" for k in RACE_METHODS]
-    best = max(RACE_METHODS, key=lambda k: m[k]["retention_mean"])
-    kept = [f"**{c.split()[0]}** {c.split()[1]}" if k == best else c for c, k in zip(kept, RACE_METHODS)]
-    quoted(README, "| update retention, mean (worst service) | " + " | ".join(kept) + " |")
-    quoted(README, race_row(summary, "time to ready (s, median of the seeds' medians)", "time_to_ready_median_s",
-                            ".0f", "min", RACE_METHODS))
-    quoted(README, "| service rollouts left below the gate (of 36) | "
-                   + " | ".join(str(m[k]["never_ready"]) for k in RACE_METHODS) + " |")
+GATED = ("portllm-ft", "relora")
+
+
+def test_the_readme_gated_race_table_is_its_summary() -> None:
+    summary = load("fleet-race-strong-gated/summary.json")
+    m, gate = summary["methods"], summary["gate"]
+    assert summary["seeds"] == [0] and all(not m[k]["unfinished_seeds"] for k in GATED)
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(m[k], m[k]["per_seed"][0]) for k in GATED) + " |"
+
+    quoted(README, "| gated race, strong update, 12 services, seed 0 | PortLLM+FT | relora |")
+    quoted(README, row("CPU-s to all final (search, training, gate)", lambda i, s: f"{i['compute_s_median']:.0f}"))
+    quoted(README, row("ready (never ready)", lambda i, s: f"{s['ready']} ({i['never_ready']})"))
+    quoted(README, row("ready at zero training steps", lambda i, s: f"{i['zero_step_share']:.0%}"))
+    quoted(README, row("false publishes on test (95% interval)", lambda i, s: (
+        f"{i['false_publishes_test']} of {i['services_tested']} ({i['false_publish_interval'][0]:.0f}–"
+        f"{i['false_publish_interval'][1]:.2f})")))
+    quoted(README, row("gate examples per service", lambda i, s: f"{i['examples_per_decision']:.0f}"))
+    quoted(README, row("update retention, mean (worst service)",
+                       lambda i, s: f"{i['retention_mean']:.2f} ({i['retention_min']:.2f})"))
+    quoted(README, f"margin {gate['margin']}, α {gate['alpha']}, {gate['looks']} looks, a gate of "
+                   f"{gate['gate_examples']:,} and a test split of 512 per service")
+    assert all(s["ready"] / s["services"] == m[k]["ready_share"] for k in GATED for s in m[k]["per_seed"])
+
+
+def test_the_results_page_gated_race_is_its_summary() -> None:
+    m = load("fleet-race-strong-gated/summary.json")["methods"]
+    ft, rel = m["portllm-ft"], m["relora"]
+    (fs,), (rs,) = ft["per_seed"], rel["per_seed"]
+    assert ft["false_publishes_test"] == rel["false_publishes_test"] == 0 and ft["services_tested"] == 12
+    assert ft["published_below_margin_point_test"] == rel["published_below_margin_point_test"] == 0
+    quoted(RESULTS_README, f"0 of 12 for each method**, 95% interval 0–{ft['false_publish_interval'][1]:.2f}")
+    quoted(RESULTS_README, f"PortLLM+FT published {fs['ready']} of 12 (never ready {ft['never_ready']})")
+    quoted(RESULTS_README, f"relora published {rs['ready']} (never ready {rel['never_ready']}), "
+                           f"{rel['zero_step_share']:.0%} of them at zero steps")
+    quoted(RESULTS_README, f"({fs['discordance_measured']:.2f} for PortLLM+FT, {rs['discordance_measured']:.2f} for relora)")
+    quoted(RESULTS_README, f"a rejected look costs {fs['rejected_look_share']:.0%} (PortLLM+FT) and "
+                           f"{rs['rejected_look_share']:.0%} (relora) of its gate set")
+    quoted(RESULTS_README, f"{ft['compute_s_median']:.0f}\n  for PortLLM+FT and {rel['compute_s_median']:.0f} for relora"
+           .replace("\n  ", " "))
+    quoted(RESULTS_README, f"Gate examples per service: {ft['examples_per_decision']:.0f} and {rel['examples_per_decision']:.0f}")
+    quoted(RESULTS_README, f"**Retention:** {ft['retention_mean']:.2f} (worst {ft['retention_min']:.2f}) for PortLLM+FT, "
+                           f"{rel['retention_mean']:.2f} (worst {rel['retention_min']:.2f}) for relora")
+    earlier = [s["ready"] for s in load("fleet-race-strong/summary.json")["methods"]["portllm-ft"]["per_seed"]]
+    quoted(RESULTS_README, f"against {statistics.fmean(earlier):.1f} of 12 under the\n  earlier point gate"
+           .replace("\n  ", " "))
+    ledgers = (RESULTS / "fleet-race-strong-gated" / "ledgers.md").read_text()
+    assert "| is-animal | below-threshold | portllm-ft | 1 | 0.891 | 0.547 | 0.953 | not certified | 0.050 | 0.050 | 3 |" \
+        in ledgers and "| 0.000 |" in ledgers.split("| is-animal | below-threshold")[1].splitlines()[0]
 
 
 def test_the_readme_status_line_is_both_races() -> None:

@@ -24,10 +24,11 @@ FINGERPRINT = ".fingerprint"
 MARKER = ".relora-output"  # in every output relora writes: --force replaces only a directory that holds it
 
 
-def check_out(out: str | Path, *, flag: str, inputs: Iterable[str | Path] = ()) -> Path:
+def check_out(out: str | Path, *, flag: str, inputs: Iterable[str | Path | tuple[str, str | Path]] = ()) -> Path:
     """The rule for every output directory (readapt's --out, a fleet's out:, the race's --out), checked before
     anything is written: never empty (an unset variable would mean the current directory), never /, the current
-    directory or one of its ancestors, never inside an input and never holding one. Returns it resolved."""
+    directory or one of its ancestors, never inside an input and never holding one. An input is a path, or
+    (what it is, path) for the message. Returns the output resolved."""
     if not str(out).strip():
         raise InputError(f"{flag} {str(out)!r}", "is empty, which would mean the current directory",
                          f"give {flag} a directory of its own (is a variable unset?)")
@@ -37,15 +38,16 @@ def check_out(out: str | Path, *, flag: str, inputs: Iterable[str | Path] = ()) 
     if where:
         raise InputError(out, where, f"give {flag} a new directory of its own, e.g. {flag} runs/<name>")
     for spec in inputs:
-        src = resolved(spec)
-        if src is None:
+        what, path = spec if isinstance(spec, tuple) else (f"input {spec}", spec)
+        src = resolved(path)
+        if src is None:  # a looping link: the input's own check names it, and in a fleet fails only its row
             continue
         if root == src:
-            raise InputError(out, f"is input {spec} itself, which --force would delete", f"choose a new {flag}")
+            raise InputError(out, f"is {what} itself, which --force would delete", f"choose a new {flag}")
         if src.is_dir() and root.is_relative_to(src):
-            raise InputError(out, f"is inside input {spec}", f"choose {flag} outside every input")
-        if src.is_relative_to(root):  # --force would delete it with the old output
-            raise InputError(out, f"contains input {spec}", f"choose {flag} that holds none of the inputs")
+            raise InputError(out, f"is inside {what}", f"choose {flag} outside every input")
+        if src.is_relative_to(root):  # --force (or a second update's rollout) would overwrite it
+            raise InputError(out, f"contains {what}", f"choose {flag} that holds none of the inputs")
     return root
 
 

@@ -156,9 +156,10 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
          spec: RunSpec) -> RunRecord:
     cpu_start = time.process_time()
     readiness = readiness_for(cfg, loaded, spec.gate, spec.cache)  # the old service's scores are compute too
-    # charged as scored, whether this run scored them or found them remembered: every method pays alike
-    old_charge = readiness.record.old_scoring_cpu_s if readiness is not None else 0.0
-    cpu_start -= old_charge - (time.process_time() - cpu_start)
+    # charged as scored, whether this run scored them or found them remembered: every method pays alike, so the
+    # seconds spent here are replaced by the seconds the scoring cost when it was done
+    spent = time.process_time() - cpu_start
+    cpu_start += spent - (readiness.record.old_scoring_cpu_s if readiness is not None else 0.0)
     screen_bar = readiness.record.screen_bar if readiness is not None else None
     info = method.initialize(InitContext(cfg, loaded, model, spec.cache, spec.progress, screen_bar))
     clock = time.perf_counter() - info.search_s  # wall_s counts the search's (recorded) cost

@@ -19,6 +19,7 @@ from relora.fleet.config import FleetConfig
 from relora.fleet.race_report import write_race_report
 from relora.fleet.ledger import FINAL
 from relora.fleet.report import open_ledger, summary
+from relora.core import gate as tests
 from relora.core.outputs import check_out
 from relora.fleet.rollout import fleet_inputs, rollout
 from relora.io import atomic_write
@@ -49,7 +50,7 @@ def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_ME
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")
-    root = check_out(out, flag="--out", inputs=[p for _, p in fleet_inputs(template)])
+    root = check_out(out, flag="--out", inputs=fleet_inputs(template))
     root.mkdir(parents=True, exist_ok=True)
     started = provenance()
     for seed in seeds if roll else ():
@@ -79,7 +80,7 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "time_to_ready_median_s": fleet["time_to_ready_s"]["median"],
         "time_to_ready_max_s": fleet["time_to_ready_s"]["max"],
         "never_ready": sum(r["state"] != "ready" for r in rows),
-        **test_check(rows),
+        **checked_on_test(rows),
         # gate examples per service (old service + candidate, every look), and what the looks found
         "examples_per_decision": _mean([r["gate_examples_scored"] for r in rows]),
         "gate_looks": sum(r["gate_looks"] or 0 for r in rows),
@@ -99,11 +100,8 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def gate_of(template: FleetConfig) -> dict[str, Any]:
     """The race's gate, as every service ran it: the test, alpha, margin and looks."""
-    from relora.core import gate as tests
-    from relora.core.config import parse_gate
-
     cfg = template.readapt_config(template.adapters[0])
-    parsed = parse_gate(template.defaults.threshold)
+    parsed = cfg.parsed_gate
     return {"test": tests.METHOD if parsed.absolute is None else tests.ONE_SAMPLE_METHOD, "alpha": cfg.gate.alpha,
             "margin": parsed.margin if parsed.absolute is None else None, "threshold": parsed.absolute,
             "looks": cfg.gate.looks, "assumed_discordance": cfg.gate.discordance, "gate_examples": cfg.data.ready_size}
@@ -135,7 +133,7 @@ def _mean(values: list[Any]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
-def test_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def checked_on_test(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Publications checked on the test split that no search, screen or gate scored. A false publish is a
     published service whose paired 95% upper bound on test (new - old) is below -margin; its rate is over ALL
     services, so that publishing nothing cannot look safe, with a Clopper-Pearson 95% interval. The point
@@ -147,8 +145,8 @@ def test_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ready = [r for r in tested if r["state"] == "ready"]
     false = sum(r["test_upper"] < -r["gate_margin"] for r in ready)
     rate, interval = rate_with_interval(false, len(tested))
-    return {"false_publish_rate_test": rate, "false_publish_interval": interval, "false_publishes_test": false, "services_tested": len(tested),
-            "published_below_margin_point_test": sum(r["test_diff"] < -r["gate_margin"] for r in ready),
+    return {"false_publish_rate_test": rate, "false_publish_interval": interval, "false_publishes_test": false,
+            "services_tested": len(tested), "published_below_margin_point_test": sum(r["test_diff"] < -r["gate_margin"] for r in ready),
             "test_diff_mean_published": _mean([r["test_diff"] for r in ready])}
 
 
@@ -206,4 +204,3 @@ def rate_with_interval(k: int, n: int) -> tuple[float, list[float]]:
 
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
     return k / n, [float(ci.low), float(ci.high)]
-

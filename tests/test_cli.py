@@ -82,7 +82,7 @@ def _corrupt_adapter(world, tmp_path: Path) -> Path:
 
 
 BAD_INPUTS = {
-    "shapes differ": (lambda w, t: ["--old-base", str(_other_shape_base(t))], "shape"),
+    "shapes differ": (lambda w, t: ["--old-base", str(_other_shape_base(t))], "hidden_size 64 differs from the old base"),
     "module missing": (lambda w, t: ["--adapter", str(_shifted_adapter(w, t))], "missing"),
     "rank too large": (lambda w, t: ["training.rank=1000"], "exceeds"),
     "empty jsonl": (lambda w, t: ["--train", str(_bad_jsonl(t, "\n"))], "no examples"),
@@ -126,4 +126,4 @@ def test_every_bench_profile_is_a_cli_choice() -> None:
     choices = next(p for p in bench_cmd.params if p.name == "profile").type.choices
     from relora.showcase.race import RACE_PROFILES
 
-    assert set(choices) == set(PROFILES) | set(RACE_PROFILES)
+    assert set(choices) == set(PROFILES) | set(RACE_PROFILES) | {"update-pilot"}

@@ -87,7 +87,7 @@ def test_the_results_page_gated_race_is_its_summary() -> None:
 
 
 def test_the_readme_status_line_is_both_races() -> None:
-    strong, second = (load(f"fleet-race-{s}/summary.json")["methods"] for s in ("strong", "gentle"))
+    strong, second = (load(f"fleet-race-{s}/summary.json")["methods"] for s in ("strong", "strong-2"))
 
     def ratio(m: dict) -> str:
         return f"{m['relora']['compute_s_median'] / m['portllm-ft']['compute_s_median']:.2f}×"
@@ -116,7 +116,7 @@ def race_compute(m: dict[str, Any]) -> str:
 
 
 def test_the_results_page_quotes_the_second_race() -> None:
-    m = load("fleet-race-gentle/summary.json")["methods"]
+    m = load("fleet-race-strong-2/summary.json")["methods"]
     ft, relora, paper = m["portllm-ft"], m["relora"], m["relora-paper"]
     quoted(RESULTS_README, race_compute(m))
     quoted(RESULTS_README, f"({paper['never_ready']} of 36 rollouts, against {ft['never_ready']} for PortLLM+FT and "
@@ -486,3 +486,27 @@ def test_the_readme_gate_sizes_are_the_defaults() -> None:
     quoted(README, f"half of `val.jsonl` (at most {GATE_MAX:,} examples, a fixed draw)")
     quoted(README, f"margin 0.05 over {g.looks} looks needs {need:,} of them at the assumed discordance of {g.discordance}")
     quoted(README, f"at α = {g.alpha} per service")
+
+
+def test_the_race_strengths_are_the_pilots_choice_re_derived_from_its_rows() -> None:
+    """docs/results/update-strengths/pilot.json (relora bench --profile update-pilot): each update's drop and
+    probe move from its per-service rows, the band each names, and the race profiles' updates."""
+    import statistics
+
+    from relora.showcase.race import RACE_PROFILES, STRENGTH_LRS
+    from relora.showcase.strengths import Measured, choose
+
+    pilot = load("update-strengths/pilot.json")
+    measured = []
+    for update in pilot["updates"]:
+        rows = [r for r in pilot["rows"] if r["lr"] == update["lr"]]
+        drops = [100 * (r["old_test"] - r["portllm_test"]) for r in rows]
+        m = Measured(update["lr"], statistics.fmean(drops), statistics.stdev(drops),
+                     statistics.fmean(r["probe_move"] for r in rows))
+        assert m.drop_points == pytest.approx(update["drop_points"]) and m.band() == update["band"]
+        measured.append(m)
+    assert choose(measured) == pilot["chosen"] == STRENGTH_LRS
+    for band, lr in STRENGTH_LRS.items():
+        assert RACE_PROFILES[f"fleet-strengths-{band}"].evolve_lr == lr
+    mild = next(m for m in measured if m.lr == STRENGTH_LRS["mild"])
+    assert mild.drop_points <= 3 and mild.probe_move >= 0.02  # mild, and retention still defined

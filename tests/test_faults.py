@@ -19,16 +19,30 @@ from test_bad_input import readapt_args, run_cli
 
 
 def test_outputs_follow_the_umask_so_another_user_can_serve_them(world, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    # pytest's own temp root is private (0700): the output goes where any user may walk, as a serving dir would
+    shared = Path(tempfile.mkdtemp(prefix="relora-shared-"))
+    shared.chmod(0o755)
     old = os.umask(0o022)
     try:
-        out = tmp_path / "out"
+        out = shared / "out"
         result = CliRunner().invoke(main, [*readapt_args(world, out), "--method", "portllm"])
         assert result.exit_code == 0, result.output
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        names = ("adapter_model.safetensors", "adapter_config.json", "relora.json", "events.jsonl")
+        for name in names:
+            assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+        if os.geteuid() == 0 and shutil.which("setpriv"):  # root reads anything: read as nobody instead
+            for name in names:
+                read = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat",
+                                       str(out / name)], capture_output=True)
+                assert read.returncode == 0 and read.stdout == (out / name).read_bytes(), (name, read.stderr)
     finally:
         os.umask(old)
-    assert stat.S_IMODE(out.stat().st_mode) == 0o755
-    for name in ("adapter_model.safetensors", "adapter_config.json", "relora.json", "events.jsonl"):
-        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_inputs_that_are_not_files_are_named_for_what_they_are(world, tmp_path: Path) -> None:
@@ -118,19 +132,85 @@ def test_a_ray_address_with_no_cluster_stops_in_one_line(world, tmp_path: Path) 
     run_cli(["rollout", str(fleet), "--quiet"], 3, "no Ray cluster answers there")
 
 
-def test_gpus_on_a_machine_without_cuda_are_named_up_front(world, tmp_path: Path, capsys) -> None:
-    import torch
-
-    if torch.cuda.device_count():
-        pytest.skip("this machine has CUDA")
+def test_gpus_this_machine_lacks_are_refused_up_front_unless_optional(world, tmp_path: Path, capsys) -> None:
     from relora.fleet.config import load_fleet
-    from relora.fleet.rollout import warn_missing_gpus
+    from relora.fleet.rollout import check_gpus
 
-    warn_missing_gpus(load_fleet(str(write_fleet(world, tmp_path, n=1, gpus=[0]))))
-    assert "names GPUs, but this machine has no CUDA device" in capsys.readouterr().err
+    # GPU 99 exists on no machine this suite runs on: refused before the ledger exists, exit 3 (the environment)
+    fleet = write_fleet(world, tmp_path, n=1, gpus=[99])
+    run_cli(["rollout", str(fleet), "--quiet"], 3, "names GPU(s) [99], but this machine has")
+    assert not (tmp_path / "fleet-out" / "ledger.sqlite3").exists() and not list(tmp_path.glob("**/ledger.sqlite3"))
+    (tmp_path / "optional").mkdir()
+    check_gpus(load_fleet(str(write_fleet(world, tmp_path / "optional", n=1, gpus=[99], gpus_optional=True))))
+    assert "the jobs run on the CPU (gpus_optional: true)" in capsys.readouterr().err
 
 
 def test_a_ledger_url_into_a_missing_directory_is_bad_input_not_a_full_disk(world, tmp_path: Path) -> None:
     fleet = write_fleet(world, tmp_path, n=1, ledger=f"sqlite:///{tmp_path / 'no-such-dir' / 'ledger.sqlite3'}")
     line = run_cli(["rollout", str(fleet), "--quiet"], 2, "the ledger's directory")
     assert "free space" not in line
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    import subprocess
+
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+
+
+def test_a_ledger_made_immutable_mid_run_stops_in_one_line_and_a_rerun_resumes(world, tmp_path: Path) -> None:
+    """The ledger turns unwritable while a job runs (chattr +i, which stops root too): exit 3, one line, no
+    traceback; once writable again, a re-run reclaims the row the first run could not finish, and no row
+    stays running."""
+    import subprocess
+    import time
+
+    from helpers import RELORA
+    from relora.fleet.ledger import Ledger
+
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    if not _chattr("+i", probe):
+        pytest.skip("chattr +i is not permitted here")
+    _chattr("-i", probe)
+    fleet = write_fleet(world, tmp_path, n=2, steps=16, lease_s=3)
+    ledger = tmp_path / "out" / "ledger.sqlite3"
+    proc = subprocess.Popen([RELORA, "rollout", str(fleet), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ledger.is_file() and any(r["state"] == "running" for r in Ledger(f"sqlite:///{ledger}").rows()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        assert _chattr("+i", ledger)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        _chattr("-i", ledger)
+        if proc.poll() is None:
+            proc.kill()
+    lines = [ln for ln in err.splitlines() if ln.startswith("relora: ")]
+    assert proc.returncode == 3 and "Traceback" not in err and len(lines) == 1, err
+    assert str(ledger) in lines[0] and "fix:" in lines[0]
+    # the stranded row's process is gone: the re-run on this host releases it at once
+    again = subprocess.run([RELORA, "rollout", str(fleet), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert {r["state"] for r in Ledger(f"sqlite:///{ledger}").rows()} <= {"ready", "below-threshold"}
+
+
+def test_a_new_base_of_another_size_is_blamed_not_the_old_adapter(world, tmp_path: Path) -> None:
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    wider = tmp_path / "wider"
+    config = LlamaConfig(vocab_size=LlamaConfig.from_pretrained(world.old_base).vocab_size, hidden_size=96,
+                         intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=128, tie_word_embeddings=False, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(wider)
+    for f in Path(world.old_base).iterdir():  # the same tokenizer
+        if "token" in f.name:
+            shutil.copy(f, wider / f.name)
+    line = run_cli(readapt_args(world, tmp_path / "out", **{"new-base": str(wider)}), 2, "hidden_size 96")
+    assert line.startswith(f"relora: error: {wider}") and "old base's 64" in line

@@ -190,3 +190,22 @@ def test_min_retention_gates_a_fleet_and_needs_a_probe(world, tmp_path: Path) ->
     # the gate itself is cleared (0.01), but training moved the probe's loss: less than all of the update kept
     assert row["val_accuracy"] >= row["threshold"] and row["retention"] < 1.0
     assert row["state"] == "below-threshold" and "kept too little of the update" in row["error"]
+
+
+def test_relora_reuse_searches_for_the_first_service_of_a_base_pair_only(world, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    search = {"trials": 6, "n_init": 3, "gradient_steps": 6, "gradient_lr": 0.1}
+    first = _run(world, tmp_path / "first", "relora-reuse", cache_dir=str(cache), training={"steps": 0}, search=search)
+    assert "gradient" in [p.stage for p in first.probes]  # no earlier search on this pair: it learns
+    pair = (first.hashes["old_base"], first.hashes["new_base"])
+    assert len(earlier(cache, "relora-reuse", *pair)) == 1
+    other = copy_adapter(world.adapter, tmp_path / "other")
+    second = _run(world, tmp_path / "second", "relora-reuse", cache_dir=str(cache), adapter=str(other),
+                  training={"steps": 0}, search=search)
+    stages = [p.stage for p in second.probes]
+    assert "gradient" not in stages and second.probes  # screened the known starts, learned nothing
+    assert (0.0, 1.0) in [(p.alpha, p.beta) for p in second.probes if p.stage == "explore"]
+    # relora, on the same cache, still pays for its own search: reuse's answers are not its prior
+    third = _run(world, tmp_path / "third", "relora", cache_dir=str(cache), adapter=str(other),
+                 training={"steps": 0}, search=search)
+    assert "gradient" in [p.stage for p in third.probes]

@@ -39,7 +39,7 @@ class RolloutStopped(Exception):
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 FATAL_ERRNOS = FULL_ERRNOS | {errno.EROFS, errno.EACCES}
 FULL_MESSAGES = ("no space left", "disk is full", "disk quota", "storagefull", "readonly database", "read-only file system",
-                 "unable to open database file")
+                 "unable to open database file", "disk i/o error")  # SQLite's words for a file it cannot write
 
 
 def cannot_write(exc: BaseException) -> OSError | BaseException | None:

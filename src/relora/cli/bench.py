@@ -60,16 +60,23 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
     click.echo(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
 
 
+STRENGTH_PROFILES = ("fleet-strengths-mild", "fleet-strengths-moderate", "fleet-strengths-strong")
+
+
 @main.command("bench")
 @click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "anchor-sweep", "full",
-                                            "fleet-race-strong", "fleet-race-gentle"]), default="quick",
+                                            "update-pilot", "fleet-race-strong", "fleet-race-strong-2",
+                                            *STRENGTH_PROFILES]), default="quick",
               show_default=True,
               help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
                    "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; anchor-sweep: relora "
                    "at lambda1 from 1e-3 to 1e3, coupled and decoupled (one seed); "
-                   "full: 3 tasks x 3 sources x 3 seeds, resumable; fleet-race-strong and fleet-race-gentle: a fleet of "
-                   "12 WordNet services rolled out by portllm, portllm-ft, relora-paper and relora over 3 seeds "
-                   "(summary.json, report.md, race.png).")
+                   "full: 3 tasks x 3 sources x 3 seeds, resumable; update-pilot: PortLLM's drop for candidate updates on "
+                   "4 services the race does not use, naming each update mild, moderate or strong (pilot.json); "
+                   "fleet-race-strong and fleet-race-strong-2: a fleet of 12 WordNet services rolled out by portllm, "
+                   "portllm-ft, relora-paper and relora over 3 seeds after one of two strong updates; "
+                   "fleet-strengths-mild|moderate|strong: the same fleet, portllm-ft against relora-reuse, 50 steps, "
+                   "after the pilot's update of each strength (summary.json, report.md, race.png).")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
@@ -81,7 +88,13 @@ def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: st
     """Reproduce the paper's comparison on SmolLM2 + WordNet: results.json, report.md, plots."""
     require_extra("bench", "matplotlib")
     subset, seed_list = parse_methods(methods), parse_seeds(seeds)
-    if profile.startswith("fleet-race"):
+    if profile == "update-pilot":
+        from relora.showcase.strengths import run_pilot
+
+        run_pilot(out)
+        click.echo(f"pilot: {out}/pilot.md; {out}/pilot.json")
+        return
+    if profile.startswith("fleet-"):
         require_extra("fleet", "sqlalchemy")
         from relora.showcase.race import run_fleet_race
 

@@ -68,12 +68,13 @@ class SearchedFusion(InitStrategy):
     needs_old_base = True
 
     def __init__(self, search: Literal["bo", "grid", "gradient"], design: Literal["paper", "known"] = "paper",
-                 balance: Literal["even", "old"] = "even") -> None:
+                 balance: Literal["even", "old"] = "even", learn_once: bool = False) -> None:
         """design known: the revert point and earlier searches' best points on this base pair follow
         PortLLM's in the initial design. balance old: each module's init keeps the old adapter's
         ||B|| / ||A|| instead of splitting sqrt(S) evenly (under Adam the split sets the step size on B A).
-        gradient: per-group coefficients learned on training batches from the best known point."""
-        self.search, self.design, self.balance = search, design, balance
+        gradient: per-group coefficients learned on training batches from the best known point; learn_once: only
+        while this base pair has no earlier learned coefficients (the fleet's first services pay for the rest)."""
+        self.search, self.design, self.balance, self.learn_once = search, design, balance, learn_once
 
     def strategy(self, cfg: ReadaptConfig) -> str:
         """search.strategy overrides BO and the gradient; the grid baseline stays a grid."""
@@ -106,7 +107,9 @@ class SearchedFusion(InitStrategy):
         found_earlier = earlier(ctx.cache, cfg.method, *pair, adapter) if uses_known else []
         known = design_points(found_earlier) if uses_known else None
         priors = [k.groups for k in found_earlier if k.groups] if strategy == "gradient" else []
-        result = self._search(ctx, strategy, objective, delta, old, known, priors)
+        # learn_once: a base pair with an earlier search (another service's) pays for no new one
+        learn = not (self.learn_once and found_earlier)
+        result = self._search(ctx, strategy, objective, delta, old, known, priors, learn)
         if uses_known:  # the paper's search starts from no known points, so it does not feed them either
             end = KnownPoint(groups=result.groups) if result.groups else KnownPoint((result.best.alpha, result.best.beta))
             remember(ctx.cache, cfg.method, *pair, end, adapter)  # only what was evaluated
@@ -127,13 +130,14 @@ class SearchedFusion(InitStrategy):
 
     def _search(self, ctx: InitContext, strategy: str, objective: Objective, delta: DeltaProjection,
                 old: LoraAdapter, known: list[tuple[float, float]] | None,
-                priors: list[dict[str, tuple[float, float]]]) -> SearchResult:
+                priors: list[dict[str, tuple[float, float]]], learn: bool = True) -> SearchResult:
         """The strategy's search: the gradient's per-group one, or BO / the grid over one (alpha, beta)."""
         cfg = ctx.cfg
         ready_at = ctx.screen_bar if cfg.stop_when_ready else None
         store = search_store(ctx, self.store_kind(strategy), known)
         if strategy == "gradient":
-            return per_group_search(ctx, objective, delta, old, known, priors, ready_at, store, self.balance == "old")
+            return per_group_search(ctx, objective, delta, old, known, priors, ready_at, store, self.balance == "old",
+                                    learn=learn)
         search = cfg.search
         if known is not None and len(known) > 1:  # earlier searches found the basin: a smaller budget
             search = search.model_copy(update={"trials": min(search.trials, search.seeded_trials)})

@@ -115,6 +115,12 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     old = read_adapter(cfg.adapter) if cfg.adapter and method.has_adapter else None
     spec = output_spec(cfg, old)
     new_reader = WeightReader(new_dir)
+    # The old base, when given, must be the same model with the same tokenizer: the delta, PortLLM and
+    # the old service's measurements all assume it. Checked before the adapter: a new base of another
+    # shape is the new base's fault, not the adapter's
+    old_dir = resolve_base(cfg.old_base, cache) if cfg.old_base and method.has_adapter else None
+    if old_dir is not None:
+        check_same_architecture(WeightReader(old_dir), new_reader, old.modules if old else [])
     if old is not None:
         check_fits(old, new_reader, spec.r)
     elif method.has_adapter:
@@ -123,11 +129,7 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
             raise InputError("training.target_modules", f"{', '.join(embedded)} is an embedding, not a linear layer",
                              "target linear layers, e.g. training.target_modules=[q_proj,v_proj]")
         check_targets_exist(new_reader, spec.target_modules, "training.target_modules:")
-    # The old base, when given, must be the same model with the same tokenizer: the delta, PortLLM and
-    # the old service's measurements all assume it
-    old_dir = resolve_base(cfg.old_base, cache) if cfg.old_base and method.has_adapter else None
     if old_dir is not None:
-        check_same_architecture(WeightReader(old_dir), new_reader, old.modules if old else [])
         check_same_tokenizer(old_dir, tok, new_dir)
     hashes = input_hashes(cfg, new_dir, old_dir, old, cache)
     check_finite_once(new_reader, hashes["new_base"], cache)

@@ -59,6 +59,10 @@ METHODS: dict[str, Method] = {
                "per-group (layer x module type) fusion coefficients learned by a few Adam steps on training "
                "batches from the best known point (PortLLM, the revert point, earlier searches for other adapters "
                "on this base pair), the old adapter's factor balance, scheduled regularization"),
+        Method("relora-reuse", SearchedFusion("gradient", design="known", balance="old", learn_once=True), True,
+               True, "relora's init, but the per-group coefficients are learned only while this base pair has none: "
+               "once an earlier service's search ended, each service screens PortLLM, the revert point and the "
+               "earlier coefficients on D_val and starts from the best, with no search; scheduled regularization"),
         Method("relora-bo", SearchedFusion("bo", design="known", balance="old"), True, True,
                "BO-fused init started from the known points, with a smaller budget once earlier searches exist, "
                "the old adapter's factor balance, scheduled regularization"),

@@ -108,6 +108,9 @@ def check_targets_exist(reader: WeightReader, targets: list[str] | str, where: s
                              "use module names of this architecture, e.g. q_proj, v_proj")
 
 
+SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
 def check_same_architecture(old: WeightReader, new: WeightReader, modules: list[str]) -> None:
     """Both bases must agree on architecture and on the shapes of adapted modules."""
     # GGUF-converted configs may lack "architectures"; model_type is always there.
@@ -119,6 +122,11 @@ def check_same_architecture(old: WeightReader, new: WeightReader, modules: list[
         raise InputError(new.model_dir, f"vocabulary of {new.config.get('vocab_size')} tokens differs from the old "
                          f"base's {old.config.get('vocab_size')}: the delta and the old adapter would not carry over",
                          "pass two versions of the same model with the same tokenizer")
+    for key in SHAPE_KEYS:  # another size of the same family: the new base is not a version of the old one
+        if old.config.get(key) != new.config.get(key):
+            raise InputError(new.model_dir, f"{key} {new.config.get(key)} differs from the old base's "
+                             f"{old.config.get(key)} ({old.model_dir}): one is another model, not an update of the other",
+                             "pass the old base and its updated version")
     for module in modules:
         name = f"{module}.weight"
         for reader in (old, new):

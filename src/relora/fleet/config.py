@@ -81,6 +81,9 @@ class FleetConfig(_Strict):
     executor: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1)  # local: in-process when 1, else N worker processes
     gpus: list[int] = []  # local: pin worker i to GPU gpus[i] (CUDA_VISIBLE_DEVICES); one per worker
+    # gpus on a machine without those CUDA devices is refused; true runs the pinned workers on the CPU instead
+    # (a GPU fleet file tried on a laptop), and every row's device column says so
+    gpus_optional: bool = False
     ledger: str | None = None  # SQLAlchemy URL; default sqlite:///<out>/ledger.sqlite3
     lease_s: float = 900.0  # a running job's lease; its heartbeat renews it every lease_s / 4 s (at least 1 s)
     ray: RayConfig = RayConfig()

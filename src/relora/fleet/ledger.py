@@ -140,8 +140,21 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
-        with self.engine.begin() as conn:  # commits on exit: every change is durable at once
-            yield conn
+        with self._unwritable_stops():
+            with self.engine.begin() as conn:  # commits on exit: every change is durable at once
+                yield conn
+
+    @contextmanager
+    def _unwritable_stops(self) -> Iterator[None]:
+        """A ledger that turns unwritable mid-run (a full disk, chattr +i, a read-only remount) stops the rollout
+        in one line naming the ledger (RolloutStopped, exit 3); any other database error is left as it is."""
+        try:
+            yield
+        except DBAPIError as exc:
+            cause = cannot_write(exc)
+            if cause is None:
+                raise
+            raise stopped(f"ledger {self.engine.url.render_as_string(hide_password=True)}", cause) from exc
 
     def register(self, names: list[str], methods: dict[str, str], thresholds: dict[str, float | None],
                  inputs: dict[str, tuple[str, str]]) -> list[str]:
@@ -221,7 +234,7 @@ class Ledger:
                          .values(state=state, ended_at=time.time(), lease_until=None, **fields))
 
     def rows(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._unwritable_stops(), self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(adapters).order_by(adapters.c.name))]
 
     def counts(self) -> dict[str, int]:

@@ -6,6 +6,7 @@ import threading
 
 from tqdm.auto import tqdm
 
+from relora.errors import RolloutStopped
 from relora.fleet.ledger import FINAL, Ledger
 
 
@@ -19,7 +20,11 @@ class LiveBar:
 
     def _poll(self) -> None:
         while True:
-            counts = self.ledger.counts()
+            try:
+                counts = self.ledger.counts()
+            except RolloutStopped:  # the ledger cannot be read: the job that hits it stops the rollout, in one line
+                return
+
             self.bar.n = sum(counts[s] for s in FINAL)
             self.bar.set_postfix({k: v for k, v in counts.items() if v}, refresh=True)
             if self.stop.wait(2.0):
@@ -32,6 +37,9 @@ class LiveBar:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+        if exc and exc[0] is not None:  # stopping already: the ledger may be what stops it
+            self.bar.close()
+            return
         counts = self.ledger.counts()
         self.bar.n = sum(counts[s] for s in FINAL)
         self.bar.set_postfix({k: v for k, v in counts.items() if v})

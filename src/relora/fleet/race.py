@@ -80,6 +80,12 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "time_to_ready_median_s": fleet["time_to_ready_s"]["median"],
         "time_to_ready_max_s": fleet["time_to_ready_s"]["max"],
         "never_ready": sum(r["state"] != "ready" for r in rows),
+        # what the services left behind cost: leaving a service out of budget must not look cheap
+        "never_ready_compute_s": sum(r["cpu_s"] or 0.0 for r in rows if r["state"] != "ready"),
+        # the update's strength as it measured here: the old service minus PortLLM on each gate set, in points
+        "portllm_drop_points": _mean([100 * (r["old_service_val_accuracy"] - r["fallback_val_accuracy"]) for r in rows
+                                      if r["old_service_val_accuracy"] is not None
+                                      and r["fallback_val_accuracy"] is not None]),
         **checked_on_test(rows),
         # gate examples per service (old service + candidate, every look), and what the looks found
         "examples_per_decision": _mean([r["gate_examples_scored"] for r in rows]),
@@ -154,6 +160,8 @@ def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | N
     values = [m[key] for m in per_seed if m[key] is not None]
     if not values:
         return None
+    if how == "std":  # over seeds: one seed has none
+        return statistics.stdev(values) if len(values) > 1 else None
     return {"median": statistics.median, "mean": statistics.fmean, "min": min, "max": max, "sum": sum}[how](values)
 
 
@@ -180,6 +188,9 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
             "published_below_margin_point_test": _over_seeds(per_seed, "published_below_margin_point_test", "sum"),
             "examples_per_decision": _over_seeds(per_seed, "examples_per_decision", "mean"),
             "compute_s_mean": _over_seeds(per_seed, "compute_s", "mean"),
+            "compute_s_std": _over_seeds(per_seed, "compute_s", "std"),
+            "never_ready_compute_s_mean": _over_seeds(per_seed, "never_ready_compute_s", "mean"),
+            "portllm_drop_points": _over_seeds(per_seed, "portllm_drop_points", "mean"),
             "never_ready": _over_seeds(per_seed, "never_ready", "sum"),
             "time_to_ready_median_s": _over_seeds(per_seed, "time_to_ready_median_s", "median"),
             "time_to_ready_max_s": _over_seeds(per_seed, "time_to_ready_max_s", "max"),
@@ -189,6 +200,9 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
         }
         info = out["methods"][method]
         info["false_publish_rate_test"], info["false_publish_interval"] = pooled_rate(info)
+    script = out["methods"].get(PORTLLM_FT, {}).get("compute_s_mean")
+    for info in out["methods"].values():  # the bar: fine-tuning every old adapter (the simple script)
+        info["compute_vs_portllm_ft"] = info["compute_s_mean"] / script if script and info["compute_s_mean"] else None
     return out
 
 

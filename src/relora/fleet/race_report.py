@@ -11,6 +11,7 @@ from relora.tables import markdown_head, markdown_row, mean_std
 
 COLUMNS = (("compute_s", "compute to all final (CPU s)", 0), ("zero_step_share", "ready at 0 steps", 2),
            ("ready", "ready", 1), ("never_ready", "never ready", 1),
+           ("never_ready_compute_s", "… their compute (CPU s)", 0), ("portllm_drop_points", "PortLLM drop (points)", 1),
            ("time_to_ready_median_s", "time to ready, median (s)", 1), ("time_to_ready_max_s", "max (s)", 1),
            ("quality_vs_old", "served − old quality", 3), ("search_share", "search share", 2), ("negative_flip_rate", "negative flips", 3),
            ("retention_mean", "retention mean", 2), ("retention_min", "retention worst", 2),

@@ -21,7 +21,7 @@ from relora.core.inputs import gate_size
 from relora.core.outputs import MARKER, check_out
 from relora.core.tracking import check_sinks, without_secrets
 from relora.core.weights import model_files
-from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unwritable, cannot_write, stopped
+from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unavailable, Unwritable, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
 from relora.io import cache_root, content_hash
@@ -92,16 +92,24 @@ def withdraw(out: Path, names: list[str]) -> None:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def warn_missing_gpus(fleet: FleetConfig) -> None:
-    """gpus: [...] on a machine without CUDA: the jobs still run (on the CPU, pinned all the same), but say so
-    once, up front, rather than only in the ledger's device column."""
+def check_gpus(fleet: FleetConfig, source: str = "gpus") -> None:
+    """gpus: [...] naming CUDA devices this machine does not have is the environment's fault (exit 3), found
+    before any job runs, never a fleet that quietly trains on the CPU. gpus_optional: say so once and go on."""
     if not fleet.gpus:
         return
     import torch
 
-    if torch.cuda.device_count() == 0:
-        print(f"relora: warning: gpus: {fleet.gpus} names GPUs, but this machine has no CUDA device: the jobs run "
-              "on the CPU", file=sys.stderr)
+    have = torch.cuda.device_count()
+    missing = sorted({g for g in fleet.gpus if g >= have or g < 0})
+    if not missing:
+        return
+    found = f"this machine has {have} CUDA device(s)" if have else "this machine has no CUDA device"
+    if fleet.gpus_optional:
+        print(f"relora: warning: gpus: {fleet.gpus} names GPU(s) {missing}, but {found}: the jobs run on the CPU "
+              "(gpus_optional: true)", file=sys.stderr)
+        return
+    raise Unavailable(source, f"gpus: {fleet.gpus} names GPU(s) {missing}, but {found}",
+                      "run on a machine with those GPUs, drop gpus:, or set gpus_optional: true to run on the CPU")
 
 
 def check_gates(fleet: FleetConfig) -> None:
@@ -125,7 +133,7 @@ def rollout(fleet: FleetConfig, retry_failed: bool = False, progress: bool = Tru
     An output that cannot be written (a full disk) stops it with RolloutStopped, wherever it happens."""
     check_output_root(fleet)
     check_gates(fleet)
-    warn_missing_gpus(fleet)
+    check_gpus(fleet)
     try:
         ledger = Ledger(fleet.ledger_url)
         cache = cache_root(fleet.cache_dir)

@@ -17,7 +17,7 @@ from typing import Any
 
 from relora.core.adapter import LINEAGE_FILE
 from relora.core.outputs import MARKER, check_replaceable
-from relora.errors import InputError, Interrupted, cannot_write, stopped
+from relora.errors import InputError, Interrupted, RolloutStopped, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
 from relora.fleet.signals import interruptible
@@ -155,6 +155,10 @@ def process(fleet: FleetConfig, ledger: Ledger, entry: AdapterEntry, worker: str
     except Interrupted as exc:
         stop.set()
         give_back(fleet, ledger, entry.name, worker, exc)  # abandoned whole: nothing of it is published
+        raise
+    except RolloutStopped as exc:  # the ledger itself cannot be written: its own line already names it
+        stop.set()
+        give_back(fleet, ledger, entry.name, worker, exc)
         raise
     except Exception as exc:
         cause = cannot_write(exc)

@@ -27,7 +27,9 @@ Coefficients = dict[str, tuple[float, float]]
 
 def per_group_search(ctx: InitContext, objective: Objective, delta: DeltaProjection, old: LoraAdapter,
                      known: list[tuple[float, float]] | None, priors: list[Coefficients], ready_at: float | None,
-                     store: Path, balanced: bool) -> SearchResult:
+                     store: Path, balanced: bool, learn: bool = True) -> SearchResult:
+    """learn False: the screened start (PortLLM, the known points, earlier coefficients) is the init, and no
+    coefficients are learned."""
     cfg, loaded, s = ctx.cfg, ctx.loaded, ctx.cfg.search
     n_design = 1 + len(known or [])
     design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
@@ -46,6 +48,8 @@ def per_group_search(ctx: InitContext, objective: Objective, delta: DeltaProject
             result = replace(result, chosen=probe, groups=prior, per_module={m: prior[g] for m, g in groups.items()})
             if ready_at is not None and (probe.val_accuracy or 0.0) >= ready_at:
                 return result
+    if not learn:
+        return result
     learned = learn_coefficients(
         ctx.model, layers, FusionTerms(delta.factors, old.factors, old.scaling), groups, start,
         loaded.items["train"], loaded.pad_id, s.gradient_steps, cfg.training.batch_size,

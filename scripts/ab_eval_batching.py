@@ -11,13 +11,13 @@ import json
 import statistics
 import time
 
-import relora.core.scoring as scoring
-from relora.core.adapter import attach_lora, read_adapter
-from relora.core.config import ReadaptConfig
-from relora.core.methods import METHODS
-from relora.core.models import load_model
+import relora.core.model.scoring as scoring
+from relora.core.model.adapter import attach_lora, read_adapter
+from relora.core.model.config import ReadaptConfig
+from relora.core.method.methods import METHODS
+from relora.core.model.models import load_model
 from relora.io import cache_root
-from relora.core.readapt import load_inputs
+from relora.core.run.readapt import load_inputs
 
 RELORA_CELL = "runs/bench-quick3/seed0/wn-topic/computing/relora/relora.json"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs .ci/run as CI does: on a fresh clone of HEAD (new venv, install included), with CI=true.
-# Prints the test summary and the wall time; the README quotes docs/ci/clean-clone.txt, made by:
-#   scripts/clean_clone_ci.sh > docs/ci/clean-clone.txt
+# Prints the test summary and the wall time; the README quotes docs/results/ci/clean-clone.txt, made by:
+#   scripts/clean_clone_ci.sh > docs/results/ci/clean-clone.txt
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)

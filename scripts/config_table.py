@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from relora.core.config_doc import write
+from config_doc import write
 
 page = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 print(f"{page}: {'updated' if write(page) else 'already current'}")

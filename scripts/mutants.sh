@@ -13,14 +13,14 @@ trap 'rm -rf "$WORK"' EXIT
 
 # name | file | text to find (exactly once) | replacement | the tests named for it
 MUTATIONS=$(cat <<'LIST'
-the sign of the delta term|src/relora/core/search/gradient.py|extra = c[0] * ((x @ d.A.T) @ d.B.T)|extra = -c[0] * ((x @ d.A.T) @ d.B.T)|tests/test_pins.py
-the old scaling dropped|src/relora/core/search/gradient.py|c[1] * terms.old_scaling * ((x @ o.A.T) @ o.B.T)|c[1] * ((x @ o.A.T) @ o.B.T)|tests/test_pins.py
-the anchor lambda set to 0|src/relora/core/train.py|lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)|lam = 0.0 * scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)|tests/test_pins.py
-rsLoRA scaling as alpha/r|src/relora/core/ops.py|return lora_alpha / (math.sqrt(r) if use_rslora else r)|return lora_alpha / r|tests/test_pins.py
-one worker|src/relora/fleet/executors/local.py|for _ in range(fleet.workers)]|for _ in range(1)]|tests/test_fleet.py::test_local_workers_are_pinned_one_gpu_each
-readiness judged on D_val|src/relora/core/inputs.py|return [val_items[i] for i in (searched if gate is None else gate)]|return [val_items[i] for i in searched]|tests/test_race.py
-the rsLoRA fold left out|src/relora/core/adapter.py|factor = math.sqrt(cfg["r"])|factor = 1.0|tests/test_peft_options.py
-the layer options dropped|src/relora/core/adapter.py|                      **spec.layer_options)|                      )|tests/test_peft_options.py
+the sign of the delta term|src/relora/core/method/search/gradient.py|extra = c[0] * ((x @ d.A.T) @ d.B.T)|extra = -c[0] * ((x @ d.A.T) @ d.B.T)|tests/core/test_pins.py
+the old scaling dropped|src/relora/core/method/search/gradient.py|c[1] * terms.old_scaling * ((x @ o.A.T) @ o.B.T)|c[1] * ((x @ o.A.T) @ o.B.T)|tests/core/test_pins.py
+the anchor lambda set to 0|src/relora/core/method/train.py|lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)|lam = 0.0 * scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)|tests/core/test_pins.py
+rsLoRA scaling as alpha/r|src/relora/core/math/ops.py|return lora_alpha / (math.sqrt(r) if use_rslora else r)|return lora_alpha / r|tests/core/test_pins.py
+one worker|src/relora/fleet/executors/local.py|for _ in range(fleet.workers)]|for _ in range(1)]|tests/fleet/test_fleet.py::test_local_workers_are_pinned_one_gpu_each
+readiness judged on D_val|src/relora/core/run/inputs.py|return [val_items[i] for i in (searched if gate is None else gate)]|return [val_items[i] for i in searched]|tests/fleet/test_race.py
+the rsLoRA fold left out|src/relora/core/model/adapter.py|factor = math.sqrt(cfg["r"])|factor = 1.0|tests/cli/test_peft_options.py
+the layer options dropped|src/relora/core/model/adapter.py|                      **spec.layer_options)|                      )|tests/cli/test_peft_options.py
 LIST
 )
 

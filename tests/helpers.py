@@ -108,8 +108,8 @@ def write_mc_task(path: Path, n: int, seed: int) -> None:
 def build_world(root: Path) -> TinyWorld:
     """Two tiny bases (the new one a structured update of the old), the tasks, and an old adapter
     trained on the old base with the scratch method."""
-    from relora.core.config import ReadaptConfig
-    from relora.core.readapt import readapt
+    from relora.core.model.config import ReadaptConfig
+    from relora.core.run.readapt import readapt
 
     old, new = root / "old_base", root / "new_base"
     for base in (old, new):

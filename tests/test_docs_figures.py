@@ -336,7 +336,7 @@ def test_the_rank_prose_is_its_results() -> None:
 
 
 def test_the_performance_prose_is_perf_json() -> None:
-    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]}
+    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "results" / "perf" / "perf.json").read_text())["rows"]}
     probe, delta, step = rows["probe evaluation"], rows["delta projection"], rows["training step"]
     quoted(RESULTS_README, f"probe evaluation was {probe['speedup']:.1f}× faster, with identical numbers. The physical "
                            f"limit on this machine (every prompt token through every decoder matrix at the measured "
@@ -370,7 +370,7 @@ PERFORMANCE = ROOT / "docs" / "performance.md"
 
 
 def test_the_performance_table_is_perf_json() -> None:
-    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]}
+    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "results" / "perf" / "perf.json").read_text())["rows"]}
     probe, delta, step = rows["probe evaluation"], rows["delta projection"], rows["training step"]
     quoted(PERFORMANCE, f"| probe evaluation ({probe['n_examples']} val examples) | {probe['ours_s']:.2f} s | "
                         f"{probe['plain_s']:.2f} s | {probe['speedup']:.2f}× |")
@@ -400,7 +400,7 @@ def test_the_performance_table_is_perf_json() -> None:
 
 
 def test_the_search_check_rows_are_perf_json() -> None:
-    cheap = next(r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]
+    cheap = next(r for r in json.loads((ROOT / "docs" / "results" / "perf" / "perf.json").read_text())["rows"]
                  if r["stage"] == "cheaper search")
     runs = {(r["variant"], r["seed"]): r for r in cheap["runs"]}
     for seed in cheap["seeds"]:
@@ -423,7 +423,7 @@ def test_the_search_check_rows_are_perf_json() -> None:
 
 
 def test_the_roofline_prose_is_perf_json_and_the_benches() -> None:
-    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "perf" / "perf.json").read_text())["rows"]}
+    rows = {r["stage"]: r for r in json.loads((ROOT / "docs" / "results" / "perf" / "perf.json").read_text())["rows"]}
     probe, step = rows["probe evaluation"], rows["training step"]
     quoted(PERFORMANCE, f"T = {probe['tokens']:,} tokens in {probe['ours_s']:.1f} s")
     quoted(PERFORMANCE, f"at the measured {probe['gemm_gflops']:.0f} GFLOP/s GEMM rate is {probe['limit_s']:.1f} s, so "
@@ -436,7 +436,7 @@ def test_the_roofline_prose_is_perf_json_and_the_benches() -> None:
 
 
 def test_the_fleet_demo_prose_is_its_report() -> None:
-    report = (ROOT / "docs" / "fleet" / "fleet_report.md").read_text()
+    report = (ROOT / "docs" / "results" / "fleet" / "fleet_report.md").read_text()
     head, *lines = [ln for ln in report.splitlines() if ln.startswith("| ") and not ln.startswith("|---")]
     keys = [k.strip() for k in head.strip("|").split("|")]
     rows = [dict(zip(keys, (v.strip() for v in ln.strip("|").split("|")))) for ln in lines]
@@ -467,7 +467,7 @@ def test_the_fleet_demo_prose_is_its_report() -> None:
 
 def test_the_gate_page_sizes_are_the_power_checks() -> None:
     """docs/gates.md's gate sizes at margin 0.05 and 3 looks are what the power check computes."""
-    from relora.core import gate
+    from relora.core.math import gate
 
     sizes = [gate.examples_needed(margin=0.05, alpha_look=0.05 / 3, discordance=pd, most=4096) for pd in (0.1, 0.15, 0.2)]
     quoted(ROOT / "docs" / "gates.md", f"{sizes[0]:,} gate examples at discordance 0.1, {sizes[1]:,} at 0.15, "
@@ -477,9 +477,9 @@ def test_the_gate_page_sizes_are_the_power_checks() -> None:
 
 
 def test_the_readme_gate_sizes_are_the_defaults() -> None:
-    from relora.core import gate
-    from relora.core.config import GateConfig
-    from relora.core.inputs import GATE_MAX
+    from relora.core.math import gate
+    from relora.core.model.config import GateConfig
+    from relora.core.run.inputs import GATE_MAX
 
     g = GateConfig()
     need = gate.examples_needed(margin=0.05, alpha_look=g.alpha / g.looks, discordance=g.discordance, most=4096)
@@ -489,12 +489,12 @@ def test_the_readme_gate_sizes_are_the_defaults() -> None:
 
 
 def test_the_race_strengths_are_the_pilots_choice_re_derived_from_its_rows() -> None:
-    """docs/results/update-strengths/pilot.json (relora bench --profile update-pilot): each update's drop and
+    """docs/results/update-strengths/pilot.json (relora lab bench --profile update-pilot): each update's drop and
     probe move from its per-service rows, the band each names, and the race profiles' updates."""
     import statistics
 
-    from relora.showcase.race import RACE_PROFILES, STRENGTH_LRS
-    from relora.showcase.strengths import Measured, choose
+    from relora.lab.race import RACE_PROFILES, STRENGTH_LRS
+    from relora.lab.strengths import Measured, choose
 
     pilot = load("update-strengths/pilot.json")
     measured = []

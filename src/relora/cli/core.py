@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from relora.cli.app import main, one_line_errors
-from relora.core.config import ReadaptConfig, build_config
-from relora.core.methods import METHODS, method_for
-from relora.core.record import RunRecord
+from relora.cli.app import field_help, main, one_line_errors
+from relora.core.model.config import ReadaptConfig, build_config
+from relora.core.method.methods import METHODS, method_for
+from relora.core.method.record import RunRecord
 from relora.errors import InputError
 
 
@@ -22,28 +22,24 @@ def _summary(record: RunRecord) -> str:
 
 
 @main.command()
-@click.option("--old-base", help="Old base: HF model dir or .gguf (needed by relora*).")
-@click.option("--new-base", help="New base: HF model dir or .gguf.")
-@click.option("--adapter", help="Old PEFT LoRA adapter directory, trained on the old base.")
-@click.option("--train", "train_file", help="Training JSONL: {\"text\", \"label\", \"choices\"?} per line.")
-@click.option("--val", "val_file", help="Validation JSONL: half (at most 2048) is the gate set, the rest the search's D_val.")
-@click.option("--test", "test_file", help="Optional test JSONL, scored once at the end.")
-@click.option("--update-probe", help="Text or JSONL of the kind the base update was for: records how much of the "
-                                     "update the new adapter kept (retention).")
-@click.option("--out", help="Output directory (created atomically; refuses to overwrite without --force).")
-@click.option("--method", type=click.Choice(sorted(METHODS)), help="Method (default portllm-ft, the fleet race's winner); see `relora methods`.")
-@click.option("--threshold", help=ReadaptConfig.model_fields["threshold"].description)
-@click.option("--stop-when-ready", is_flag=True, default=None, help=ReadaptConfig.model_fields["stop_when_ready"].description)
-@click.option("--steps", type=int, help="Total optimizer steps E_total (training.steps).")
-@click.option("--seed", type=int, help="Seed for data order, search design and init.")
-@click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
-@click.option("--portable", is_flag=True, default=None,
-              help="Fold rsLoRA's sqrt(r) into lora_B (use_rslora: false) for engines that scale by alpha/r (SGLang, LoRAX).")
-@click.option("--device", help="auto (default: CUDA when present, else MPS, else CPU), cpu, cuda, cuda:N or mps.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-              help="The frozen base's weights: auto (default) is float32 on CPU, bfloat16 on GPU. LoRA stays float32.")
-@click.option("--track", help="Comma-separated tracking sinks, tensorboard and/or mlflow (the `tracking` key): a copy "
-                              "of events.jsonl, the config and the final metrics for each.")
+@click.option("--old-base", help=field_help(ReadaptConfig, "old_base"))
+@click.option("--new-base", help=field_help(ReadaptConfig, "new_base"))
+@click.option("--adapter", help=field_help(ReadaptConfig, "adapter"))
+@click.option("--train", "train_file", help=field_help(ReadaptConfig, "train"))
+@click.option("--val", "val_file", help=field_help(ReadaptConfig, "val"))
+@click.option("--test", "test_file", help=field_help(ReadaptConfig, "test"))
+@click.option("--update-probe", help=field_help(ReadaptConfig, "update_probe"))
+@click.option("--out", help=field_help(ReadaptConfig, "out"))
+@click.option("--method", type=click.Choice(sorted(METHODS)), help=field_help(ReadaptConfig, "method"))
+@click.option("--threshold", help=field_help(ReadaptConfig, "threshold"))
+@click.option("--stop-when-ready", is_flag=True, default=None, help=field_help(ReadaptConfig, "stop_when_ready"))
+@click.option("--steps", type=int, help=field_help(ReadaptConfig, "training.steps"))
+@click.option("--seed", type=int, help=field_help(ReadaptConfig, "seed"))
+@click.option("--force", is_flag=True, default=None, help=field_help(ReadaptConfig, "force"))
+@click.option("--portable", is_flag=True, default=None, help=field_help(ReadaptConfig, "portable"))
+@click.option("--device", help=field_help(ReadaptConfig, "device"))
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help=field_help(ReadaptConfig, "dtype"))
+@click.option("--track", help=field_help(ReadaptConfig, "tracking", ", comma-separated"))
 @click.option("--config", "config_file", type=click.Path(), help="YAML config file (same keys as relora.json's config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)
@@ -60,7 +56,7 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
 
     OVERRIDES: trailing KEY=VALUE pairs, e.g. training.lr=1e-4 search.trials=30.
     """
-    from relora.core.readapt import readapt as run_readapt
+    from relora.core.run.readapt import readapt as run_readapt
 
     flags.update(train=train_file, val=val_file, test=test_file, training={"steps": steps} if steps is not None else None,
                  tracking=[t.strip() for t in track.split(",") if t.strip()] if track else None)
@@ -71,16 +67,16 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
 
 @main.command("train-adapter")
 @click.option("--base", required=True, help="Base model: HF model dir or .gguf.")
-@click.option("--train", "train_file", required=True, help="Training JSONL.")
-@click.option("--val", "val_file", required=True, help="Validation JSONL.")
-@click.option("--test", "test_file", help="Optional test JSONL.")
-@click.option("--out", required=True, help="Output adapter directory.")
-@click.option("--steps", type=int, help="Optimizer steps (training.steps).")
-@click.option("--rank", type=int, help="LoRA rank r (training.rank, default 16).")
-@click.option("--seed", type=int, help="Seed.")
-@click.option("--force", is_flag=True, default=None, help="Replace an existing --out.")
-@click.option("--device", help="auto (default), cpu, cuda, cuda:N or mps.")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="The base's dtype.")
+@click.option("--train", "train_file", required=True, help=field_help(ReadaptConfig, "train"))
+@click.option("--val", "val_file", required=True, help=field_help(ReadaptConfig, "val"))
+@click.option("--test", "test_file", help=field_help(ReadaptConfig, "test"))
+@click.option("--out", required=True, help=field_help(ReadaptConfig, "out"))
+@click.option("--steps", type=int, help=field_help(ReadaptConfig, "training.steps"))
+@click.option("--rank", type=int, help=field_help(ReadaptConfig, "training.rank", "; a fresh adapter's default is 16"))
+@click.option("--seed", type=int, help=field_help(ReadaptConfig, "seed"))
+@click.option("--force", is_flag=True, default=None, help=field_help(ReadaptConfig, "force"))
+@click.option("--device", help=field_help(ReadaptConfig, "device"))
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help=field_help(ReadaptConfig, "dtype"))
 @click.option("--config", "config_file", type=click.Path(), help="YAML config file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)
@@ -92,7 +88,7 @@ def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bo
     Uses the same loop as `readapt --method scratch`; default targets are
     training.target_modules=[q_proj,v_proj] with r=16, lora_alpha=32.
     """
-    from relora.core.readapt import readapt as run_readapt
+    from relora.core.run.readapt import readapt as run_readapt
 
     training = {k: v for k, v in {"steps": steps, "rank": rank}.items() if v is not None}
     flags.update(method="scratch", new_base=base, train=train_file, val=val_file, test=test_file,
@@ -108,7 +104,7 @@ def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bo
 @one_line_errors
 def inspect(path: str, base: str | None) -> None:
     """Show an adapter's rank, scaling, modules and base; with --base, whether it fits."""
-    from relora.core.adapter import inspect_adapter
+    from relora.core.model.adapter import inspect_adapter
 
     click.echo(json.dumps(inspect_adapter(path, base), indent=2))
 
@@ -140,8 +136,8 @@ def preflight(path: str, base: str | None, engines: str, max_lora_rank: int, sgl
     adapter changes the base's logits, and, for an adapter relora wrote, that --base is the base its
     relora_lineage.json names (a warning: no engine checks it). Exit 0 only when every asked engine loads it.
     """
-    from relora.core.preflight import ENGINES, check, verdict_line
-    from relora.core.resolve import resolve_base
+    from relora.serve.preflight import ENGINES, check, verdict_line
+    from relora.core.model.resolve import resolve_base
     from relora.io import cache_root
 
     asked = ENGINES if engines == "all" else tuple(e.strip() for e in engines.split(","))

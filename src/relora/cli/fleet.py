@@ -8,7 +8,7 @@ import time
 
 import click
 
-from relora.cli.app import main, one_line_errors, parse_methods, parse_seeds, require_extra
+from relora.cli.app import main, lab, one_line_errors, parse_methods, parse_seeds, require_extra
 from relora.errors import InputError, Unwritable
 
 
@@ -78,15 +78,25 @@ def report_cmd(out: str, ledger: str | None) -> None:
                          "make the rollout directory writable, or copy it and report on the copy") from None
 
 
-@main.command("race")
-@click.argument("fleet_file", metavar="FLEET.yaml")
+RACE_PROFILES = ("fleet-race-strong", "fleet-race-strong-2", "fleet-strengths-mild", "fleet-strengths-moderate",
+                 "fleet-strengths-strong")
+
+
+@lab.command("race")
+@click.argument("fleet_file", metavar="[FLEET.yaml]", required=False)
+@click.option("--profile", type=click.Choice(RACE_PROFILES),
+              help="Race relora's own fleet instead of FLEET.yaml: 12 WordNet services on SmolLM2, built and cached. "
+                   "fleet-race-strong and fleet-race-strong-2: portllm, portllm-ft, relora-paper and relora after one "
+                   "of two strong updates; fleet-strengths-mild|moderate|strong: portllm-ft against relora-reuse, 50 "
+                   "steps, after the pilot's update of each strength. Each profile has its own methods and seeds.")
 @click.option("--out", required=True, help="Where each (seed, method) rollout, summary.json and report.md go.")
-@click.option("--methods", help="Comma-separated methods (default: portllm,portllm-ft,relora-paper,relora).")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--methods", help="Comma-separated methods (default: the profile's, else portllm,portllm-ft,relora-paper,relora).")
+@click.option("--seeds", help="Comma-separated seeds (default: the profile's, else 0,1,2).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--summary-only", is_flag=True, help="Only summarize the rollouts under --out that finished.")
 @one_line_errors
-def race_cmd(fleet_file: str, out: str, methods: str | None, seeds: str, quiet: bool, summary_only: bool) -> None:
+def race_cmd(fleet_file: str | None, profile: str | None, out: str, methods: str | None, seeds: str | None,
+             quiet: bool, summary_only: bool) -> None:
     """Roll one fleet out once per method and seed, each with its own cache, and compare them.
 
     Every method gets the fleet's gate, budgets and stop-when-ready; the report gives each
@@ -94,21 +104,31 @@ def race_cmd(fleet_file: str, out: str, methods: str | None, seeds: str, quiet: 
     ready, quality against the old service, negative flips and update retention. Resumable.
     """
     require_extra("fleet", "sqlalchemy", "matplotlib")
-    from relora.fleet.config import load_fleet
+    if (fleet_file is None) == (profile is None):
+        raise InputError("relora lab race", "needs either FLEET.yaml or --profile, not both or neither",
+                         "name a fleet file, or one of --profile " + "|".join(RACE_PROFILES))
     from relora.fleet.race import RACE_METHODS, run_race
 
-    summary = run_race(load_fleet(fleet_file), out, parse_methods(methods) or RACE_METHODS, parse_seeds(seeds) or (0,),
-                       progress=not quiet, roll=not summary_only)
+    if profile is not None:
+        from relora.lab.race import run_fleet_race
+
+        summary = run_fleet_race(profile, out, seeds=parse_seeds(seeds), methods=parse_methods(methods),
+                                 progress=not quiet, roll=not summary_only)
+    else:
+        from relora.fleet.config import load_fleet
+
+        summary = run_race(load_fleet(fleet_file), out, parse_methods(methods) or RACE_METHODS,
+                           parse_seeds(seeds) or (0, 1, 2), progress=not quiet, roll=not summary_only)
     click.echo(json.dumps({m: {k: v for k, v in info.items() if k != "per_seed"}
                            for m, info in summary["methods"].items()}, indent=2))
 
 
-@main.command("fleet-demo")
+@lab.command("fleet-demo")
 @click.option("--out", default="runs/fleet", show_default=True, help="Where the demo fleet is built.")
 @one_line_errors
 def fleet_demo_cmd(out: str) -> None:
     """Build the demo fleet (8 WordNet services on SmolLM2) and print its fleet.yaml path."""
     require_extra("fleet", "sqlalchemy", "matplotlib")
-    from relora.showcase.demo import build_demo_fleet
+    from relora.lab.demo import build_demo_fleet
 
     click.echo(str(build_demo_fleet(out)))

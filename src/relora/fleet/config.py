@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from relora.core.config import Gate, ReadaptConfig, deep_merge, load_yaml, parse_gate, valid_gate
-from relora.core.methods import DEFAULT_METHOD, method_for, method_named
+from relora.core.model.config import Gate, ReadaptConfig, deep_merge, load_yaml, parse_gate, valid_gate
+from relora.core.method.methods import DEFAULT_METHOD, method_for, method_named
 from relora.errors import InputError
 
 

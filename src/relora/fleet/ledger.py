@@ -55,7 +55,7 @@ adapters = Table(
     Column("known_earlier", Integer),  # earlier searches' points on this base update that seeded its search
     Column("judged_on", String(20)),  # "gate set" (validation examples no probe scored) or "D_val"
     Column("gate_examples", Integer),  # how many examples judged readiness, the gate, flips and the old service
-    Column("gate_test", Text),  # the readiness test, named (relora.core.gate)
+    Column("gate_test", Text),  # the readiness test, named (relora.core.math.gate)
     Column("gate_alpha", Float),  # per service, over all looks
     Column("gate_margin", Float),
     Column("gate_looks", Integer),  # confirmations taken on the gate set

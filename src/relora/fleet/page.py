@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relora.core.record import RunRecord, read_events
+from relora.core.method.record import RunRecord, read_events
 from relora.io import atomic_write
 
 PAGE_DIR, PAGE_FILE = "report", "index.html"
@@ -33,7 +33,7 @@ COLUMNS = (
     ("gate", "gate", ".3f"), ("delta", "Δ vs old", "+.3f"), ("flips", "negative flips", ".3f"),
     ("retention", "retention", ".2f"), ("ttr", "time to ready (s)", ".1f"), ("steps", "steps", "d"),
     ("probes", "probes", "d"), ("method", "method", str),
-    # the gate's decision (relora.core.gate): the verdict, the last look's lower bound on new - old, at alpha,
+    # the gate's decision (relora.core.math.gate): the verdict, the last look's lower bound on new - old, at alpha,
     # against -margin, and the gate examples it cost (old service + every look)
     ("verdict", "gate verdict", str), ("lower", "lower bound", "+.3f"), ("alpha", "α", ".3g"),
     ("margin", "margin", ".3f"), ("examples", "gate examples", "d"),

@@ -13,14 +13,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import METHODS, PORTLLM, PORTLLM_FT, RELORA, PAPER_METHOD
+from relora.core.method.methods import METHODS, PORTLLM, PORTLLM_FT, RELORA, PAPER_METHOD
 from relora.errors import InputError
 from relora.fleet.config import FleetConfig
 from relora.fleet.race_report import write_race_report
 from relora.fleet.ledger import FINAL
 from relora.fleet.report import open_ledger, summary
-from relora.core import gate as tests
-from relora.core.outputs import check_out
+from relora.core.math import gate as tests
+from relora.core.run.outputs import check_out
 from relora.fleet.rollout import fleet_inputs, rollout
 from relora.io import atomic_write
 from relora.provenance import provenance

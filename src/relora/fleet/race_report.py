@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from relora.core.methods import RELORA, PORTLLM_FT
+from relora.core.method.methods import RELORA, PORTLLM_FT
 from relora.io import atomic_write
 from relora.tables import markdown_head, markdown_row, mean_std
 

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from relora.core.record import RunRecord
+from relora.core.method.record import RunRecord
 from relora.errors import InputError
 from relora.io import atomic_write
 from relora.tables import markdown_table

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relora.core.gate_plan import plan_gate
-from relora.core.inputs import gate_size
-from relora.core.outputs import MARKER, check_out
-from relora.core.tracking import check_sinks, without_secrets
-from relora.core.weights import model_files
+from relora.core.run.gate_plan import plan_gate
+from relora.core.run.inputs import gate_size
+from relora.core.run.outputs import MARKER, check_out
+from relora.core.run.tracking import check_sinks, without_secrets
+from relora.core.model.weights import model_files
 from relora.errors import FULL_ERRNOS, InputError, RolloutStopped, Unavailable, Unwritable, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relora.core.adapter import LINEAGE_FILE
-from relora.core.outputs import MARKER, check_replaceable
+from relora.core.model.adapter import LINEAGE_FILE
+from relora.core.run.outputs import MARKER, check_replaceable
 from relora.errors import InputError, Interrupted, RolloutStopped, cannot_write, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
@@ -52,11 +52,11 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields. The gate (readapt's:
     the paired test against the old service, its looks and the power check) decides; the job adds the old
     service's and PortLLM's D_val quality for the report, from the same loaded items."""
-    from relora.core.gate_plan import old_service_correct
-    from relora.core.inputs import load_inputs, score_items
-    from relora.core.methods import method_for
-    from relora.core.readapt import readapt
-    from relora.core.scoring import negative_flip_rate
+    from relora.core.run.gate_plan import old_service_correct
+    from relora.core.run.inputs import load_inputs, score_items
+    from relora.core.method.methods import method_for
+    from relora.core.run.readapt import readapt
+    from relora.core.model.scoring import negative_flip_rate
 
     cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)
     loaded = load_inputs(cfg, method_for(cfg), cache)  # read, checked and tokenized once
@@ -119,7 +119,7 @@ def preflight_ok(fleet: FleetConfig, run_dir: Path, base: Path, cache: Path) -> 
     the verdict lines)."""
     if not fleet.preflight:
         return True, None
-    from relora.core.preflight import check, verdict_line
+    from relora.serve.preflight import check, verdict_line
 
     found = check(run_dir, tuple(fleet.preflight), base, cache=cache)
     return not any(f.refused for fs in found.values() for f in fs), " | ".join(verdict_line(e, fs) for e, fs in found.items())

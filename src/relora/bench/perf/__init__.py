@@ -1,1 +1,0 @@
-"""`relora perf`: the harness, its rows, the plain-way references, and the child processes."""

@@ -1,0 +1,38 @@
+"""Eq. 7 for every adapted module, and the base delta it fuses (Pi_r of Theta' - Theta, cached)."""
+
+from __future__ import annotations
+
+from relora.core.model.adapter import LoraAdapter
+from relora.core.model.delta import DeltaProjection, cache_key, project_base_delta
+from relora.core.model.loaded import InitContext
+from relora.core.math.ops import LowRank, fuse_factors, rebalance
+from relora.core.model.weights import WeightReader
+
+
+def fused_init(
+    alpha: float, beta: float, delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter,
+    old_balance: bool = False, per_module: dict[str, tuple[float, float]] | None = None,
+) -> tuple[dict[str, LowRank], float]:
+    """Eq. 7 for every module, as rank-r factors; returns the max dropped energy. With old_balance,
+    each module's factors take the old adapter's ||B|| / ||A|| (the product is unchanged).
+    per_module: each module's own (alpha, beta), in place of the global pair."""
+    factors, worst = {}, 0.0
+    for module, old_lr in old.factors.items():
+        d_lr = delta.factors[module] if delta else LowRank(old_lr.B[:, :0], old_lr.A[:0])
+        a, b = per_module[module] if per_module else (alpha, beta)
+        fused, dropped = fuse_factors(a, d_lr, b, old_lr, old.scaling, spec.r, spec.scaling)
+        factors[module] = rebalance(fused, old_lr) if old_balance else fused
+        worst = max(worst, dropped)
+    return factors, worst
+
+
+def project(ctx: InitContext) -> DeltaProjection:
+    """Pi_r of the base delta for the adapter's modules, cached by both bases' content hashes."""
+    cfg, loaded = ctx.cfg, ctx.loaded
+    assert loaded.old_adapter is not None and loaded.old_dir is not None
+    modules = loaded.old_adapter.modules
+    key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, loaded.spec.r,
+                    cfg.search.svd, cfg.seed)
+    return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, loaded.spec.r,
+                              cfg.search.svd, cfg.seed, ctx.cache / "deltas" / f"{key}.safetensors", ctx.progress,
+                              ctx.device)

@@ -1,0 +1,76 @@
+"""Readiness: a checkpoint is screened on D_val, and one that passes is confirmed once on the gate set.
+
+The screen is a point estimate on the search's own split (free: the training loop scores it anyway). A
+confirmation is a look: the paired (or one-sample) betting test of relora.core.math.gate at alpha / looks, scored
+chunk by chunk on gate examples that no search, step or screen ever saw, and stopped as soon as a chunk
+settles it. So over every look a run takes, the chance of publishing a service whose true difference is
+below -margin is at most alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from relora.core.math import gate as tests
+from relora.core.model.config import Gate, GateConfig
+from relora.core.model.data import ScoringItem
+from relora.core.model.scoring import evaluate
+from relora.core.method.measures import GateRecord, Look, TestCheck
+
+
+def looks_planned(cfg_gate: GateConfig, stop_when_ready: bool) -> int:
+    """Without stop-when-ready only the final adapter is confirmed, once."""
+    return cfg_gate.looks if stop_when_ready else 1
+
+
+@dataclass
+class Readiness:
+    """The screen and the confirmations of one run; train() calls look() at each checkpoint."""
+
+    gate: Gate
+    record: GateRecord
+    items: list[ScoringItem]  # the gate set
+    old_correct: list[bool] | None  # the old service on the gate set (paired gates)
+    pad_id: int
+    eval_batch_size: int = 16
+    flips: list[float] = field(default_factory=list)
+
+    @property
+    def looks_left(self) -> int:
+        return self.record.looks_planned - len(self.record.looks)
+
+    def screen_passes(self, screen_accuracy: float) -> bool:
+        return screen_accuracy >= self.record.screen_bar
+
+    def spec(self) -> tests.TestSpec:
+        alpha, chunk = self.record.alpha_per_look, self.record.chunk
+        if self.gate.absolute is not None:
+            return tests.absolute_spec(threshold=self.gate.absolute, alpha=alpha, chunk=chunk)
+        return tests.paired_spec(margin=self.gate.margin, alpha=alpha, chunk=chunk)
+
+    def confirm(self, model: torch.nn.Module, step: int, screen_accuracy: float) -> bool:
+        """One look: score gate chunks until the test settles; True when it publishes."""
+        spec, n = self.spec(), len(self.items)
+        x: list[float] = []
+        verdict = 0
+        while verdict == 0:
+            chunk = self.items[len(x) : len(x) + spec.chunk]
+            correct = evaluate(model, chunk, self.pad_id, self.eval_batch_size).correct
+            start = len(x)
+            if self.old_correct is None:
+                x += [float(c) for c in correct]
+            else:
+                x += [float(c) - float(o) for c, o in zip(correct, self.old_correct[start : start + len(chunk)],
+                                                           strict=True)]
+            verdict = int(tests.decide(np.array(x), spec, n)[0])
+        lower, upper = tests.bounds(np.array(x), spec)
+        if self.old_correct is not None:
+            self.flips.extend(abs(v) for v in x)
+            self.record.measured_discordance = float(np.mean(self.flips))
+        self.record.looks.append(Look(step=step, screen_accuracy=screen_accuracy, examples=len(x),
+                                      estimate=float(np.mean(x)), lower=lower, upper=upper,
+                                      verdict="publish" if verdict == 1 else "reject"))
+        return verdict == 1

@@ -1,9 +1,0 @@
-"""The search over the fusion coefficients (alpha, beta): BO numerics, the probe store, the loop."""
-
-from relora.core.search.gp import fit_gp, initial_design, propose_next
-from relora.core.search.loop import Objective, SearchResult, grid_points, run_search, screen_size
-from relora.core.search.probes import Probe, Proposal, best_probe
-from relora.core.search.store import ProbeStore
-
-__all__ = ["Objective", "Probe", "ProbeStore", "Proposal", "SearchResult", "best_probe", "fit_gp", "grid_points",
-           "initial_design", "propose_next", "run_search", "screen_size"]

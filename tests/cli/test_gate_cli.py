@@ -1,0 +1,78 @@
+"""The gate through the real CLI: an underpowered gate is refused in one line before any work, the opt-out runs
+it and says so, and every decision is recorded with its test, alpha, margin, looks and examples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from helpers import RELORA, write_fleet
+from relora.core.method.record import RunRecord
+from relora.fleet.ledger import Ledger
+
+
+def _relative_fleet(world, tmp_path: Path, **readapt: object) -> Path:
+    path = write_fleet(world, tmp_path, n=2)
+    fleet = yaml.safe_load(path.read_text())
+    fleet["defaults"]["threshold"] = "old - 0.05"
+    fleet["defaults"]["method"] = "portllm-ft"
+    fleet["defaults"]["readapt"] |= {"stop_when_ready": True} | readapt
+    path.write_text(yaml.safe_dump(fleet))
+    return path
+
+
+def test_an_underpowered_gate_is_refused_before_any_job(world, tmp_path: Path) -> None:
+    path = _relative_fleet(world, tmp_path)
+    done = subprocess.run([RELORA, "rollout", str(path), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gate set of 24 with 3 look(s) at alpha = 0.05" in lines[0]
+    assert "can certify no margin up to 0.5" in lines[0] or "can certify margins of" in lines[0]
+    assert "gate.allow_underpowered=true" in lines[0] and "adapter svc0" in lines[0]
+    assert not (tmp_path / "out" / "ledger.sqlite3").exists()  # refused before the first job
+
+
+def test_readapt_names_the_smallest_certifiable_margin(world, tmp_path: Path) -> None:
+    done = subprocess.run([RELORA, "readapt", "--old-base", str(world.old_base), "--new-base", str(world.new_base),
+                           "--adapter", str(world.adapter), "--train", str(world.train), "--val", str(world.val),
+                           "--out", str(tmp_path / "o"), "--threshold", "old - 0.05", "--stop-when-ready",
+                           f"cache_dir={world.root / 'cache'}", "data.ready_size=40", "data.val_size=8",
+                           "gate.discordance=0.05", "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert "\n" not in line and "a gate set of 40 with 3 look(s)" in line and "margins of 0." in line
+    certifiable = float(line.split("margins of ")[1].split(" ")[0])
+    assert 0.05 < certifiable <= 0.5 and f"a margin of at least {certifiable:g}" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_opt_out_runs_and_every_decision_is_recorded(world, tmp_path: Path) -> None:
+    path = _relative_fleet(world, tmp_path, gate={"allow_underpowered": True})
+    done = subprocess.run([RELORA, "rollout", str(path), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = Ledger(f"sqlite:///{tmp_path / 'out' / 'ledger.sqlite3'}").rows()
+    for row in rows:
+        record = RunRecord.load(tmp_path / "out" / "runs" / row["name"])
+        gate = record.gate
+        assert gate.allow_underpowered and gate.underpowered and gate.kind == "paired"
+        assert gate.alpha == 0.05 and gate.margin == 0.05 and gate.alpha_per_look == 0.05 / 3
+        assert "Waudby-Smith & Ramdas 2023" in gate.test and gate.gate_examples == 24
+        assert gate.old_examples == 24 + 24 and gate.old_gate_accuracy is not None
+        assert row["gate_verdict"] == gate.verdict and row["gate_looks"] == len(gate.looks)
+        assert row["gate_examples_scored"] == gate.old_examples + sum(look.examples for look in gate.looks)
+        assert (row["state"] == "ready") == (gate.verdict == "published")
+        for look in gate.looks:
+            assert look.verdict in ("publish", "reject") and 0 < look.examples <= 24
+            assert look.screen_accuracy >= gate.screen_bar
+        events = [json.loads(line) for line in (tmp_path / "out" / "runs" / row["name"] / "events.jsonl")
+                  .read_text().splitlines()]
+        assert [e["look"] for e in events if e["look"]] == [look.verdict for look in gate.looks]
+    status = subprocess.run([RELORA, "status", str(tmp_path / "out")], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    head = status.stdout.splitlines()[2]
+    for column in ("method", "gate_verdict", "gate_margin", "gate_alpha", "gate_looks", "gate_lower",
+                   "gate_examples_scored"):
+        assert column in head

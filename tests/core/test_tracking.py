@@ -140,3 +140,21 @@ def check_failing_tracking(world, tmp_path: Path, monkeypatch, uri: str) -> None
     record = RunRecord.load(tmp_path / "out")
     assert record.tracking["mlflow"].startswith("not sent") and MLFLOW_PASSWORD not in record.tracking["mlflow"]
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_readapt_writes_relora_json_once_with_retention_and_tracking_in_it(world, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """One linear recipe: the record is assembled (training, then retention, then tracking) and written once."""
+    from helpers import write_probe
+    from relora import ReadaptConfig, readapt
+
+    writes: list[Path] = []
+    save = RunRecord.save
+    monkeypatch.setattr(RunRecord, "save", lambda self, path: (writes.append(Path(path)), save(self, path))[1])
+    cfg = fast_config(world, tmp_path / "out", "portllm-ft", test=None, tracking=["tensorboard"],
+                      update_probe=str(write_probe(tmp_path / "probe.txt")))
+    record = readapt(ReadaptConfig(**cfg), progress=False)
+    assert len(writes) == 1
+    saved = RunRecord.load(tmp_path / "out")
+    assert saved.retention is not None and saved.tracking == {"tensorboard": "tensorboard"}
+    assert saved.model_dump() == record.model_dump()

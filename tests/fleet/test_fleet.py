@@ -354,3 +354,38 @@ def test_ray_executor_retries_a_killed_worker(world, tmp_path: Path) -> None:
             assert assigned in {"0", "1"} and f"CUDA_VISIBLE_DEVICES={assigned};" in row["device"], row["device"]
     finally:
         ray.shutdown()
+
+
+def test_a_fleet_job_validates_its_config_once_and_checks_its_method_once(world, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """One job: one ReadaptConfig validation and one method check (the plan), however many steps read it."""
+    import relora.core.method.methods as methods
+    import relora.core.run.readapt as recipe
+    from relora.core.model.config import ReadaptConfig
+    from relora.fleet.worker import run_job
+
+    fleet = load_fleet(str(write_fleet(world, tmp_path, n=1, steps=2)))
+    counts = {"validate": 0, "init": 0, "method": 0}
+    validate, init, method_for = ReadaptConfig.model_validate, ReadaptConfig.__init__, methods.method_for
+
+    def counted_validate(*args, **kwargs):
+        counts["validate"] += 1
+        return validate(*args, **kwargs)
+
+    def counted_init(self, **kwargs):
+        counts["init"] += 1
+        init(self, **kwargs)
+
+    def counted_method(*args, **kwargs):
+        counts["method"] += 1
+        return method_for(*args, **kwargs)
+
+    monkeypatch.setattr(ReadaptConfig, "model_validate", counted_validate)
+    monkeypatch.setattr(ReadaptConfig, "__init__", counted_init)
+    import relora.fleet.config as fleet_config
+
+    for module in (methods, recipe, fleet_config):  # every binding of it, deferred imports included
+        monkeypatch.setattr(module, "method_for", counted_method)
+    state, fields = run_job(fleet, fleet.adapters[0])
+    assert state in ("ready", "below-threshold") and fields["steps"] is not None
+    assert counts == {"validate": 1, "init": 0, "method": 1}

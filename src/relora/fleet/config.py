@@ -122,7 +122,7 @@ class FleetConfig(_Strict):
     @model_validator(mode="after")
     def _readapt_keys_valid(self) -> FleetConfig:
         for entry in self.adapters:
-            self.readapt_config(entry)  # fails here, once, rather than mid-rollout
+            method_for(self.readapt_config(entry))  # fails here, once, rather than mid-rollout
         return self
 
     @property
@@ -145,9 +145,7 @@ class FleetConfig(_Strict):
             "threshold": entry.threshold if entry.threshold is not None else self.defaults.threshold,
             "force": True, "cache_dir": self.cache_dir,
         })
-        cfg = ReadaptConfig.model_validate(tree)
-        method_for(cfg)  # the method's inputs (the old base, the adapter) are there
-        return cfg
+        return ReadaptConfig.model_validate(tree)  # its method's inputs are checked by plan_run, once per job
 
 
 def load_fleet(path: str) -> FleetConfig:

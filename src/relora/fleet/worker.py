@@ -54,13 +54,13 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
     service's and PortLLM's D_val quality for the report, from the same loaded items."""
     from relora.core.run.gate_plan import old_service_correct
     from relora.core.run.inputs import load_inputs, score_items
-    from relora.core.method.methods import method_for
-    from relora.core.run.readapt import readapt
+    from relora.core.run.readapt import plan_run, readapt
     from relora.core.model.scoring import negative_flip_rate
 
-    cfg, cache = fleet.readapt_config(entry), cache_root(fleet.cache_dir)
-    loaded = load_inputs(cfg, method_for(cfg), cache)  # read, checked and tokenized once
-    record = readapt(cfg, progress=False, loaded=loaded)
+    plan, cache = plan_run(fleet.readapt_config(entry)), cache_root(fleet.cache_dir)  # validated and checked once
+    cfg = plan.cfg
+    loaded = load_inputs(cfg, plan.method, cache)  # read, checked and tokenized once
+    record = readapt(plan, progress=False, loaded=loaded)
     old_dval = old_service_correct(cfg, loaded, cache, "dval")  # remembered: readapt's paired gate scored it
     fallback = score_items(loaded.new_dir, entry.path, loaded.val, loaded.pad_id, cfg)  # PortLLM, if not published
     gate, test = record.gate, record.test_check

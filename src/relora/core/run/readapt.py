@@ -46,7 +46,22 @@ def schedule_for(cfg: ReadaptConfig, method: Method) -> Schedule:
     return Schedule(steps, e1, t.lr, t.lr_min, lam1, lam2, t.batch_size, t.micro_batch_size, t.eval_every, t.anchor)
 
 
-def readapt(cfg: ReadaptConfig, progress: bool = True, loaded: Loaded | None = None) -> RunRecord:
+@dataclass(frozen=True)
+class Plan:
+    """A run's config checked once, before anything loads: its method (and that method's inputs), its tracking
+    sinks and its device. A fleet job plans once and hands the plan and its loaded inputs to readapt."""
+    cfg: ReadaptConfig
+    method: Method
+
+
+def plan_run(cfg: ReadaptConfig) -> Plan:
+    method = method_for(cfg)
+    check_sinks(cfg.tracking)
+    resolve_device(cfg.device)  # a device this machine lacks is refused before anything is written
+    return Plan(cfg, method)
+
+
+def readapt(cfg: ReadaptConfig | Plan, progress: bool = True, loaded: Loaded | None = None) -> RunRecord:
     """Run one method end to end; writes cfg.out atomically and returns its relora.json.
 
     Example, on a base update from ``old/`` to ``new/`` with an adapter trained on ``old/``::
@@ -62,13 +77,13 @@ def readapt(cfg: ReadaptConfig, progress: bool = True, loaded: Loaded | None = N
     ``lora-new/`` then holds a PEFT adapter (load it with ``PeftModel.from_pretrained``),
     ``relora.json`` (this record) and ``events.jsonl`` (the readiness checks).
 
-    loaded: this cfg's inputs, when the caller has loaded them already (a fleet job reads, checks and
-    tokenizes its files once, and scores the old service and the fallback on the same items).
+    cfg may be a Plan (plan_run), checked already. loaded: that plan's inputs, when the caller has loaded them
+    (a fleet job reads, checks and tokenizes its files once, and scores the old service and the fallback on the
+    same items).
     """
     t_load = time.perf_counter()
-    method = method_for(cfg)
-    check_sinks(cfg.tracking)
-    resolve_device(cfg.device)  # a device this machine lacks is refused before anything is written
+    plan = cfg if isinstance(cfg, Plan) else plan_run(cfg)
+    cfg, method = plan.cfg, plan.method
     cache = cache_root(cfg.cache_dir)
     inputs = [p for p in (cfg.new_base, cfg.old_base, cfg.adapter, cfg.train, cfg.val, cfg.test, cfg.update_probe)
               if p and Path(p).exists()]  # a hub id is not a path here
@@ -80,7 +95,7 @@ def readapt(cfg: ReadaptConfig, progress: bool = True, loaded: Loaded | None = N
         record = _on_shared_base(cfg, method, loaded, gate, run, cache, t_load, progress)
         if cfg.tracking:
             record.tracking = send(cfg.tracking, record, read_events(run.work), run.work, Path(cfg.out).name)
-            record.save(run.work)
+        record.save(run.work)  # the one write of relora.json: retention and tracking are in it already
         run.commit()
     except Exception as exc:
         cause = cannot_write(exc)
@@ -111,7 +126,6 @@ def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, gate: Ga
         # measured after the run, on the adapter as saved, the same way as the old one: PortLLM's is exactly 1
         record.retention = measure_retention(cfg, loaded, run.work if method.has_adapter else None, cache, device,
                                              compute_dtype(base))
-        record.save(run.work)
     return record
 
 
@@ -209,5 +223,4 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
         dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),
         serving_warnings=warnings,
     )
-    record.save(run.work)
-    return record
+    return record  # saved once, by readapt, after retention and tracking

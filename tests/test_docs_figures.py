@@ -493,7 +493,9 @@ def test_the_race_strengths_are_the_pilots_choice_re_derived_from_its_rows() -> 
     probe move from its per-service rows, the band each names, and the race profiles' updates."""
     import statistics
 
-    from relora.lab.race import RACE_PROFILES, STRENGTH_LRS
+    from relora.lab.race import RACE_PROFILES
+
+    STRENGTH_LRS = {band: RACE_PROFILES[f"fleet-strengths-{band}"].evolve_lr for band in ("mild", "moderate", "strong")}
     from relora.lab.strengths import Measured, choose
 
     pilot = load("update-strengths/pilot.json")

@@ -231,3 +231,36 @@ def test_every_relative_link_in_the_readme_and_docs_resolves() -> None:
             if not re.match(r"[a-z]+:", target) and not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_each_lab_profile_loads_and_its_header_names_the_command_that_runs_it(path: Path) -> None:
+    import shlex
+
+    from relora.cli import main
+    from relora.lab.profiles import load_profiles
+    from relora.lab.race import RaceProfile
+    from relora.lab.run import Profile
+
+    profile = load_profiles(path.parent.name, {"bench": Profile, "race": RaceProfile}[path.parent.name])[path.stem]
+    assert profile.name == path.stem
+    words = shlex.split(path.read_text().splitlines()[0].removeprefix("#"))
+    assert words[:2] == ["relora", "lab"], path
+    command = main.commands["lab"].commands[words[2]]
+    choices = next(p for p in command.params if p.name == "profile").type.choices
+    named = words[words.index("--profile") + 1] if "--profile" in words else \
+        next(p for p in command.params if p.name == "profile").default
+    assert named == path.stem and named in choices
+    options = {o for p in command.params for o in p.opts}
+    assert all(w in options for w in words[3:] if w.startswith("--"))
+
+
+def test_a_profile_file_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
+    from relora.errors import InputError
+    from relora.lab.profiles import load_profiles
+    from relora.lab.run import Profile
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "mine.yaml").write_text("name: mine\nstepz: 3\n")
+    with pytest.raises(InputError, match="mine.yaml: is not a Profile"):
+        load_profiles("bench", Profile, root=tmp_path)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from relora.lab.profiles import profile_names
 from relora.cli.app import lab, one_line_errors, parse_methods, parse_seeds, require_extra
 from relora.errors import InputError
 
@@ -61,8 +62,7 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 
 
 @lab.command("bench")
-@click.option("--profile", type=click.Choice(["demo", "quick", "rank-strong", "rank-gentle", "anchor-sweep", "full",
-                                            "update-pilot"]), default="quick",
+@click.option("--profile", type=click.Choice([*profile_names("bench"), "update-pilot"]), default="quick",
               show_default=True,
               help="demo: relora lab demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
                    "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; anchor-sweep: relora "

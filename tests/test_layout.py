@@ -264,3 +264,35 @@ def test_a_profile_file_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bench" / "mine.yaml").write_text("name: mine\nstepz: 3\n")
     with pytest.raises(InputError, match="mine.yaml: is not a Profile"):
         load_profiles("bench", Profile, root=tmp_path)
+
+
+def parameter_counts() -> dict[str, int]:
+    """Every function in src/ with more than 6 parameters (keyword-only ones included; self and cls not)."""
+    found = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                n = len(names) - (names[:1] in (["self"], ["cls"]))
+                if n > 6:
+                    found[f"{module_name(path)}.{node.name}"] = n
+    return found
+
+
+# Functions that still take more than 6 parameters: debt to pay with spec objects (issue: the house), listed so that
+# none is added and none grows. Remove a line when its function is fixed; the test fails on a stale line too.
+OVER_SIX = {
+    "relora.lab.evolve.evolve": 13, "relora.lab.run.run_task": 11, "relora.lab.run.run_bench": 10,
+    "relora.lab.perf.harness.run_perf": 9, "relora.core.model.delta.project_base_delta": 9,
+    "relora.core.method.train.train": 9, "relora.core.method.search.loop._search": 9,
+    "relora.core.method.search.loop.run_search": 9, "relora.serve.preflight.check": 7,
+    "relora.lab.tasks.build_wn_binary": 7, "relora.lab.tasks.build_wn_topic": 7, "relora.lab.race.run_fleet_race": 7,
+    "relora.core.model.data.load_task": 7, "relora.core.model.data.read_task": 7,
+    "relora.core.method.fusion.fused_init": 7, "relora.core.math.ops.fuse_factors": 7,
+    "relora.core.math.gate.publish_rate": 7,
+}
+
+
+def test_no_function_takes_more_than_six_parameters_beyond_the_listed_debt() -> None:
+    assert parameter_counts() == OVER_SIX

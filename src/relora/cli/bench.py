@@ -69,7 +69,7 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
                    "at lambda1 from 1e-3 to 1e3, coupled and decoupled (one seed); "
                    "full: 3 tasks x 3 sources x 3 seeds, resumable; update-pilot: PortLLM's drop for candidate updates on "
                    "4 services the race does not use, naming each update mild, moderate or strong (pilot.json). "
-                   "Fleet races are `relora lab race --profile ...`.")
+                   "Each profile is configs/bench/<name>.yaml; fleet races are `relora lab race --profile ...`.")
 @click.option("--out", default="runs/bench", show_default=True, help="Results directory (cells are resumed).")
 @click.option("--base", default="smollm2", show_default=True,
               help="Old base: smollm2 or gemma3 (PyPI GGUF wheels), or a model directory / .gguf file.")

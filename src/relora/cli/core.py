@@ -44,9 +44,7 @@ def _summary(record: RunRecord) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)
 @one_line_errors
-def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, steps: int | None,
-            train_file: str | None, val_file: str | None, test_file: str | None, track: str | None,
-            **flags: Any) -> None:
+def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, **flags: Any) -> None:
     """Re-adapt one adapter to a new base and write adapter + relora.json + events.jsonl.
 
     \b
@@ -58,7 +56,9 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
     """
     from relora.core.run.readapt import readapt as run_readapt
 
-    flags.update(train=train_file, val=val_file, test=test_file, training={"steps": steps} if steps is not None else None,
+    steps, track = flags.pop("steps"), flags.pop("track")
+    flags.update(train=flags.pop("train_file"), val=flags.pop("val_file"), test=flags.pop("test_file"),
+                 training={"steps": steps} if steps is not None else None,
                  tracking=[t.strip() for t in track.split(",") if t.strip()] if track else None)
     cfg = build_config(ReadaptConfig, config_file, overrides, flags)
     method_for(cfg, config_file or "command line")  # before anything loads
@@ -81,8 +81,7 @@ def readapt(config_file: str | None, overrides: tuple[str, ...], quiet: bool, st
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.argument("overrides", nargs=-1)
 @one_line_errors
-def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bool, base: str, steps: int | None,
-                  rank: int | None, train_file: str, val_file: str, test_file: str | None, **flags: Any) -> None:
+def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bool, **flags: Any) -> None:
     """Train a fresh LoRA on a base (to make the "old" adapters of a service).
 
     Uses the same loop as `readapt --method scratch`; default targets are
@@ -90,8 +89,10 @@ def train_adapter(config_file: str | None, overrides: tuple[str, ...], quiet: bo
     """
     from relora.core.run.readapt import readapt as run_readapt
 
-    training = {k: v for k, v in {"steps": steps, "rank": rank}.items() if v is not None}
-    flags.update(method="scratch", new_base=base, train=train_file, val=val_file, test=test_file,
+    popped = {k: flags.pop(k) for k in ("steps", "rank")}
+    training = {k: v for k, v in popped.items() if v is not None}
+    flags.update(method="scratch", new_base=flags.pop("base"), train=flags.pop("train_file"), val=flags.pop("val_file"),
+                 test=flags.pop("test_file"),
                  training=training or None)
     cfg = build_config(ReadaptConfig, config_file, overrides, flags)
     method_for(cfg, config_file or "command line")  # before anything loads

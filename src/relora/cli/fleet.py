@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -95,8 +96,7 @@ RACE_PROFILES = profile_names("race")  # configs/race/*.yaml
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--summary-only", is_flag=True, help="Only summarize the rollouts under --out that finished.")
 @one_line_errors
-def race_cmd(fleet_file: str | None, profile: str | None, out: str, methods: str | None, seeds: str | None,
-             quiet: bool, summary_only: bool) -> None:
+def race_cmd(fleet_file: str | None, profile: str | None, out: str, **options: Any) -> None:
     """Roll one fleet out once per method and seed, each with its own cache, and compare them.
 
     Every method gets the fleet's gate, budgets and stop-when-ready; the report gives each
@@ -104,6 +104,7 @@ def race_cmd(fleet_file: str | None, profile: str | None, out: str, methods: str
     ready, quality against the old service, negative flips and update retention. Resumable.
     """
     require_extra("fleet", "sqlalchemy", "matplotlib")
+    methods, seeds, progress, roll = options["methods"], options["seeds"], not options["quiet"], not options["summary_only"]
     if (fleet_file is None) == (profile is None):
         raise InputError("relora lab race", "needs either FLEET.yaml or --profile, not both or neither",
                          "name a fleet file, or one of --profile " + "|".join(RACE_PROFILES))
@@ -113,12 +114,12 @@ def race_cmd(fleet_file: str | None, profile: str | None, out: str, methods: str
         from relora.lab.race import run_fleet_race
 
         summary = run_fleet_race(profile, out, seeds=parse_seeds(seeds), methods=parse_methods(methods),
-                                 progress=not quiet, roll=not summary_only)
+                                 progress=progress, roll=roll)
     else:
         from relora.fleet.config import load_fleet
 
         summary = run_race(load_fleet(fleet_file), out, parse_methods(methods) or RACE_METHODS,
-                           parse_seeds(seeds) or (0, 1, 2), progress=not quiet, roll=not summary_only)
+                           parse_seeds(seeds) or (0, 1, 2), progress=progress, roll=roll)
     click.echo(json.dumps({m: {k: v for k, v in info.items() if k != "per_seed"}
                            for m, info in summary["methods"].items()}, indent=2))
 

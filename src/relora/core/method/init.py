@@ -14,16 +14,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from relora.core.model.adapter import LoraAdapter, set_factors
+from relora.core.model.adapter import set_factors
 from relora.core.model.config import ReadaptConfig
-from relora.core.model.delta import DeltaProjection
 from relora.core.method.fusion import fused_init, project
 from relora.core.model.loaded import InitContext
 from relora.core.method.record import InitInfo
 from relora.core.model.scoring import evaluate
 from relora.core.method.search.known import REVERT, KnownPoint, design_points, earlier, remember
 from relora.core.method.search.loop import Objective, SearchResult, run_search
-from relora.core.method.search.per_group import per_group_search
+from relora.core.method.search.per_group import FusedFrom, Starts, per_group_search
 
 
 class InitStrategy:
@@ -109,7 +108,8 @@ class SearchedFusion(InitStrategy):
         priors = [k.groups for k in found_earlier if k.groups] if strategy == "gradient" else []
         # learn_once: a base pair with an earlier search (another service's) pays for no new one
         learn = not (self.learn_once and found_earlier)
-        result = self._search(ctx, strategy, objective, delta, old, known, priors, learn)
+        result = self._search(ctx, strategy, objective, FusedFrom(delta=delta, old=old, balanced=balanced),
+                              Starts(known=known, priors=priors, learn=learn))
         if uses_known:  # the paper's search starts from no known points, so it does not feed them either
             end = KnownPoint(groups=result.groups) if result.groups else KnownPoint((result.best.alpha, result.best.beta))
             remember(ctx.cache, cfg.method, *pair, end, adapter)  # only what was evaluated
@@ -128,16 +128,14 @@ class SearchedFusion(InitStrategy):
             delta_relative_norm_mean=sum(delta.relative_delta.values()) / len(delta.relative_delta),
         )
 
-    def _search(self, ctx: InitContext, strategy: str, objective: Objective, delta: DeltaProjection,
-                old: LoraAdapter, known: list[tuple[float, float]] | None,
-                priors: list[dict[str, tuple[float, float]]], learn: bool = True) -> SearchResult:
+    def _search(self, ctx: InitContext, strategy: str, objective: Objective, fused: FusedFrom,
+                starts: Starts) -> SearchResult:
         """The strategy's search: the gradient's per-group one, or BO / the grid over one (alpha, beta)."""
-        cfg = ctx.cfg
+        cfg, known = ctx.cfg, starts.known
         ready_at = ctx.screen_bar if cfg.stop_when_ready else None
         store = search_store(ctx, self.store_kind(strategy), known)
         if strategy == "gradient":
-            return per_group_search(ctx, objective, delta, old, known, priors, ready_at, store, self.balance == "old",
-                                    learn=learn)
+            return per_group_search(ctx, objective, fused, replace(starts, ready_at=ready_at, store=store))
         search = cfg.search
         if known is not None and len(known) > 1:  # earlier searches found the basin: a smaller budget
             search = search.model_copy(update={"trials": min(search.trials, search.seeded_trials)})

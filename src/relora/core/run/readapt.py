@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ def readapt(cfg: ReadaptConfig | Plan, progress: bool = True, loaded: Loaded | N
     gate = plan_gate(cfg, len(loaded.ready))  # the power check: an underpowered gate is refused before any work
     try:
         run.open(loaded.hashes)
-        record = _on_shared_base(cfg, method, loaded, gate, run, cache, t_load, progress)
+        record = _on_shared_base(plan, loaded, run, RunSpec(cache=cache, gate=gate, t_load=t_load, progress=progress))
         if cfg.tracking:
             record.tracking = send(cfg.tracking, record, read_events(run.work), run.work, Path(cfg.out).name)
         record.save(run.work)  # the one write of relora.json: retention and tracking are in it already
@@ -108,8 +108,8 @@ def readapt(cfg: ReadaptConfig | Plan, progress: bool = True, loaded: Loaded | N
     return record
 
 
-def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, gate: GateRecord | None, run: RunDir,
-                    cache: Path, t_load: float, progress: bool) -> RunRecord:
+def _on_shared_base(plan: Plan, loaded: Loaded, run: RunDir, spec: RunSpec) -> RunRecord:
+    cfg, method, cache = plan.cfg, plan.method, spec.cache
     device = resolve_device(cfg.device)
     reset_peak_memory(device)
     # one load per process, reused by every adapter on this base
@@ -117,8 +117,7 @@ def _on_shared_base(cfg: ReadaptConfig, method: Method, loaded: Loaded, gate: Ga
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base
     try:
-        record = _run(cfg, method, loaded, model, run, RunSpec(cache=cache, gate=gate,
-                      load_s=time.perf_counter() - t_load, progress=progress))
+        record = _run(cfg, method, loaded, model, run, replace(spec, load_s=time.perf_counter() - spec.t_load))
     finally:
         if model is not base:
             model.unload()  # remove the LoRA layers so the shared base is clean for the next adapter
@@ -159,12 +158,15 @@ def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded, version: str | N
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
+    """What a run carries besides its plan and inputs: the cache, the planned gate, when it began (and so what
+    loading cost), and whether it draws progress bars."""
     cache: Path
     gate: GateRecord | None
-    load_s: float
+    t_load: float
     progress: bool
+    load_s: float = 0.0
 
 
 def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Module, run: RunDir,

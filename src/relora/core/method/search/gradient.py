@@ -69,14 +69,26 @@ def fused_branches(model: nn.Module, layers: dict[str, nn.Module], terms: Fusion
             handle.remove()
 
 
-def learn_coefficients(
-    model: nn.Module, layers: dict[str, nn.Module], terms: FusionTerms, groups: dict[str, str],
-    start: tuple[float, float] | Coefficients, train_items: list[ScoringItem], pad_id: int, steps: int, batch_size: int,
-    micro_batch_size: int, lr: float, bounds: tuple[tuple[float, float], tuple[float, float]], seed: int,
-    progress: bool = True,
-) -> GradientResult:
+@dataclass(frozen=True, kw_only=True)
+class GradientPlan:
+    """How the coefficients learn: on which training batches, for how many Adam steps, inside which box."""
+    train_items: list[ScoringItem]
+    pad_id: int
+    steps: int
+    batch_size: int
+    micro_batch_size: int
+    lr: float
+    bounds: tuple[tuple[float, float], tuple[float, float]]  # (alpha's, beta's)
+    seed: int
+    progress: bool = True
+
+
+def learn_coefficients(model: nn.Module, layers: dict[str, nn.Module], terms: FusionTerms, groups: dict[str, str],
+                       start: tuple[float, float] | Coefficients, plan: GradientPlan) -> GradientResult:
     """Adam on the coefficients (one pair per group, starting at `start`: one pair for all, or each group's
     own, as an earlier search learned them), kept inside the box."""
+    train_items, pad_id, steps, batch_size = plan.train_items, plan.pad_id, plan.steps, plan.batch_size
+    micro_batch_size, lr, bounds, seed, progress = plan.micro_batch_size, plan.lr, plan.bounds, plan.seed, plan.progress
     began = time.perf_counter()
     coeffs = {g: torch.tensor(start[g] if isinstance(start, dict) else start, dtype=torch.float32, device=terms.old[m].A.device, requires_grad=True)
               for m, g in groups.items()}

@@ -10,7 +10,7 @@ chosen and the per-group coefficients beside it.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from relora.core.model.adapter import LoraAdapter, lora_modules, set_factors
@@ -18,7 +18,7 @@ from relora.core.model.delta import DeltaProjection
 from relora.core.method.fusion import fused_init
 from relora.core.model.loaded import InitContext
 from relora.core.model.scoring import evaluate
-from relora.core.method.search.gradient import FusionTerms, learn_coefficients
+from relora.core.method.search.gradient import FusionTerms, GradientPlan, learn_coefficients
 from relora.core.model.groups import group_of
 from relora.core.method.search.loop import Objective, SearchResult, run_search
 from relora.core.method.measures import Probe
@@ -26,36 +26,56 @@ from relora.core.method.measures import Probe
 Coefficients = dict[str, tuple[float, float]]
 
 
-def per_group_search(ctx: InitContext, objective: Objective, delta: DeltaProjection, old: LoraAdapter,
-                     known: list[tuple[float, float]] | None, priors: list[Coefficients], ready_at: float | None,
-                     store: Path, balanced: bool, learn: bool = True) -> SearchResult:
-    """learn False: the screened start (PortLLM, the known points, earlier coefficients) is the init, and no
-    coefficients are learned."""
+@dataclass(frozen=True, kw_only=True)
+class FusedFrom:
+    """What every scored point is fused from: the base delta's projection and the old adapter."""
+    delta: DeltaProjection
+    old: LoraAdapter
+    balanced: bool  # the fused factors take the old adapter's B/A balance
+
+
+@dataclass(frozen=True, kw_only=True)
+class Starts:
+    """Where the search starts and when it ends: the known points and earlier searches' per-group coefficients,
+    the screen bar that ends it early, its probe store, and whether it learns new coefficients at all."""
+    known: list[tuple[float, float]] | None
+    priors: list[Coefficients]
+    ready_at: float | None = None
+    store: Path | None = None
+    learn: bool = True
+
+
+def per_group_search(ctx: InitContext, objective: Objective, fused: FusedFrom, starts: Starts) -> SearchResult:
+    """starts.learn False: the screened start (PortLLM, the known points, earlier coefficients) is the init, and
+    no coefficients are learned."""
     cfg, loaded, s = ctx.cfg, ctx.loaded, ctx.cfg.search
+    known, ready_at = starts.known, starts.ready_at
     n_design = 1 + len(known or [])
     design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
-    begun = run_search(objective, design, cfg.seed, len(loaded.val), "bo", store, ctx.progress, known, ready_at)
+    begun = run_search(objective, design, cfg.seed, len(loaded.val), "bo", starts.store, ctx.progress, known, ready_at)
     if begun.ready is not None:
         return begun
     result = SearchResult(explored=begun.probes, stop_s=begun.stop_s, chosen=begun.best)
     layers = lora_modules(ctx.model)
     groups = {m: group_of(m, s.groups) for m in layers}
     start: tuple[float, float] | Coefficients = (begun.best.alpha, begun.best.beta)
-    for prior in (p for p in priors if set(p) == set(groups.values())):  # learned with the same grouping
-        probe = score_groups(ctx, delta, old, groups, prior, balanced, "known-groups", 0.0)
+    for prior in (p for p in starts.priors if set(p) == set(groups.values())):  # learned with the same grouping
+        probe = score_groups(ctx, fused, groups, prior, "known-groups", 0.0)
         result.explored.append(probe)
         if probe.val_loss < result.best.val_loss:
             start = prior
             result = replace(result, chosen=probe, groups=prior, per_module={m: prior[g] for m, g in groups.items()})
             if ready_at is not None and (probe.val_accuracy or 0.0) >= ready_at:
                 return result
-    if not learn:
+    if not starts.learn:
         return result
-    learned = learn_coefficients(
-        ctx.model, layers, FusionTerms(delta.factors, old.factors, old.scaling), groups, start,
-        loaded.items["train"], loaded.pad_id, s.gradient_steps, cfg.training.batch_size,
-        cfg.training.micro_batch_size, s.gradient_lr, (s.alpha_bounds, s.beta_bounds), cfg.seed, ctx.progress)
-    probe = score_groups(ctx, delta, old, groups, learned.coefficients, balanced, "gradient", learned.seconds)
+    old = fused.old
+    plan = GradientPlan(train_items=loaded.items["train"], pad_id=loaded.pad_id, steps=s.gradient_steps,
+                        batch_size=cfg.training.batch_size, micro_batch_size=cfg.training.micro_batch_size,
+                        lr=s.gradient_lr, bounds=(s.alpha_bounds, s.beta_bounds), seed=cfg.seed, progress=ctx.progress)
+    learned = learn_coefficients(ctx.model, layers, FusionTerms(fused.delta.factors, old.factors, old.scaling), groups,
+                                 start, plan)
+    probe = score_groups(ctx, fused, groups, learned.coefficients, "gradient", learned.seconds)
     result.explored.append(probe)
     result.train_examples = learned.examples
     if probe.val_loss >= result.best.val_loss:
@@ -64,12 +84,12 @@ def per_group_search(ctx: InitContext, objective: Objective, delta: DeltaProject
                    per_module={m: learned.coefficients[g] for m, g in groups.items()})
 
 
-def score_groups(ctx: InitContext, delta: DeltaProjection, old: LoraAdapter, groups: dict[str, str],
-                 coefficients: Coefficients, balanced: bool, stage: str, propose_s: float) -> Probe:
+def score_groups(ctx: InitContext, fused: FusedFrom, groups: dict[str, str], coefficients: Coefficients, stage: str,
+                 propose_s: float) -> Probe:
     """Per-group coefficients scored on all of D_val; the probe shows their mean (alpha, beta)."""
     t0 = time.perf_counter()
     per_module = {m: coefficients[g] for m, g in groups.items()}
-    set_factors(ctx.model, fused_init(0, 0, delta, old, ctx.loaded.spec, balanced, per_module)[0])
+    set_factors(ctx.model, fused_init(0, 0, fused.delta, fused.old, ctx.loaded.spec, fused.balanced, per_module)[0])
     res = evaluate(ctx.model, ctx.loaded.val, ctx.loaded.pad_id, ctx.cfg.training.eval_batch_size)
     mean = [sum(c[i] for c in coefficients.values()) / len(coefficients) for i in (0, 1)]
     return Probe(mean[0], mean[1], res.loss, propose_s, time.perf_counter() - t0, len(ctx.loaded.val), stage,

@@ -512,3 +512,64 @@ def test_the_race_strengths_are_the_pilots_choice_re_derived_from_its_rows() -> 
         assert RACE_PROFILES[f"fleet-strengths-{band}"].evolve_lr == lr
     mild = next(m for m in measured if m.lr == STRENGTH_LRS["mild"])
     assert mild.drop_points <= 3 and mild.probe_move >= 0.02  # mild, and retention still defined
+
+
+STRENGTH_METHODS = ("portllm-ft", "relora-reuse")
+
+
+def strength_row(method: str, info: dict[str, Any]) -> str:
+    """One row of the results page's table for a strengths race, from its summary."""
+    seeds = info["per_seed"]
+
+    def spread(key: str) -> str:
+        values = [s[key] for s in seeds]
+        return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+    return (f"| {method} | {info['compute_s_mean']:.0f} ± {info['compute_s_std']:.0f} | {info['zero_step_share']:.2f} | "
+            f"{spread('ready')} | {spread('never_ready')} | {info['retention_mean']:.2f} | {info['retention_min']:.2f} | "
+            f"{info['false_publishes_test']} of {info['services_tested']} | {info['examples_per_decision']:.0f} |")
+
+
+def ledger_rows(path: Path) -> dict[tuple[int, str], list[list[str]]]:
+    """ledgers.md's service rows per (seed, method), each row's cells."""
+    rows: dict[tuple[int, str], list[list[str]]] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("## seed "):
+            seed, method = line.removeprefix("## seed ").split(", ")
+            key = (int(seed), method)
+        elif line.startswith("| is-") or line.startswith("| wn-"):
+            rows.setdefault(key, []).append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_the_mild_race_is_its_summary_its_ledgers_and_its_compute_split() -> None:
+    summary = load("fleet-strengths-mild/summary.json")
+    m = summary["methods"]
+    assert summary["seeds"] == [0, 1, 2] and all(not m[k]["unfinished_seeds"] for k in STRENGTH_METHODS)
+    for method in STRENGTH_METHODS:
+        quoted(RESULTS_README, strength_row(method, m[method]))
+    ft, reuse = m["portllm-ft"], m["relora-reuse"]
+    quoted(RESULTS_README, f"On this fleet it cost PortLLM {ft['portllm_drop_points']:.1f} points")
+    assert ft["portllm_drop_points"] == reuse["portllm_drop_points"] <= 3  # mild on the race's fleet too
+    ready = statistics.fmean(s["ready"] for s in ft["per_seed"])
+    quoted(RESULTS_README, f"PortLLM+FT published {ft['zero_step_share']:.0%} of its services at zero training steps "
+                           f"and {ready:.1f} of 12 in all (never ready in {ft['never_ready']} of 36 rollouts). "
+                           f"It kept the whole update (retention {ft['retention_mean']:.2f})")
+    quoted(RESULTS_README, f"It took {reuse['compute_vs_portllm_ft']:.2f}× PortLLM+FT's compute and readied every "
+                           f"service, {reuse['zero_step_share']:.0%} at zero steps")
+    assert reuse["never_ready"] == 0
+    ledgers = ledger_rows(RESULTS / "fleet-strengths-mild" / "ledgers.md")
+    assert sorted(ledgers) == [(s, k) for s in (0, 1, 2) for k in STRENGTH_METHODS]
+    alpha, beta = 20, 21  # the ledger's alpha and beta columns
+    reverts = sum(r[alpha] == "-1.000" and r[beta] == "1.000" for s in (0, 1, 2) for r in ledgers[(s, "relora-reuse")])
+    quoted(RESULTS_README, f"it published {reverts} of its 36 service rollouts at the revert point")
+    quoted(RESULTS_README, f"Its mean retention is {reuse['retention_mean']:.2f} (worst {reuse['retention_min']:.2f})")
+    split = load("fleet-strengths-mild/compute-split.json")
+    for method in STRENGTH_METHODS:  # the split adds up to the summary's compute, seed by seed
+        assert [split[method][str(s["seed"])]["cpu_s"] for s in m[method]["per_seed"]] == \
+            pytest.approx([s["compute_s"] for s in m[method]["per_seed"]])
+    share = statistics.fmean(c["old_scoring_cpu_s"] / c["cpu_s"] for c in split["portllm-ft"].values())
+    quoted(RESULTS_README, f"Scoring the old service on the gate set is {share:.0%} of PortLLM+FT's compute")
+    assert share > 0.5  # so no method charged for it can reach half the script's compute
+    quoted(RESULTS_README, f"0 of {ft['services_tested']} for each method")
+    assert ft["false_publishes_test"] == reuse["false_publishes_test"] == 0

@@ -276,23 +276,19 @@ def parameter_counts() -> dict[str, int]:
                 names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
                 n = len(names) - (names[:1] in (["self"], ["cls"]))
                 if n > 6:
-                    found[f"{module_name(path)}.{node.name}"] = n
+                    found[f"{module_name(path, SRC)}.{node.name}"] = n
     return found
 
 
-# Functions that still take more than 6 parameters: debt to pay with spec objects (issue: the house), listed so that
-# none is added and none grows. Remove a line when its function is fixed; the test fails on a stale line too.
-OVER_SIX = {
-    "relora.lab.evolve.evolve": 13, "relora.lab.run.run_task": 11, "relora.lab.run.run_bench": 10,
-    "relora.lab.perf.harness.run_perf": 9, "relora.core.model.delta.project_base_delta": 9,
-    "relora.core.method.train.train": 9, "relora.core.method.search.loop._search": 9,
-    "relora.core.method.search.loop.run_search": 9, "relora.serve.preflight.check": 7,
-    "relora.lab.tasks.build_wn_binary": 7, "relora.lab.tasks.build_wn_topic": 7, "relora.lab.race.run_fleet_race": 7,
-    "relora.core.model.data.load_task": 7, "relora.core.model.data.read_task": 7,
-    "relora.core.method.fusion.fused_init": 7, "relora.core.math.ops.fuse_factors": 7,
-    "relora.core.math.gate.publish_rate": 7,
-}
+def test_no_function_takes_more_than_six_parameters() -> None:
+    assert parameter_counts() == {}, "more than 6 parameters: carry the rest in a keyword-only spec object"
 
 
-def test_no_function_takes_more_than_six_parameters_beyond_the_listed_debt() -> None:
-    assert parameter_counts() == OVER_SIX
+def test_the_parameter_count_sees_keyword_only_parameters_and_skips_self(tmp_path: Path, monkeypatch) -> None:
+    """The walk itself: a method with self and 6 more passes, a function with 5 plus 2 keyword-only does not."""
+    (tmp_path / "relora").mkdir()
+    (tmp_path / "relora" / "m.py").write_text(
+        "class C:\n    def ok(self, a, b, c, d, e, f): pass\n"
+        "def over(a, b, c, d, e, *, g, h): pass\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path / "relora")
+    assert parameter_counts() == {"relora.m.over": 7}

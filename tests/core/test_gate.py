@@ -60,7 +60,7 @@ def test_power_is_what_the_power_check_promised_at_its_minimal_size(discordance:
     published, _ = gate.publish_over_looks(d, margin=MARGIN, alpha_look=alpha_look)
     assert published.mean() >= gate.POWER - 2 * math.sqrt(gate.POWER * (1 - gate.POWER) / TRIALS)
     # and one chunk fewer falls short of 80% by the check's own simulation: n is minimal
-    assert gate.publish_rate(n=n - 32, margin=MARGIN, alpha_look=alpha_look, discordance=discordance) < gate.POWER
+    assert gate.publish_rate(n=n - 32, spec=gate.paired_spec(margin=MARGIN, alpha=alpha_look), discordance=discordance) < gate.POWER
     assert gate.certifiable_margin(n=n, alpha_look=alpha_look, discordance=discordance) <= MARGIN
 
 

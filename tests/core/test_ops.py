@@ -46,7 +46,7 @@ def test_fusion_is_exact_when_rank_reaches_sum_of_ranks() -> None:
     old = LowRank(B=torch.randn(40, 3, generator=g), A=torch.randn(3, 30, generator=g))
     alpha, beta, s_old, s_new = 0.6, 1.9, 2.0, 0.5
     target = alpha * proj.dense() + beta * s_old * old.dense()  # Eq. 7
-    fused, dropped = fuse_factors(alpha, proj, beta, old, s_old, r=6, new_scaling=s_new)
+    fused, dropped = fuse_factors(alpha, proj, beta, old, r=6, scalings=(s_old, s_new))
     assert torch.allclose(s_new * fused.dense(), target, atol=1e-4)
     assert dropped == pytest.approx(0.0, abs=1e-10)
 
@@ -58,7 +58,7 @@ def test_fusion_truncation_is_the_best_rank_r_approximation() -> None:
     target = 0.3 * proj.dense() + 1.2 * old.dense()
     U, S, Vt = np.linalg.svd(target.numpy())
     best = (U[:, :4] * S[:4]) @ Vt[:4]
-    fused, dropped = fuse_factors(0.3, proj, 1.2, old, 1.0, r=4, new_scaling=1.0)
+    fused, dropped = fuse_factors(0.3, proj, 1.2, old, r=4, scalings=(1.0, 1.0))
     assert np.allclose(fused.dense().numpy(), best, atol=1e-9)
     assert dropped == pytest.approx(float((S[4:] ** 2).sum() / (S**2).sum()), rel=1e-9)
 
@@ -66,7 +66,7 @@ def test_fusion_truncation_is_the_best_rank_r_approximation() -> None:
 def test_fusion_pads_to_rank_when_sum_has_lower_rank() -> None:
     old = LowRank(B=torch.ones(8, 2), A=torch.ones(2, 5))  # rank 1
     empty = LowRank(B=torch.zeros(8, 0), A=torch.zeros(0, 5))
-    fused, _ = fuse_factors(0.0, empty, 1.0, old, 1.0, r=4, new_scaling=1.0)
+    fused, _ = fuse_factors(0.0, empty, 1.0, old, r=4, scalings=(1.0, 1.0))
     assert fused.B.shape == (8, 4) and fused.A.shape == (4, 5)
     assert torch.allclose(fused.dense(), old.dense(), atol=1e-5)
 

@@ -6,16 +6,16 @@ import torch
 
 from relora.lab.perf.reference import reference_evaluate
 from relora.core.model.adapter import attach_lora, lora_parameters, read_adapter
-from relora.core.model.data import load_task
+from relora.core.model.data import TaskFormat, load_task
 from relora.core.model.models import load_model, load_tokenizer
 from relora.core.model.scoring import evaluate
-from relora.core.method.train import Schedule, TrainData, accumulate_gradients, train
+from relora.core.method.train import Schedule, TrainData, Watch, accumulate_gradients, train
 
 
 def _setup(world, train_path=None, val_path=None):
     tok = load_tokenizer(world.new_base)
     items, labels = load_task(str(train_path or world.train), str(val_path or world.val), None, tok,
-                              "{text}\nAnswer:", None, 64)
+                              TaskFormat(template="{text}\nAnswer:", max_length=64))
     model = attach_lora(load_model(world.new_base), read_adapter(world.adapter), seed=0)
     return model, items, tok.pad_token_id
 
@@ -55,7 +55,7 @@ def test_strong_anchor_keeps_factors_at_init(world) -> None:
         sched = Schedule(steps=6, e1=6, lr=2e-2, lr_min=1e-4, lambda1=lam, lambda2=lam, batch_size=8,
                          micro_batch_size=8, eval_every=6)
         train(model, TrainData(train=items["train"], screen=items["val"][:8], pad_id=pad), sched, seed=0,
-              clock_start=0.0, progress=False)
+              clock_start=0.0, watch=Watch(progress=False))
         return sum(float((p - q).norm()) for p, q in zip(lora_parameters(model), init))
 
     assert drift(1e3) < 0.5 * drift(0.0)
@@ -104,7 +104,7 @@ def test_bf16_scoring_judges_the_served_model(world) -> None:
     from relora.core.math.ops import LowRank
 
     tok = load_tokenizer(world.new_base)
-    items, _ = load_task(str(world.train), str(world.val), None, tok, "{text}\nAnswer:", None, 64)
+    items, _ = load_task(str(world.train), str(world.val), None, tok, TaskFormat(template="{text}\nAnswer:", max_length=64))
     old = read_adapter(world.adapter)
     model = attach_lora(load_model(world.new_base, dtype=torch.bfloat16), old, seed=0)
     layers = lora_modules(model)

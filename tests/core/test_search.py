@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from relora.core.model.config import SearchConfig
-from relora.core.method.search import grid_points, initial_design, run_search, screen_size
+from relora.core.method.search import SearchPlan, grid_points, initial_design, run_search, screen_size
 
 OPTIMUM = (-0.55, 1.35)
 
@@ -22,7 +22,7 @@ def full_fidelity(**kw: float) -> SearchConfig:
 
 
 def test_bo_finds_known_2d_optimum_within_budget() -> None:
-    result = run_search(bowl, full_fidelity(trials=20, n_init=5), seed=0, n_val=100, progress=False)
+    result = run_search(bowl, full_fidelity(trials=20, n_init=5), SearchPlan(seed=0, n_val=100, progress=False))
     assert len(result.probes) == 20 and not result.rescored and not result.stopped_early
     best = result.best
     assert abs(best.alpha - OPTIMUM[0]) < 0.1 and abs(best.beta - OPTIMUM[1]) < 0.1
@@ -50,7 +50,7 @@ def test_screened_search_rescores_the_best_points_on_all_of_dval() -> None:
         return bowl(alpha, beta) + wobble
 
     cfg = SearchConfig(trials=12, n_init=5, screen_fraction=0.25, rescore_top=3, ei_stop=0.0)
-    result = run_search(noisy, cfg, seed=0, n_val=100, progress=False)
+    result = run_search(noisy, cfg, SearchPlan(seed=0, n_val=100, progress=False))
     assert seen == [25] * 12 + [100] * 3
     assert [p.stage for p in result.probes] == ["explore"] * 12 + ["rescore"] * 3
     assert result.best in result.rescored and result.best.val_loss == min(p.val_loss for p in result.rescored)
@@ -58,9 +58,9 @@ def test_screened_search_rescores_the_best_points_on_all_of_dval() -> None:
 
 
 def test_ei_stop_ends_the_search_before_the_budget_on_an_easy_bowl() -> None:
-    loose = run_search(bowl, SearchConfig(trials=30, n_init=5, screen_fraction=1.0, ei_stop=0.05), 0, 100,
-                       progress=False)
-    never = run_search(bowl, full_fidelity(trials=30, n_init=5), 0, 100, progress=False)
+    loose = run_search(bowl, SearchConfig(trials=30, n_init=5, screen_fraction=1.0, ei_stop=0.05),
+                       SearchPlan(seed=0, n_val=100, progress=False))
+    never = run_search(bowl, full_fidelity(trials=30, n_init=5), SearchPlan(seed=0, n_val=100, progress=False))
     assert loose.stopped_early and len(loose.probes) < 30 and len(never.probes) == 30
     path = [(p.alpha, p.beta) for p in never.probes[: len(loose.probes)]]
     assert [(p.alpha, p.beta) for p in loose.probes] == path  # same path until it stops
@@ -69,7 +69,7 @@ def test_ei_stop_ends_the_search_before_the_budget_on_an_easy_bowl() -> None:
 
 def test_killed_search_resumes_with_the_same_probes(tmp_path: Path) -> None:
     cfg = SearchConfig(trials=9, n_init=4, raw_samples=64, screen_fraction=0.5, rescore_top=2, ei_stop=0.0)
-    reference = run_search(bowl, cfg, seed=5, n_val=40, progress=False)
+    reference = run_search(bowl, cfg, SearchPlan(seed=5, n_val=40, progress=False))
     calls: list[tuple[float, float, int]] = []
 
     def dies_at_seventh(alpha: float, beta: float, n: int) -> float:
@@ -80,10 +80,10 @@ def test_killed_search_resumes_with_the_same_probes(tmp_path: Path) -> None:
 
     store = tmp_path / "search.sqlite3"
     with pytest.raises(KeyboardInterrupt):
-        run_search(dies_at_seventh, cfg, seed=5, n_val=40, store_path=store, progress=False)
+        run_search(dies_at_seventh, cfg, SearchPlan(seed=5, n_val=40, store_path=store, progress=False))
     calls.clear()
-    resumed = run_search(lambda a, b, n: (calls.append((a, b, n)), bowl(a, b))[1], cfg, seed=5, n_val=40,
-                         store_path=store, progress=False)
+    resumed = run_search(lambda a, b, n: (calls.append((a, b, n)), bowl(a, b))[1], cfg,
+                         SearchPlan(seed=5, n_val=40, store_path=store, progress=False))
     assert [n for _, _, n in calls] == [20, 20, 20, 40, 40]  # probes 7-9 and the re-scores; six not repeated
     key = [(round(p.alpha, 6), round(p.beta, 6), p.n_examples, p.stage) for p in resumed.probes]
     assert key == [(round(p.alpha, 6), round(p.beta, 6), p.n_examples, p.stage) for p in reference.probes]
@@ -93,7 +93,7 @@ def test_grid_covers_the_box_at_full_fidelity() -> None:
     cfg = SearchConfig(grid_size=10)
     points = grid_points(cfg)
     assert len(points) == 100 and (-1.0, 0.0) in points and (1.0, 2.0) in points
-    result = run_search(bowl, SearchConfig(grid_size=4), seed=0, n_val=100, kind="grid", progress=False)
+    result = run_search(bowl, SearchConfig(grid_size=4), SearchPlan(seed=0, n_val=100, kind="grid", progress=False))
     assert len(result.probes) == 16 and all(p.n_examples == 100 for p in result.probes)
     assert screen_size(SearchConfig(), 128, "bo") == 32 and screen_size(SearchConfig(), 128, "grid") == 128
 
@@ -111,7 +111,7 @@ def test_two_searches_on_one_store_do_not_interleave(tmp_path: Path) -> None:
 
     store = tmp_path / "shared.sqlite3"
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: run_search(counted, cfg, 0, 100, store_path=store, progress=False), [0, 1]))
+        results = list(pool.map(lambda _: run_search(counted, cfg, SearchPlan(seed=0, n_val=100, store_path=store, progress=False)), [0, 1]))
     assert len(calls) == 6  # not 12, and no probe evaluated twice
     assert [(p.alpha, p.beta) for p in results[0].probes] == [(p.alpha, p.beta) for p in results[1].probes]
 
@@ -139,3 +139,23 @@ def test_search_check_reads_a_run_whose_search_made_no_bo_proposal(world, tmp_pa
         "restore_s": None, "old_adapter_old_base_val_accuracy": 0.9, "zero_shot_old_base": template.metrics})
     row = run_variant(cell, "default", 0, tmp_path / "search-check")
     assert row["propose_s_median"] is None and row["explore_probe_s_median"] == 1.5 and row["stopped_early"]
+
+
+def test_every_search_a_method_or_the_config_can_name_is_a_registered_strategy_object() -> None:
+    """Searches are looked up by name (search/registry.py), each a SearchStrategy in a file of its own."""
+    import typing
+
+    from relora.core.method.init import SearchedFusion
+    from relora.core.method.methods import METHODS
+    from relora.core.method.search.registry import SEARCHES, search_for
+    from relora.core.method.search.strategy import SearchStrategy
+    from relora.core.model.config import SearchConfig
+
+    literal = [a for a in typing.get_args(SearchConfig.model_fields["strategy"].annotation) if a is not type(None)]
+    config_names = {n for arg in literal for n in typing.get_args(arg)}
+    method_names = {m.init.search for m in METHODS.values() if isinstance(m.init, SearchedFusion)}
+    assert config_names | method_names == set(SEARCHES) == {"bo", "grid", "gradient"}
+    assert all(isinstance(s, SearchStrategy) and s.name == n for n, s in SEARCHES.items())
+    assert len({type(s).__module__ for s in SEARCHES.values()}) == len(SEARCHES)  # one file each
+    with pytest.raises(ValueError, match="choose from bo, grid, gradient"):
+        search_for("random")

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import CHOICE_WORDS, CUES, FILLER, LABELS, build_tiny_llama
 from relora.lab.perf.reference import reference_evaluate
-from relora.core.model.data import load_task, read_jsonl, tokenize
+from relora.core.model.data import TaskFormat, load_task, read_jsonl, tokenize
 from relora.core.model.models import load_model, load_tokenizer
 from relora.core.model.scoring import evaluate
 
@@ -89,7 +89,7 @@ def test_truncation_keeps_bos_and_the_end_of_the_prompt(family_base: Path, world
 def test_evaluator_equals_full_logit_scoring(family_base: Path, world, task: str) -> None:
     tok = load_tokenizer(family_base)
     train, val = (world.train, world.val) if task == "single" else (world.mc_train, world.mc_val)
-    items, _ = load_task(str(train), str(val), None, tok, TEMPLATE, None, 64)
+    items, _ = load_task(str(train), str(val), None, tok, TaskFormat(template=TEMPLATE, max_length=64))
     model = load_model(family_base)
     ref = reference_evaluate(model, items["val"], tok.pad_token_id, batch_size=4)
     res = evaluate(model, items["val"], tok.pad_token_id, batch_size=5)

@@ -142,7 +142,7 @@ def test_search_stops_when_a_rescored_candidate_is_ready(world, tmp_path: Path) 
     """With stop-when-ready and a threshold the design already meets, the search re-scores the design's
     best point, stops there, and the run publishes with zero training steps."""
     cfg = SearchConfig(trials=12, n_init=3, screen_fraction=0.5, raw_samples=32)
-    from relora.core.method.search import run_search
+    from relora.core.method.search import SearchPlan, run_search
 
     calls: list[int] = []
 
@@ -150,10 +150,10 @@ def test_search_stops_when_a_rescored_candidate_is_ready(world, tmp_path: Path) 
         calls.append(n)
         return (a + 0.5) ** 2 + (b - 1) ** 2, 0.9 if n == 100 else 0.5
 
-    ready = run_search(bowl, cfg, 0, 100, progress=False, ready_at=0.8)
+    ready = run_search(bowl, cfg, SearchPlan(seed=0, n_val=100, progress=False, ready_at=0.8))
     assert ready.ready is not None and ready.best is ready.ready and calls == [50, 50, 50, 100]
     calls.clear()
-    never = run_search(bowl, cfg, 0, 100, progress=False, ready_at=0.95)
+    never = run_search(bowl, cfg, SearchPlan(seed=0, n_val=100, progress=False, ready_at=0.95))
     assert never.ready is None and len(calls) > 4
     record = _run(world, tmp_path / "r", "relora-bo", threshold=0.05, stop_when_ready=True,
                   cache_dir=str(tmp_path / "c"))

@@ -18,10 +18,11 @@ SHARE_OF_QUOTED = 0.7
 
 @pytest.mark.slow
 def test_stages_keep_most_of_their_quoted_speedups(tmp_path: Path) -> None:
-    from relora.lab.perf.harness import run_perf
+    from relora.lab.perf.harness import PerfInputs, run_perf
 
     quoted = {r["stage"]: r for r in json.loads(QUOTED.read_text())["rows"]}
-    rows = {r["stage"]: r for r in run_perf(str(tmp_path), bench_dir=str(tmp_path / "no-bench"), repeats=2, train_steps=4)["rows"]}
+    rows = {r["stage"]: r for r in run_perf(str(tmp_path), PerfInputs(bench_dir=str(tmp_path / "no-bench")), repeats=2,
+                                                        train_steps=4)["rows"]}
     for stage in ("probe evaluation", "delta projection", "training step"):
         bar = max(1.0, SHARE_OF_QUOTED * quoted[stage]["speedup"])
         assert rows[stage]["speedup"] >= bar, (stage, rows[stage]["speedup"], quoted[stage]["speedup"])

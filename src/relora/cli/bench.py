@@ -27,14 +27,15 @@ from relora.errors import InputError
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @one_line_errors
-def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, **kwargs: Any) -> None:
+def evolve_cmd(base: str, corpora: tuple[str, ...], out: str, force: bool, **recipe: Any) -> None:
     """Make an updated base by continual pretraining (paper 4.1: LoRA r=64, lr 2e-4, merged)."""
     require_extra("bench", "matplotlib")
     from relora.lab.assets import corpus_path
-    from relora.lab.evolve import evolve
+    from relora.lab.evolve import EvolveRecipe, EvolveRun, evolve
     from relora.io import cache_root
 
-    record = evolve(base, [str(corpus_path(c, cache_root())) for c in corpora], out, **kwargs)
+    record = evolve(base, [str(corpus_path(c, cache_root())) for c in corpora], out, EvolveRecipe(**recipe),
+                    EvolveRun(force=force))
     click.echo(json.dumps({k: record[k] for k in ("steps", "loss_first", "loss_last_mean10", "train_s")}, indent=2))
 
 
@@ -87,9 +88,9 @@ def bench_cmd(profile: str, out: str, base: str, methods: str | None, device: st
         run_pilot(out)
         click.echo(f"pilot: {out}/pilot.md; {out}/pilot.json")
         return
-    from relora.lab.run import run_bench
+    from relora.lab.run import BenchOptions, run_bench
 
-    results = run_bench(profile, out, base=base, methods=subset, device=device, seeds=seed_list)
+    results = run_bench(profile, out, BenchOptions(base=base, methods=subset, device=device, seeds=seed_list))
     click.echo(f"{len(results['cells'])} cells; report: {out}/report.md")
 
 
@@ -124,10 +125,10 @@ def demo_cmd(out: str, profile: str, device: str | None) -> None:
     require_extra("bench", "matplotlib")
     from relora.lab.console import quiet_third_party
     from relora.lab.report.tables import demo_summary
-    from relora.lab.run import run_bench
+    from relora.lab.run import BenchOptions, run_bench
 
     quiet_third_party(Path(out) / "demo.log")
-    results = run_bench(profile, out, overall=True, device=device)
+    results = run_bench(profile, out, BenchOptions(overall=True, device=device))
     click.echo("\n".join(demo_summary(results, Path(out))))
 
 
@@ -150,10 +151,11 @@ def perf_cmd(model: str | None, new_model: str | None, bench_dir: str, out: str,
     """
     require_extra("bench", "matplotlib")
     from relora.lab.perf.format import format_table
-    from relora.lab.perf.harness import run_perf
+    from relora.lab.perf.harness import PerfInputs, run_perf
 
     seed_list = tuple(int(s) for s in seeds.split(","))
-    table = format_table(run_perf(out, model, new_model, bench_dir, seeds=seed_list, work=work))
+    table = format_table(run_perf(out, PerfInputs(model=model, new_model=new_model, bench_dir=bench_dir,
+                                                  seeds=seed_list, work=work)))
     command = f"relora lab perf --bench {bench_dir} --out {out} --work {work} --seeds {seeds}"
     (Path(out) / "perf.md").write_text(f"Produced by `{command}`.\n\n{table}\n")
     click.echo(table)

@@ -137,7 +137,7 @@ def preflight(path: str, base: str | None, engines: str, max_lora_rank: int, sgl
     adapter changes the base's logits, and, for an adapter relora wrote, that --base is the base its
     relora_lineage.json names (a warning: no engine checks it). Exit 0 only when every asked engine loads it.
     """
-    from relora.serve.preflight import ENGINES, check, verdict_line
+    from relora.serve.preflight import ENGINES, EngineLimits, check, verdict_line
     from relora.core.model.resolve import resolve_base
     from relora.io import cache_root
 
@@ -146,8 +146,9 @@ def preflight(path: str, base: str | None, engines: str, max_lora_rank: int, sgl
     if unknown:
         raise InputError("--engine", f"unknown engine(s) {', '.join(unknown)}", f"choose from {', '.join(ENGINES)}")
     base_dir = resolve_base(base, cache_root(None)) if base else None
-    found = check(path, asked, base_dir, max_lora_rank, sglang_max_rank,
-                  [t.strip() for t in sglang_targets.split(",")] if sglang_targets else None)
+    limits = EngineLimits(max_lora_rank=max_lora_rank, sglang_max_rank=sglang_max_rank,
+                          sglang_targets=[t.strip() for t in sglang_targets.split(",")] if sglang_targets else None)
+    found = check(path, asked, base_dir, limits)
     for engine in asked:
         click.echo(verdict_line(engine, found[engine]))
     if any(f.refused for fs in found.values() for f in fs):

@@ -35,8 +35,8 @@ def build_demo_fleet(out: str, cache_dir: str | None = None, categories: tuple[s
     for category in categories:
         name = f"is-{category}"
         task = build_wn_binary(wordnet, root / "services" / name / "data", category)
-        more = build_wn_binary(wordnet, root / "services" / name / "supplement", category, seed=1, train=8,
-                               val=GROWN["val"] + GROWN["test"] + 256, test=0)  # room for repeats
+        more = build_wn_binary(wordnet, root / "services" / name / "supplement", category, seed=1,
+                               sizes={"train": 8, "val": GROWN["val"] + GROWN["test"] + 256, "test": 0})  # room for repeats
         grown = grow_splits(task, more, root / "services" / name / "data-grown", **GROWN)
         adapter = root / "services" / name / "old-adapter"
         run_cell({"method": SCRATCH, "new_base": str(old_base), "train": str(task["train"]), "val": str(task["val"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,34 @@ def held_out(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (blocks[: len(blocks) - k], blocks[len(blocks) - k :]) if k else (blocks, blocks[:0])
 
 
-def evolve(
-    base: str, corpus: list[str], out: str, steps: int = 300, batch_size: int = 8, block: int = 128,
-    rank: int = 64, lr: float = 2e-4, seed: int = 0, force: bool = False, cache_dir: str | None = None,
-    progress: bool = True, device: str = "auto",
-) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class EvolveRecipe:
+    """The update: a LoRA of this rank continually pretrained for `steps` batches of `batch_size` blocks of
+    `block` tokens at `lr`, then merged (the paper's 4.1 defaults)."""
+    steps: int = 300
+    batch_size: int = 8
+    block: int = 128
+    rank: int = 64
+    lr: float = 2e-4
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvolveRun:
+    """How it runs: replace an existing out, the cache, the progress bar, the device."""
+    force: bool = False
+    cache_dir: str | None = None
+    progress: bool = True
+    device: str = "auto"
+
+
+def evolve(base: str, corpus: list[str], out: str, recipe: EvolveRecipe = EvolveRecipe(),
+           run: EvolveRun = EvolveRun()) -> dict[str, Any]:
     """Continual-pretrain a LoRA on the corpus, merge it, save a safetensors model dir (float32, on the CPU,
     whatever device trained it)."""
+    steps, batch_size, block, rank, lr, seed = (recipe.steps, recipe.batch_size, recipe.block, recipe.rank, recipe.lr,
+                                                recipe.seed)
+    force, cache_dir, progress, device = run.force, run.cache_dir, run.progress, run.device
     from peft import LoraConfig, get_peft_model
 
     out_path = check_out(out, flag="--out", inputs=[p for p in (base, *corpus) if Path(p).exists()])

@@ -70,7 +70,7 @@ def build_services(p: RaceProfile, old_base: Path, wordnet: Path, cache: Path, p
     fleet's validation and test files are the task's, grown by examples of another draw."""
     shape = f"t{p.sizes['train']}-v{p.sizes['val']}-e{p.sizes['test']}-s{p.old_adapter_steps}"
     root = cache / "race-services" / f"{old_base.name}-{shape}"
-    tasks = {f"is-{c}": lambda d, seed, sizes, c=c: build_wn_binary(wordnet, d, c, seed=seed, **sizes)
+    tasks = {f"is-{c}": lambda d, seed, sizes, c=c: build_wn_binary(wordnet, d, c, seed=seed, sizes=sizes)
              for c in p.binary}
     tasks["wn-topic"] = lambda d, seed, sizes: build_wn_topic(wordnet, d, seed=seed,
                                                               per_label_train=sizes["train"] // 8,
@@ -114,11 +114,11 @@ def race_fleet(p: RaceProfile, out: Path, cache: Path, progress: bool) -> dict[s
     }
 
 
-def run_fleet_race(profile: str | RaceProfile, out: str, cache_dir: str | None = None, progress: bool = True,
-                   seeds: tuple[int, ...] | None = None, methods: tuple[str, ...] | None = None,
-                   roll: bool = True) -> dict[str, Any]:
+def run_fleet_race(profile: str | RaceProfile, out: str, progress: bool = True, seeds: tuple[int, ...] | None = None,
+                   methods: tuple[str, ...] | None = None, roll: bool = True) -> dict[str, Any]:
+    """The profile's fleet (built and cached under RELORA_CACHE's race-services/), then the race on it."""
     p = RACE_PROFILES[profile] if isinstance(profile, str) else profile
-    root, cache = Path(out).resolve(), cache_root(cache_dir)
+    root, cache = Path(out).resolve(), cache_root(None)
     fleet = race_fleet(p, root, cache, progress)
     atomic_write(root / "fleet.yaml", yaml.safe_dump(fleet, sort_keys=False))  # the template, for the record
     return run_race(FleetConfig.model_validate(fleet), str(root), methods or p.methods, seeds or p.seeds, progress,

@@ -20,7 +20,7 @@ from relora.lab.profiles import load_profiles
 from relora.lab.assets import GEMMA3_WHEEL, SMOLLM2_WHEEL, corpus_path, fetch_wheel_gguf, wordnet_dir
 from relora.core.model.config import ReadaptConfig
 from relora.errors import InputError
-from relora.lab.evolve import PROBE_FILE, evolve
+from relora.lab.evolve import PROBE_FILE, EvolveRecipe, EvolveRun, evolve
 from relora.core.run.outputs import check_out
 from relora.core.model.resolve import resolve_base
 from relora.lab.console import StageBar
@@ -111,9 +111,9 @@ def evolved_base(old_base: Path, corpus: str, p: Profile, cache: Path, progress:
     shape = f"s{p.evolve_steps}-b{p.evolve_batch}x{p.evolve_block}" + (f"-lr{p.evolve_lr:g}" if p.evolve_lr != 2e-4 else "")
     target = cache / "evolved" / f"{old_base.name}-{source.stem}-{shape}-seed0-held"  # held: a probe slice kept out
     if not (target / "config.json").is_file():
-        evolve(str(old_base), [str(source)], str(target), steps=p.evolve_steps, batch_size=p.evolve_batch,
-               block=p.evolve_block, lr=p.evolve_lr, seed=0, cache_dir=str(cache), progress=progress,
-               device=device or "auto")
+        recipe = EvolveRecipe(steps=p.evolve_steps, batch_size=p.evolve_batch, block=p.evolve_block, lr=p.evolve_lr)
+        evolve(str(old_base), [str(source)], str(target), recipe,
+               EvolveRun(cache_dir=str(cache), progress=progress, device=device or "auto"))
     return target, json.loads((target / "evolve.json").read_text())["train_s"]  # as measured when built
 
 
@@ -138,11 +138,25 @@ def _stage(stages: StageBar | None, name: str, key: str) -> AbstractContextManag
     return stages.stage(name, key) if stages is not None else nullcontext()
 
 
-def run_task(
-    p: Profile, task: str, seed: int, old_base: Path, new_bases: dict[str, Path], wordnet: Path, cache: Path,
-    root: Path, progress: bool, stages: StageBar | None = None, device: str | None = None,
-) -> tuple[list[BenchCell], float]:
+@dataclass(frozen=True, kw_only=True)
+class BenchWorld:
+    """What every task of a bench shares: the old base and the updated ones (by corpus), WordNet, the cache, the
+    output root, how progress shows and the device."""
+    old_base: Path
+    new_bases: dict[str, Path]
+    wordnet: Path
+    cache: Path
+    root: Path
+    progress: bool
+    stages: StageBar | None = None
+    device: str | None = None
+
+
+def run_task(p: Profile, task: str, seed: int, world: BenchWorld) -> tuple[list[BenchCell], float]:
     """Old adapter on Theta, then every method on each Theta'; returns cells and the old adapter's train_s."""
+    old_base, new_bases, cache, progress, stages = world.old_base, world.new_bases, world.cache, world.progress, \
+        world.stages
+    wordnet, root, device = world.wordnet, world.root, world.device
     data = TASKS[task](wordnet, cache / "tasks" / f"{task}-{p.task_size}-s{seed}", seed=seed,
                        **TASK_SIZES[p.task_size][task])
     common = common_config(p, data, cache, seed, device)
@@ -206,13 +220,26 @@ def run_history(previous: Path, this_run: dict[str, Any]) -> dict[str, Any]:
             "bench_s_runs": [r["wall_s"] for r in runs], "runs": runs}
 
 
-def run_bench(
-    profile: str | Profile, out: str, cache_dir: str | None = None, progress: bool = True,
-    base: str | None = None, wordnet: str | None = None, methods: tuple[str, ...] | None = None,
-    overall: bool = False, device: str | None = None, seeds: tuple[int, ...] | None = None,
-) -> dict[str, Any]:
-    """Every method (or the given subset) on every (seed, task, update source); base defaults to SmolLM2's wheel.
-    overall: one progress line for the whole run instead of one bar per stage (the demo's)."""
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    """A bench run's choices beside its profile: the cache, progress, the base (default SmolLM2's wheel), WordNet,
+    a subset of methods and seeds, the device; overall: one progress line for the whole run instead of one bar
+    per stage (the demo's)."""
+    cache_dir: str | None = None
+    progress: bool = True
+    base: str | None = None
+    wordnet: str | None = None
+    methods: tuple[str, ...] | None = None
+    overall: bool = False
+    device: str | None = None
+    seeds: tuple[int, ...] | None = None
+
+
+def run_bench(profile: str | Profile, out: str, options: BenchOptions = BenchOptions()) -> dict[str, Any]:
+    """Every method (or the given subset) on every (seed, task, update source)."""
+    o = options
+    cache_dir, progress, base, wordnet, methods = o.cache_dir, o.progress, o.base, o.wordnet, o.methods
+    overall, device, seeds = o.overall, o.device, o.seeds
     check_out(out, flag="--out")
     p = PROFILES[profile] if isinstance(profile, str) else profile
     p = replace(p, seeds=seeds) if seeds else p
@@ -237,11 +264,12 @@ def run_bench(
             new_base, setup[f"evolve_{Path(corpus).stem}_s"] = evolved_base(old_base, corpus, p, cache, progress,
                                                                             device)
         new_bases[Path(corpus).stem] = new_base  # a corpus file is named by its stem
+    world = BenchWorld(old_base=old_base, new_bases=new_bases, wordnet=wordnet_path, cache=cache, root=root,
+                       progress=progress, stages=stages, device=device)
     cells: list[BenchCell] = []
     for seed in p.seeds:
         for task in p.tasks:
-            task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(
-                p, task, seed, old_base, new_bases, wordnet_path, cache, root, progress, stages, device)
+            task_cells, setup[f"old_adapter_{task}_seed{seed}_s"] = run_task(p, task, seed, world)
             cells += task_cells
     if stages is not None:
         stages.close()

@@ -62,7 +62,7 @@ def pilot_services(old_base: Path, cache: Path, progress: bool) -> dict[str, dic
     root = cache / "pilot-services" / f"{old_base.name}-t{PILOT_SIZES['train']}-e{PILOT_SIZES['test']}"
     services = {}
     for category in PILOT_CATEGORIES:
-        data = build_wn_binary(wordnet_dir(cache), root / category / "data", category, seed=0, **PILOT_SIZES)
+        data = build_wn_binary(wordnet_dir(cache), root / category / "data", category, seed=0, sizes=PILOT_SIZES)
         adapter = root / category / "old-adapter"
         run_cell({"method": SCRATCH, "new_base": str(old_base), "train": str(data["train"]), "val": str(data["val"]),
                   "out": str(adapter), "cache_dir": str(cache), "data": {"val_size": 128}, "training": TRAINING},

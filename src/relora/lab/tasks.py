@@ -131,11 +131,11 @@ def _split_and_write(rows: list[dict[str, Any]], rng: random.Random, train: int,
     return split_paths(out_dir)
 
 
-def build_wn_topic(
-    wordnet: Path, out_dir: Path, seed: int = 0, per_label_train: int = 200, val: int = 512, test: int = 512,
-    labels: tuple[str, ...] = WN_TOPIC_LABELS,
-) -> dict[str, Path]:
-    """Write train/val/test JSONL (balanced, seeded); returns the split paths. Cached by content."""
+def build_wn_topic(wordnet: Path, out_dir: Path, seed: int = 0, per_label_train: int = 200, val: int = 512,
+                   test: int = 512) -> dict[str, Path]:
+    """Write train/val/test JSONL over WN_TOPIC_LABELS (balanced, seeded); returns the split paths. Cached by
+    content."""
+    labels = WN_TOPIC_LABELS
     if built(out_dir):
         return split_paths(out_dir)
     glosses = noun_glosses(wordnet)
@@ -168,9 +168,13 @@ def _write_splits(out_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> Non
                 fh.writelines(json.dumps(r) + "\n" for r in rows)
 
 
-def build_wn_binary(wordnet: Path, out_dir: Path, category: str, seed: int = 0, train: int = 400, val: int = 128,
-                    test: int = 128) -> dict[str, Path]:
-    """One fleet service: "is this gloss about <category>?" (yes/no, balanced)."""
+BINARY_SIZES = {"train": 400, "val": 128, "test": 128}
+
+
+def build_wn_binary(wordnet: Path, out_dir: Path, category: str, seed: int = 0,
+                    sizes: dict[str, int] = BINARY_SIZES) -> dict[str, Path]:
+    """One fleet service: "is this gloss about <category>?" (yes/no, balanced); sizes: train, val and test."""
+    train, val, test = sizes["train"], sizes["val"], sizes["test"]
     if built(out_dir):
         return split_paths(out_dir)
     glosses = noun_glosses(wordnet)

@@ -199,10 +199,19 @@ def lineage_rules(a: AdapterFiles, base: Path, cache: Path) -> list[Finding]:
                     f"{LINEAGE_FILE} (no engine checks the base)") for e in ENGINES]
 
 
-def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | None = None, max_lora_rank: int = VLLM_DEFAULT_MAX_RANK,
-          sglang_max_rank: int | None = None, sglang_targets: list[str] | None = None,
-          cache: Path | None = None) -> dict[str, list[Finding]]:
+@dataclass(frozen=True, kw_only=True)
+class EngineLimits:
+    """The engines' launch settings the rules check against: vLLM's --max-lora-rank, SGLang's --max-lora-rank
+    and --lora-target-modules (None: SGLang infers them from the adapters it loads)."""
+    max_lora_rank: int = VLLM_DEFAULT_MAX_RANK
+    sglang_max_rank: int | None = None
+    sglang_targets: list[str] | None = None
+
+
+def check(adapter: str | Path, engines: tuple[str, ...] = ENGINES, base: Path | None = None,
+          limits: EngineLimits = EngineLimits(), cache: Path | None = None) -> dict[str, list[Finding]]:
     """Findings per asked engine (empty: it loads the adapter as it is)."""
+    max_lora_rank, sglang_max_rank, sglang_targets = limits.max_lora_rank, limits.sglang_max_rank, limits.sglang_targets
     a = read_files(adapter)
     refused_by_peft = peft_rules(a)
     if refused_by_peft:  # the engines' own rules assume an adapter PEFT can build

@@ -142,12 +142,13 @@ def simulate_pairs(rng: np.random.Generator, *, trials: int, n: int, diff: float
 
 
 @functools.lru_cache(maxsize=256)
-def publish_rate(*, n: int, margin: float, alpha_look: float, discordance: float, chunk: int = 32,
-                 diff: float = 0.0, trials: int = POWER_TRIALS) -> float:
-    """The share of simulated looks that publish a candidate whose true difference is `diff` (seeded)."""
+def publish_rate(*, n: int, spec: TestSpec, discordance: float, diff: float = 0.0, trials: int = POWER_TRIALS
+                 ) -> float:
+    """The share of simulated looks (spec: a paired one) that publish a candidate whose true difference is
+    `diff` (seeded)."""
     rng = np.random.default_rng(POWER_SEED)
     d = simulate_pairs(rng, trials=trials, n=n, diff=diff, discordance=discordance)
-    verdict, _ = decide(d, paired_spec(margin=margin, alpha=alpha_look, chunk=chunk), n)
+    verdict, _ = decide(d, spec, n)
     return float((verdict == 1).mean())
 
 
@@ -160,12 +161,15 @@ def certifiable_margin(*, n: int, alpha_look: float, discordance: float, chunk: 
     if n <= 0:
         return None
     lo, hi = 0, len(MARGIN_GRID) - 1
-    if publish_rate(n=n, margin=MARGIN_GRID[hi], alpha_look=alpha_look, discordance=discordance, chunk=chunk) < POWER:
+    def rate(margin: float) -> float:
+        return publish_rate(n=n, spec=paired_spec(margin=margin, alpha=alpha_look, chunk=chunk),
+                            discordance=discordance)
+
+    if rate(MARGIN_GRID[hi]) < POWER:
         return None
     while lo < hi:  # the publish rate rises with the margin
         mid = (lo + hi) // 2
-        ok = publish_rate(n=n, margin=MARGIN_GRID[mid], alpha_look=alpha_look, discordance=discordance,
-                          chunk=chunk) >= POWER
+        ok = rate(MARGIN_GRID[mid]) >= POWER
         lo, hi = (lo, mid) if ok else (mid + 1, hi)
     return MARGIN_GRID[lo]
 
@@ -173,8 +177,10 @@ def certifiable_margin(*, n: int, alpha_look: float, discordance: float, chunk: 
 def examples_needed(*, margin: float, alpha_look: float, discordance: float, chunk: int = 32,
                     most: int = 20000) -> int | None:
     """The smallest gate size (a multiple of chunk) that certifies `margin` with POWER; None above `most`."""
+    spec = paired_spec(margin=margin, alpha=alpha_look, chunk=chunk)
+
     def ok(n: int) -> bool:
-        return publish_rate(n=n, margin=margin, alpha_look=alpha_look, discordance=discordance, chunk=chunk) >= POWER
+        return publish_rate(n=n, spec=spec, discordance=discordance) >= POWER
 
     if not ok(most):
         return None

@@ -73,22 +73,16 @@ def project_delta(
     return factors, dropped
 
 
-def fuse_factors(
-    alpha: float,
-    delta_proj: LowRank,
-    beta: float,
-    old: LowRank,
-    old_scaling: float,
-    r: int,
-    new_scaling: float,
-) -> tuple[LowRank, float]:
+def fuse_factors(alpha: float, delta_proj: LowRank, beta: float, old: LowRank, *, r: int,
+                 scalings: tuple[float, float]) -> tuple[LowRank, float]:
     """Eq. 7 as rank-r LoRA factors: new_scaling * B A = best rank-r of
-    alpha * Pi_r(dW) + beta * old_scaling * B_old A_old.
+    alpha * Pi_r(dW) + beta * old_scaling * B_old A_old, with scalings = (old_scaling, new_scaling).
 
     Works on the stacked factors (QR of each side, then an SVD of the small
     core), so no d x k matrix is formed. Returns the factors and the relative
     energy the final truncation drops (0 when rank(sum) <= r).
     """
+    old_scaling, new_scaling = scalings
     left = torch.cat([alpha * delta_proj.B, beta * old_scaling * old.B], dim=1).to(torch.float64)
     right = torch.cat([delta_proj.A, old.A], dim=0).to(torch.float64)
     q_left, r_left = torch.linalg.qr(left)

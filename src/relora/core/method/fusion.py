@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from relora.core.model.adapter import LoraAdapter
-from relora.core.model.delta import DeltaProjection, cache_key, project_base_delta
+from relora.core.model.delta import DeltaProjection, SvdSpec, cache_key, project_base_delta
 from relora.core.model.loaded import InitContext
 from relora.core.math.ops import LowRank, fuse_factors, rebalance
 from relora.core.model.weights import WeightReader
 
 
 def fused_init(
-    alpha: float, beta: float, delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter,
+    point: tuple[float, float], delta: DeltaProjection | None, old: LoraAdapter, spec: LoraAdapter,
     old_balance: bool = False, per_module: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[dict[str, LowRank], float]:
-    """Eq. 7 for every module, as rank-r factors; returns the max dropped energy. With old_balance,
-    each module's factors take the old adapter's ||B|| / ||A|| (the product is unchanged).
+    """Eq. 7 for every module at point = (alpha, beta), as rank-r factors; returns the max dropped energy. With
+    old_balance, each module's factors take the old adapter's ||B|| / ||A|| (the product is unchanged).
     per_module: each module's own (alpha, beta), in place of the global pair."""
     factors, worst = {}, 0.0
     for module, old_lr in old.factors.items():
         d_lr = delta.factors[module] if delta else LowRank(old_lr.B[:, :0], old_lr.A[:0])
-        a, b = per_module[module] if per_module else (alpha, beta)
-        fused, dropped = fuse_factors(a, d_lr, b, old_lr, old.scaling, spec.r, spec.scaling)
+        a, b = per_module[module] if per_module else point
+        fused, dropped = fuse_factors(a, d_lr, b, old_lr, r=spec.r, scalings=(old.scaling, spec.scaling))
         factors[module] = rebalance(fused, old_lr) if old_balance else fused
         worst = max(worst, dropped)
     return factors, worst
@@ -33,6 +33,6 @@ def project(ctx: InitContext) -> DeltaProjection:
     modules = loaded.old_adapter.modules
     key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, loaded.spec.r,
                     cfg.search.svd, cfg.seed)
-    return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, loaded.spec.r,
-                              cfg.search.svd, cfg.seed, ctx.cache / "deltas" / f"{key}.safetensors", ctx.progress,
-                              ctx.device)
+    svd = SvdSpec(r=loaded.spec.r, method=cfg.search.svd, seed=cfg.seed, device=ctx.device)
+    return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, svd,
+                              cache_file=ctx.cache / "deltas" / f"{key}.safetensors", progress=ctx.progress)

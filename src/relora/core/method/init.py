@@ -21,8 +21,9 @@ from relora.core.model.loaded import InitContext
 from relora.core.method.record import InitInfo
 from relora.core.model.scoring import evaluate
 from relora.core.method.search.known import REVERT, KnownPoint, design_points, earlier, remember
-from relora.core.method.search.loop import Objective, SearchResult, run_search
-from relora.core.method.search.per_group import FusedFrom, Starts, per_group_search
+from relora.core.method.search.loop import Objective, SearchResult
+from relora.core.method.search.registry import search_for
+from relora.core.method.search.strategy import FusedFrom, Starts
 
 
 class InitStrategy:
@@ -56,7 +57,7 @@ class OldAdapter(InitStrategy):
         old, spec = ctx.loaded.old_adapter, ctx.loaded.spec
         assert old is not None
         same = old.r == spec.r and old.scaling == spec.scaling
-        set_factors(ctx.model, old.factors if same else fused_init(0.0, 1.0, None, old, spec)[0])
+        set_factors(ctx.model, old.factors if same else fused_init((0.0, 1.0), None, old, spec)[0])
         return InitInfo(alpha=0.0, beta=1.0)
 
 
@@ -95,7 +96,7 @@ class SearchedFusion(InitStrategy):
         balanced, strategy = self.balance == "old", self.strategy(cfg)
 
         def objective(a: float, b: float, n: int) -> tuple[float, float]:
-            set_factors(model, fused_init(a, b, delta, old, loaded.spec, balanced)[0])
+            set_factors(model, fused_init((a, b), delta, old, loaded.spec, balanced)[0])
             # D_val is a seeded random sample, so its first n examples are a random screening subset
             res = evaluate(model, loaded.val[:n], loaded.pad_id, cfg.training.eval_batch_size)
             return res.loss, res.accuracy
@@ -114,7 +115,7 @@ class SearchedFusion(InitStrategy):
             end = KnownPoint(groups=result.groups) if result.groups else KnownPoint((result.best.alpha, result.best.beta))
             remember(ctx.cache, cfg.method, *pair, end, adapter)  # only what was evaluated
         best = result.best
-        factors, dropped = fused_init(best.alpha, best.beta, delta, old, loaded.spec, balanced, result.per_module)
+        factors, dropped = fused_init((best.alpha, best.beta), delta, old, loaded.spec, balanced, result.per_module)
         set_factors(model, factors)
         # Probes may come from the store (resumed or shared with another method): charge
         # their recorded cost, so time-to-readiness is the same as for a fresh search.
@@ -130,17 +131,10 @@ class SearchedFusion(InitStrategy):
 
     def _search(self, ctx: InitContext, strategy: str, objective: Objective, fused: FusedFrom,
                 starts: Starts) -> SearchResult:
-        """The strategy's search: the gradient's per-group one, or BO / the grid over one (alpha, beta)."""
-        cfg, known = ctx.cfg, starts.known
-        ready_at = ctx.screen_bar if cfg.stop_when_ready else None
-        store = search_store(ctx, self.store_kind(strategy), known)
-        if strategy == "gradient":
-            return per_group_search(ctx, objective, fused, replace(starts, ready_at=ready_at, store=store))
-        search = cfg.search
-        if known is not None and len(known) > 1:  # earlier searches found the basin: a smaller budget
-            search = search.model_copy(update={"trials": min(search.trials, search.seeded_trials)})
-        return run_search(objective, search, cfg.seed, len(ctx.loaded.val), strategy, store, ctx.progress, known,
-                          ready_at)
+        """The strategy's search (the registry's), with its probe store and stop-when-ready's bar."""
+        ready_at = ctx.screen_bar if ctx.cfg.stop_when_ready else None
+        store = search_store(ctx, self.store_kind(strategy), starts.known)
+        return search_for(strategy).run(ctx, objective, fused, replace(starts, ready_at=ready_at, store=store))
 
 
 def search_store(ctx: InitContext, kind: str, known: list[tuple[float, float]] | None = None) -> Path:

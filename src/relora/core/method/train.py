@@ -83,12 +83,22 @@ class TrainData:
     eval_batch_size: int = 16
 
 
+@dataclass(frozen=True, kw_only=True)
+class Watch:
+    """What watches a training run: the readiness checks (None: ungated), whether a passing check ends it,
+    a sink for each checkpoint's event, and the progress bar."""
+    readiness: Readiness | None = None
+    stop_when_ready: bool = False
+    on_event: Callable[[Event], None] | None = None
+    progress: bool = True
+
+
 def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: int, clock_start: float,
-          readiness: Readiness | None = None, stop_when_ready: bool = False,
-          on_event: Callable[[Event], None] | None = None, progress: bool = True) -> TrainOutcome:
+          watch: Watch = Watch()) -> TrainOutcome:
     """Train the LoRA parameters in place; screen every k steps (and at 0 and the end) on D_val, and confirm a
     checkpoint that passes the screen on the gate set (readiness). Without stop_when_ready only the final
     adapter is confirmed."""
+    readiness, stop_when_ready, on_event = watch.readiness, watch.stop_when_ready, watch.on_event
     outcome = TrainOutcome()
     started = time.perf_counter()
 
@@ -118,7 +128,7 @@ def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: 
     anchors = [p.detach().clone() for p in params]  # (A_init, B_init)
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
     model.train()
-    bar = tqdm(total=schedule.steps, desc="train", disable=not progress, leave=False)
+    bar = tqdm(total=schedule.steps, desc="train", disable=not watch.progress, leave=False)
     for step, idx in enumerate(batch_order(len(data.train), schedule.batch_size, schedule.steps, seed)):
         for group in optimizer.param_groups:
             group["lr"] = scheduled_lr(step, schedule.e1, schedule.steps, schedule.lr, schedule.lr_min)

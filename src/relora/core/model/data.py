@@ -161,9 +161,18 @@ class Task:
     val_in_train: int  # validation examples whose text the training file also has
 
 
-def read_task(train_path: str, val_path: str, test_path: str | None, tokenizer: Tokenizer, template: str,
-              labels_given: list[str] | None, max_length: int) -> Task:
+@dataclass(frozen=True, kw_only=True)
+class TaskFormat:
+    """How a task's examples become prompts: the template, the label set (None: the training file's), and
+    the longest prompt kept."""
+    template: str
+    max_length: int
+    labels: list[str] | None = None
+
+
+def read_task(train_path: str, val_path: str, test_path: str | None, tokenizer: Tokenizer, fmt: TaskFormat) -> Task:
     """Read each split once, validate it and tokenize it."""
+    template, labels_given, max_length = fmt.template, fmt.labels, fmt.max_length
     paths = {"train": train_path, "val": val_path}
     if test_path:
         paths["test"] = test_path
@@ -173,10 +182,10 @@ def read_task(train_path: str, val_path: str, test_path: str | None, tokenizer: 
     return Task(items, labels, text_overlap(raw["train"], raw["val"]))
 
 
-def load_task(train_path: str, val_path: str, test_path: str | None, tokenizer: Tokenizer, template: str,
-              labels_given: list[str] | None, max_length: int) -> tuple[dict[str, list[ScoringItem]], list[str]]:
+def load_task(train_path: str, val_path: str, test_path: str | None, tokenizer: Tokenizer,
+              fmt: TaskFormat) -> tuple[dict[str, list[ScoringItem]], list[str]]:
     """read_task's items per split and labels."""
-    task = read_task(train_path, val_path, test_path, tokenizer, template, labels_given, max_length)
+    task = read_task(train_path, val_path, test_path, tokenizer, fmt)
     return task.items, task.labels
 
 

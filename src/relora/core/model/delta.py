@@ -37,18 +37,20 @@ def cache_key(old_hash: str, new_hash: str, modules: list[str], r: int, method: 
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def project_base_delta(
-    old: WeightReader,
-    new: WeightReader,
-    modules: list[str],
-    r: int,
-    method: SvdMethod,
-    seed: int,
-    cache_file: Path | None,
-    progress: bool = True,
-    device: torch.device | str = "cpu",
-) -> DeltaProjection:
-    """Pi_r(W' - W) for each module, computed in float32/float64 on `device`; factors come back on the CPU."""
+@dataclass(frozen=True, kw_only=True)
+class SvdSpec:
+    """Which truncated SVD of each module's delta: its rank, the algorithm, its seed (randomized), and where it
+    runs."""
+    r: int
+    method: SvdMethod
+    seed: int = 0
+    device: torch.device | str = "cpu"
+
+
+def project_base_delta(old: WeightReader, new: WeightReader, modules: list[str], svd: SvdSpec, *,
+                       cache_file: Path | None = None, progress: bool = True) -> DeltaProjection:
+    """Pi_r(W' - W) for each module, computed in float32/float64 on svd.device; factors come back on the CPU."""
+    r, method, seed, device = svd.r, svd.method, svd.seed, svd.device
     if cache_file is not None and cache_file.is_file():
         return _read_cache(cache_file)
     start = time.perf_counter()

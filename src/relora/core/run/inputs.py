@@ -14,7 +14,7 @@ from typing import Any
 
 from relora.core.model.adapter import EMBEDDING_MODULES, LoraAdapter, attach_lora, check_fits, read_adapter
 from relora.core.model.config import ReadaptConfig
-from relora.core.model.data import ScoringItem, Tokenizer, read_jsonl, read_task, tokenize
+from relora.core.model.data import ScoringItem, TaskFormat, Tokenizer, read_jsonl, read_task, tokenize
 from relora.core.model.device import resolve_device, resolve_dtype
 from relora.core.model.loaded import Loaded
 from relora.core.method.methods import Method
@@ -105,7 +105,8 @@ def load_inputs(cfg: ReadaptConfig, method: Method, cache: Path) -> Loaded:
     """Every input read and checked before any work starts; the first problem is one InputError."""
     new_dir = resolve_base(cfg.new_base, cache)
     tok = load_tokenizer(new_dir)
-    task = read_task(cfg.train, cfg.val, cfg.test, tok, cfg.data.template, cfg.data.labels, cfg.data.max_length)
+    task = read_task(cfg.train, cfg.val, cfg.test, tok, TaskFormat(template=cfg.data.template,
+                     labels=cfg.data.labels, max_length=cfg.data.max_length))
     items, labels, shared = task.items, task.labels, task.val_in_train
     if shared:
         # stderr, not logging: libraries that configure the root logger would swallow it

@@ -32,7 +32,7 @@ from relora.core.model.scoring import evaluate
 from relora.core.run.tracking import check_sinks, send
 from relora.core.run.gate_plan import old_service_correct, plan_gate, readiness_for, test_check
 from relora.core.method.measures import GateRecord
-from relora.core.method.train import Schedule, TrainData, train
+from relora.core.method.train import Schedule, TrainData, Watch, train
 from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
 from relora.io import cache_root
 from relora.provenance import git_revision, package_versions, peak_rss_mb
@@ -185,8 +185,8 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
                      eval_batch_size=cfg.training.eval_batch_size)
     try:
         outcome = train(model, data, schedule_for(cfg, method), seed=cfg.seed, clock_start=clock,
-                        readiness=readiness, stop_when_ready=cfg.stop_when_ready,
-                        on_event=lambda e: events.append(e.as_dict()), progress=spec.progress)
+                        watch=Watch(readiness=readiness, stop_when_ready=cfg.stop_when_ready,
+                                    on_event=lambda e: events.append(e.as_dict()), progress=spec.progress))
     except TrainingDiverged as exc:
         run.discard()
         raise InputError(cfg.train, f"training diverged ({exc})", "lower training.lr or check the data") from exc

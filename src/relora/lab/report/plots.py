@@ -40,7 +40,7 @@ def plot_curves(cells: list[BenchCell], out: Path) -> list[Path]:
 def plot_bo_probes(cells: list[BenchCell], out: Path) -> list[Path]:
     """The BO probes over the (alpha, beta) plane on a contour of the GP posterior mean of -L_val."""
     from relora.core.model.config import SearchConfig
-    from relora.core.method.search import fit_gp
+    from relora.core.method.search.gp import bounds_tensor, fit_gp, observations
 
     paths = []
     for c in cells:
@@ -49,7 +49,7 @@ def plot_bo_probes(cells: list[BenchCell], out: Path) -> list[Path]:
         cfg = SearchConfig(**c.config["search"])
         everything = list(c.probes)
         probes = [p for p in everything if p.stage == "explore"]  # one fidelity per GP
-        gp = fit_gp(probes, cfg)
+        gp = fit_gp(*observations(probes), bounds_tensor(cfg))
         a = torch.linspace(*cfg.alpha_bounds, 60, dtype=torch.float64)
         b = torch.linspace(*cfg.beta_bounds, 60, dtype=torch.float64)
         grid = torch.stack(torch.meshgrid(a, b, indexing="xy"), -1)

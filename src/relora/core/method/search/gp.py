@@ -41,8 +41,15 @@ def initial_design(cfg: SearchConfig, seed: int, known: list[tuple[float, float]
     return firsts + [(float(a), float(c)) for a, c in points]
 
 
-def fit_gp(history: list[Probe], cfg: SearchConfig, warm: GpState | None = None) -> Any:
-    """GP surrogate of f = -L_val (Eq. 8, 10-14): RBF kernel, hyperparameters by marginal likelihood.
+def observations(history: list[Probe]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probes as the GP's training data: X (n, 2) of (alpha, beta) and f (n, 1) = -L_val."""
+    X = torch.tensor([[p.alpha, p.beta] for p in history], dtype=torch.float64)
+    return X, -torch.tensor([[p.val_loss] for p in history], dtype=torch.float64)
+
+
+def fit_gp(X: torch.Tensor, f: torch.Tensor, bounds: torch.Tensor, warm: GpState | None = None) -> Any:
+    """GP surrogate of f = -L_val at X (Eq. 8, 10-14) in the box `bounds` (2, d): RBF kernel, hyperparameters by
+    marginal likelihood.
 
     Starting from the previous iteration's hyperparameters (warm) makes the fit
     converge in a few L-BFGS steps instead of a hundred."""
@@ -52,10 +59,8 @@ def fit_gp(history: list[Probe], cfg: SearchConfig, warm: GpState | None = None)
     from gpytorch.kernels import RBFKernel, ScaleKernel
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    X = torch.tensor([[p.alpha, p.beta] for p in history], dtype=torch.float64)
-    f = -torch.tensor([[p.val_loss] for p in history], dtype=torch.float64)
     gp = SingleTaskGP(X, f, covar_module=ScaleKernel(RBFKernel()),
-                      input_transform=Normalize(d=2, bounds=bounds_tensor(cfg)), outcome_transform=Standardize(m=1))
+                      input_transform=Normalize(d=X.shape[-1], bounds=bounds), outcome_transform=Standardize(m=1))
     if warm is not None:
         gp.covar_module.outputscale, gp.covar_module.base_kernel.lengthscale, gp.likelihood.noise = warm
     fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
@@ -83,7 +88,7 @@ def propose_next(history: list[Probe], cfg: SearchConfig, seed: int) -> Proposal
     warm = next((p.gp_state for p in reversed(history) if p.gp_state is not None), None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 10_007 + len(history))
-        gp = fit_gp(history, cfg, warm)
+        gp = fit_gp(*observations(history), b, warm)
         # EI with best_f = f+ + xi is Eq. 15's (mu - f+ - xi) Phi(Z) + sigma phi(Z); its log
         # has the same argmax (Eq. 17) and does not underflow to 0 far from the incumbent.
         acq = LogExpectedImprovement(gp, best_f=f_best + cfg.xi)

@@ -70,33 +70,35 @@ def screen_size(cfg: SearchConfig, n_val: int, kind: str) -> int:
     return n_val if kind == "grid" else max(1, min(n_val, round(cfg.screen_fraction * n_val)))
 
 
-def run_search(
-    objective: Objective,
-    cfg: SearchConfig,
-    seed: int,
-    n_val: int,
-    kind: str = "bo",
-    store_path: Path | None = None,
-    progress: bool = True,
-    known: list[tuple[float, float]] | None = None,
-    ready_at: float | None = None,
-) -> SearchResult:
+@dataclass(frozen=True, kw_only=True)
+class SearchPlan:
+    """How one search runs: its seed and D_val size, BO or the grid, where its probes are kept, the known
+    points it tries first, and the readiness bar that ends it early."""
+    seed: int
+    n_val: int
+    kind: str = "bo"
+    store_path: Path | None = None
+    progress: bool = True
+    known: list[tuple[float, float]] | None = None  # good points to try right after PortLLM's
+    ready_at: float | None = None  # stop-when-ready's bar on all of D_val
+
+
+def run_search(objective: Objective, cfg: SearchConfig, plan: SearchPlan) -> SearchResult:
     """Explore up to T probes (BO) or the full grid, then re-score the best few on all of D_val.
-    known: good points to try right after PortLLM's (earlier searches' best, the revert point).
-    ready_at (stop-when-ready): once the initial design is scored, its best point is re-scored on all
+    plan.known: good points to try right after PortLLM's (earlier searches' best, the revert point).
+    plan.ready_at (stop-when-ready): once the initial design is scored, its best point is re-scored on all
     of D_val; the first re-scored point whose accuracy reaches ready_at ends the search."""
-    with exclusive(store_path):
-        return _search(objective, cfg, seed, n_val, kind, store_path, progress, known, ready_at)
+    with exclusive(plan.store_path):
+        return _search(objective, cfg, plan)
 
 
 def _is_ready(probe: Probe, ready_at: float | None) -> bool:
     return ready_at is not None and probe.val_accuracy is not None and probe.val_accuracy >= ready_at
 
 
-def _search(objective: Objective, cfg: SearchConfig, seed: int, n_val: int, kind: str, store_path: Path | None,
-            progress: bool, known: list[tuple[float, float]] | None = None, ready_at: float | None = None
-            ) -> SearchResult:
-    store = ProbeStore(store_path, cfg)
+def _search(objective: Objective, cfg: SearchConfig, plan: SearchPlan) -> SearchResult:
+    seed, n_val, kind, ready_at = plan.seed, plan.n_val, plan.kind, plan.ready_at
+    store = ProbeStore(plan.store_path, cfg)
     history = store.completed()
     result = SearchResult([p for p in history if p.stage == "explore"], [p for p in history if p.stage == "rescore"])
     n_screen = screen_size(cfg, n_val, kind)
@@ -114,9 +116,10 @@ def _search(objective: Objective, cfg: SearchConfig, seed: int, n_val: int, kind
         return result.ready is not None
 
     result.ready = next((p for p in result.probes if (full or p.stage == "rescore") and _is_ready(p, ready_at)), None)
-    planned = grid_points(cfg) if kind == "grid" else initial_design(cfg, seed, known)
+    planned = grid_points(cfg) if kind == "grid" else initial_design(cfg, seed, plan.known)
     total = len(planned) if kind == "grid" else cfg.trials
-    bar = tqdm(total=total, initial=len(result.explored), desc=f"search ({kind})", disable=not progress, leave=False)
+    bar = tqdm(total=total, initial=len(result.explored), desc=f"search ({kind})", disable=not plan.progress,
+               leave=False)
     explored = result.explored
     # A re-score in the store means exploring ended, unless it was stop-when-ready's check of the design
     while len(explored) < total and result.ready is None and (not result.rescored or ready_at is not None):

@@ -10,39 +10,18 @@ chosen and the per-group coefficients beside it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
-from relora.core.model.adapter import LoraAdapter, lora_modules, set_factors
-from relora.core.model.delta import DeltaProjection
+from relora.core.model.adapter import lora_modules, set_factors
 from relora.core.method.fusion import fused_init
 from relora.core.model.loaded import InitContext
 from relora.core.model.scoring import evaluate
 from relora.core.method.search.gradient import FusionTerms, GradientPlan, learn_coefficients
 from relora.core.model.groups import group_of
-from relora.core.method.search.loop import Objective, SearchResult, run_search
+from relora.core.method.search.loop import Objective, SearchPlan, SearchResult, run_search
+from relora.core.method.search.strategy import Coefficients, FusedFrom, SearchStrategy, Starts
 from relora.core.method.measures import Probe
 
-Coefficients = dict[str, tuple[float, float]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FusedFrom:
-    """What every scored point is fused from: the base delta's projection and the old adapter."""
-    delta: DeltaProjection
-    old: LoraAdapter
-    balanced: bool  # the fused factors take the old adapter's B/A balance
-
-
-@dataclass(frozen=True, kw_only=True)
-class Starts:
-    """Where the search starts and when it ends: the known points and earlier searches' per-group coefficients,
-    the screen bar that ends it early, its probe store, and whether it learns new coefficients at all."""
-    known: list[tuple[float, float]] | None
-    priors: list[Coefficients]
-    ready_at: float | None = None
-    store: Path | None = None
-    learn: bool = True
 
 
 def per_group_search(ctx: InitContext, objective: Objective, fused: FusedFrom, starts: Starts) -> SearchResult:
@@ -52,7 +31,8 @@ def per_group_search(ctx: InitContext, objective: Objective, fused: FusedFrom, s
     known, ready_at = starts.known, starts.ready_at
     n_design = 1 + len(known or [])
     design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
-    begun = run_search(objective, design, cfg.seed, len(loaded.val), "bo", starts.store, ctx.progress, known, ready_at)
+    begun = run_search(objective, design, SearchPlan(seed=cfg.seed, n_val=len(loaded.val), store_path=starts.store,
+                                                     progress=ctx.progress, known=known, ready_at=ready_at))
     if begun.ready is not None:
         return begun
     result = SearchResult(explored=begun.probes, stop_s=begun.stop_s, chosen=begun.best)
@@ -89,8 +69,18 @@ def score_groups(ctx: InitContext, fused: FusedFrom, groups: dict[str, str], coe
     """Per-group coefficients scored on all of D_val; the probe shows their mean (alpha, beta)."""
     t0 = time.perf_counter()
     per_module = {m: coefficients[g] for m, g in groups.items()}
-    set_factors(ctx.model, fused_init(0, 0, fused.delta, fused.old, ctx.loaded.spec, fused.balanced, per_module)[0])
+    factors, _ = fused_init((0.0, 0.0), fused.delta, fused.old, ctx.loaded.spec, fused.balanced, per_module)
+    set_factors(ctx.model, factors)
     res = evaluate(ctx.model, ctx.loaded.val, ctx.loaded.pad_id, ctx.cfg.training.eval_batch_size)
     mean = [sum(c[i] for c in coefficients.values()) / len(coefficients) for i in (0, 1)]
     return Probe(mean[0], mean[1], res.loss, propose_s, time.perf_counter() - t0, len(ctx.loaded.val), stage,
                  val_accuracy=res.accuracy)
+
+
+class GradientSearch(SearchStrategy):
+    """relora's: per-group coefficients learned by gradient steps from the best known point."""
+
+    name = "gradient"
+
+    def run(self, ctx: InitContext, objective: Objective, fused: FusedFrom, starts: Starts) -> SearchResult:
+        return per_group_search(ctx, objective, fused, starts)

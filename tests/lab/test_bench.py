@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from helpers import FILLER, WN_CUES
-from relora.lab.run import ALL_METHODS, Profile, run_bench
+from relora.lab.run import ALL_METHODS, BenchOptions, Profile, run_bench
 from relora.core.method.record import RunRecord
 from relora.errors import InputError
-from relora.lab.evolve import evolve
+from relora.lab.evolve import EvolveRecipe, EvolveRun, evolve
 from relora.lab.report.tables import demo_summary
 from relora.lab.tasks import NOUN_LEXNAMES, build_wn_topic, noun_glosses
 
@@ -63,15 +63,15 @@ def test_evolve_changes_weights_and_saves_a_loadable_base(world, tmp_path: Path)
     rng = random.Random(0)
     corpus.write_text(" ".join(rng.choice(FILLER) for _ in range(800)))
     out = tmp_path / "evolved"
-    record = evolve(str(world.old_base), [str(corpus)], str(out), steps=3, batch_size=4, block=16, rank=4, lr=1e-2,
-                    progress=False, cache_dir=str(tmp_path / "cache"))
+    record = evolve(str(world.old_base), [str(corpus)], str(out), EvolveRecipe(steps=3, batch_size=4, block=16, rank=4,
+                    lr=1e-2), EvolveRun(progress=False, cache_dir=str(tmp_path / "cache")))
     assert record["steps"] == 3 and (out / "evolve.json").is_file()
     old, new = load_file(world.old_base / "model.safetensors"), load_file(out / "model.safetensors")
     name = "model.layers.0.self_attn.q_proj.weight"
     assert set(old) == set(new) and not torch.equal(old[name], new[name])
     assert not any("lora" in k for k in new)
     with pytest.raises(InputError, match="already exists"):
-        evolve(str(world.old_base), [str(corpus)], str(out), steps=1)
+        evolve(str(world.old_base), [str(corpus)], str(out), EvolveRecipe(steps=1))
 
 
 def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_path: Path) -> None:
@@ -79,9 +79,9 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
     corpus.write_text(" ".join(random.Random(1).choice(FILLER) for _ in range(600)))
     profile = Profile("tiny", corpora=(str(corpus),), evolve_steps=3, old_adapter_steps=40, steps=8, batch_size=8,
                       lr=3e-2, eval_every=4, val_size=24, trials=6, grid_size=2, task_size="tiny")
-    kwargs = dict(cache_dir=str(tmp_path / "cache"), progress=False, base=str(world.old_base),
-                  wordnet=str(fake_wordnet(tmp_path / "wn")))
-    results = run_bench(profile, str(tmp_path / "bench"), **kwargs)
+    options = BenchOptions(cache_dir=str(tmp_path / "cache"), progress=False, base=str(world.old_base),
+                           wordnet=str(fake_wordnet(tmp_path / "wn")))
+    results = run_bench(profile, str(tmp_path / "bench"), options)
     cells = results["cells"]
     assert [c["cell"] for c in cells] == ["zero-shot (old base)", *ALL_METHODS]
     assert len({c["threshold"] for c in cells}) == 1
@@ -100,7 +100,7 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
         assert (tmp_path / "bench" / png).stat().st_size > 1000
     relora_json = tmp_path / "bench" / "seed0" / "wn-topic" / "tiny-corpus" / "relora" / "relora.json"
     stamp = relora_json.stat().st_mtime_ns
-    again = run_bench(profile, str(tmp_path / "bench"), **kwargs)
+    again = run_bench(profile, str(tmp_path / "bench"), options)
     assert relora_json.stat().st_mtime_ns == stamp  # finished cells are skipped, not redone
     assert [c["metrics"] for c in again["cells"]] == [c["metrics"] for c in cells]
     assert len(again["bench_s_runs"]) == 2 and again["bench_s"] == sum(again["bench_s_runs"])
@@ -190,7 +190,7 @@ def test_every_committed_results_file_loads_as_typed_cells() -> None:
 
     from relora.lab.cell import BenchCell, cells_of
 
-    files = sorted((Path(__file__).resolve().parents[2] / "docs" / "results").glob("*/results.json"))
+    files = sorted((Path(__file__).resolve().parents[2] / "docs" / "results").rglob("results.json"))  # archive/ included
     assert len(files) >= 6
     for path in files:
         cells = cells_of(json.loads(path.read_text()))

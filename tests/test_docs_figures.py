@@ -627,3 +627,10 @@ def test_the_readme_table_and_status_are_the_strengths_races() -> None:
     quoted(README, f"relora-reuse's spending without that scoring is still {without:.2f}× the script's")
     retained = sorted(f"{i['retention_mean']:.2f}" for i in reuse)
     quoted(README, f"kept {retained[0]}–{retained[1]} of the update |")
+
+
+def test_the_fleet_guide_quotes_the_old_service_scoring_of_both_races() -> None:
+    mild, moderate = (statistics.fmean(c["old_scoring_cpu_s"] for c in load(f"fleet-strengths-{b}/compute-split.json")
+                                       ["portllm-ft"].values()) for b in ("mild", "moderate"))
+    quoted(ROOT / "docs" / "fleet.md", f"the same old-service scoring cost {mild:.0f} CPU-s in one race and "
+                                       f"{moderate:.0f} in another")

@@ -266,3 +266,25 @@ def test_device_and_dtype_through_the_cli(world, tmp_path: Path) -> None:
     default, _ = _run(world, tmp_path / "auto", "relora", search={"trials": 4, "n_init": 3}, test=None, training={
         "steps": 8, "lr": 5e-3, "eval_every": 4, "batch_size": 16})
     assert default.dtype == "float32" and default.metrics == fp32.metrics  # auto on the CPU is float32
+
+
+@pytest.mark.parametrize("method", ["portllm-ft", "relora"])
+def test_work_units_count_every_example_the_run_scored_and_trained_on(world, tmp_path: Path, method: str) -> None:
+    """relora.json's work is cpu_s counted: the search's probes and gradient steps, every D_val screen, the gate's
+    looks and the old service's scores (forward only), and every training batch's examples and tokens."""
+    from relora.core.method.train import batch_order
+    from relora.core.run.inputs import load_inputs
+
+    record, _ = _run(world, tmp_path, method, threshold=0.5, cache_dir=str(tmp_path / "cache"))
+    cfg = ReadaptConfig(**record.config)
+    train_items = load_inputs(cfg, METHODS[method], cache_root(cfg.cache_dir)).items["train"]
+    order = batch_order(len(train_items), 16, record.steps, cfg.seed)
+    tokens = sum(len(train_items[i].prompt) + len(train_items[i].answer) for idx in order for i in idx)
+    gradient = record.search_train_examples
+    assert (gradient > 0) == (record.search_train_tokens > 0) == (method == "relora")  # only relora's search trains
+    work, events = record.work, read_events(Path(cfg.out))
+    assert work is not None and record.gate is not None and record.gate.examples_scored > 0
+    assert work.train_examples == 16 * record.steps + gradient
+    assert work.train_tokens == tokens + record.search_train_tokens
+    probes = sum(p.n_examples for p in record.probes)
+    assert work.examples_scored == probes + len(events) * record.n_examples["val_search"] + record.gate.examples_scored

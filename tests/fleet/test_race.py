@@ -17,6 +17,7 @@ from relora.core.model.config import ReadaptConfig
 from relora.core.model.data import read_jsonl
 from relora.core.run.inputs import split_positions
 from relora.core.run.readapt import readapt
+from relora.core.method.record import RunRecord
 from relora.core.method.search.known import REVERT, earlier, known_points
 from relora.errors import InputError
 
@@ -154,6 +155,13 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
         assert info["examples_per_decision"] >= 48
         # the fleet's gate, old service, fallback and flips were judged on the 24 gate examples of the 48
         assert all(m["judged_on"] == ["gate set (24)"] for m in info["per_seed"])
+        for m in info["per_seed"]:  # the same compute counted, summed from each service's relora.json
+            runs = [RunRecord.load(d) for d in (out / f"seed{m['seed']}" / method / "rollout" / "runs").iterdir()
+                    if (d / "relora.json").is_file()]
+            assert len(runs) == 2 and all(r.work is not None for r in runs)
+            assert m["examples_scored"] == sum(r.work.examples_scored for r in runs) > 0
+            assert m["train_tokens"] == sum(r.work.train_tokens for r in runs)
+    assert all(m["train_tokens"] == 0 for m in summary["methods"]["portllm"]["per_seed"])  # PortLLM never trains
     assert summary["gate"]["margin"] == 0.05 and summary["gate"]["alpha"] == 0.05 and summary["gate"]["looks"] == 3
     assert summary["methods"]["portllm"]["retention_min"] == 1.0 == summary["methods"]["portllm"]["retention_mean"]
     assert summary["methods"]["portllm"]["compute_s_median"] < summary["methods"]["relora"]["compute_s_median"]

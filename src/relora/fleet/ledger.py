@@ -71,6 +71,8 @@ adapters = Table(
     Column("test_upper", Float),  # its 95% upper bound: below -margin is a false publish
     Column("retention", Float),  # the update kept: 1 as PortLLM, 0 reverted; None without an update probe
     Column("cpu_s", Float),  # CPU seconds (all threads) of the search and training
+    Column("examples_scored", Integer),  # the same compute counted (relora.json's work): forward-only examples
+    Column("train_tokens", Integer),  # and the tokens through forward and backward
     Column("device", Text),  # where the job ran: torch device, visible and assigned GPUs
     Column("preflight", Text),  # each preflight engine's verdict on the new adapter (relora preflight)
     Column("output_path", Text),

@@ -77,6 +77,9 @@ def fleet_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "zero_step_share": sum(r["steps"] == 0 for r in ready) / n if n else None,
         "compute_s": sum(r["cpu_s"] or 0.0 for r in rows),  # CPU seconds of search + training, every service
         "wall_s": sum(r["total_s"] or 0.0 for r in rows),
+        # the same compute counted, which a shared machine does not distort (None for ledgers older than it)
+        "examples_scored": _total([r.get("examples_scored") for r in rows]),
+        "train_tokens": _total([r.get("train_tokens") for r in rows]),
         "time_to_ready_median_s": fleet["time_to_ready_s"]["median"],
         "time_to_ready_max_s": fleet["time_to_ready_s"]["max"],
         "never_ready": sum(r["state"] != "ready" for r in rows),
@@ -156,6 +159,11 @@ def checked_on_test(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "test_diff_mean_published": _mean([r["test_diff"] for r in ready])}
 
 
+def _total(values: list[int | None]) -> int | None:
+    """A sum that is unknown when any part is (rows from before the column)."""
+    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+
 def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | None:
     values = [m[key] for m in per_seed if m[key] is not None]
     if not values:
@@ -189,6 +197,8 @@ def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> d
             "examples_per_decision": _over_seeds(per_seed, "examples_per_decision", "mean"),
             "compute_s_mean": _over_seeds(per_seed, "compute_s", "mean"),
             "compute_s_std": _over_seeds(per_seed, "compute_s", "std"),
+            "examples_scored_mean": _over_seeds(per_seed, "examples_scored", "mean"),
+            "train_tokens_mean": _over_seeds(per_seed, "train_tokens", "mean"),
             "never_ready_compute_s_mean": _over_seeds(per_seed, "never_ready_compute_s", "mean"),
             "portllm_drop_points": _over_seeds(per_seed, "portllm_drop_points", "mean"),
             "never_ready": _over_seeds(per_seed, "never_ready", "sum"),

@@ -9,7 +9,8 @@ from relora.core.method.methods import RELORA, PORTLLM_FT
 from relora.io import atomic_write
 from relora.tables import markdown_head, markdown_row, mean_std
 
-COLUMNS = (("compute_s", "compute to all final (CPU s)", 0), ("zero_step_share", "ready at 0 steps", 2),
+COLUMNS = (("compute_s", "compute to all final (CPU s)", 0), ("examples_scored", "… examples scored", 0),
+           ("train_tokens", "… training tokens", 0), ("zero_step_share", "ready at 0 steps", 2),
            ("ready", "ready", 1), ("never_ready", "never ready", 1),
            ("never_ready_compute_s", "… their compute (CPU s)", 0), ("portllm_drop_points", "PortLLM drop (points)", 1),
            ("time_to_ready_median_s", "time to ready, median (s)", 1), ("time_to_ready_max_s", "max (s)", 1),

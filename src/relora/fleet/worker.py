@@ -74,6 +74,8 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
         "negative_flip_rate": negative_flip_rate(old_dval, record.val_correct),
         "judged_on": record.judged_on, "gate_examples": record.n_examples.get("val_ready"),
         "retention": record.retention.value if record.retention else None, "cpu_s": record.cpu_s,
+        "examples_scored": record.work.examples_scored if record.work else None,
+        "train_tokens": record.work.train_tokens if record.work else None,
         "device": job_device(record.device, assigned),
     } | gate_fields(record)
     kept = retention_ok(fleet.defaults.min_retention, fields["retention"])

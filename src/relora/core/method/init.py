@@ -124,6 +124,7 @@ class SearchedFusion(InitStrategy):
             search_known_earlier=None if known is None else len([p for p in known if p != REVERT]) + len(priors),
             coefficients=result.groups, search_s=delta.seconds + result.seconds,
             search_wall_s=time.perf_counter() - start, search_examples_scored=result.examples_scored,
+            search_train_examples=result.train_examples, search_train_tokens=result.train_tokens,
             search_stopped_early=result.stopped_early, fusion_dropped_energy=dropped, delta_cached=delta.cached,
             delta_dropped_energy_mean=sum(delta.dropped_energy.values()) / len(delta.dropped_energy),
             delta_relative_norm_mean=sum(delta.relative_delta.values()) / len(delta.relative_delta),

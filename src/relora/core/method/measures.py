@@ -128,6 +128,17 @@ class TestCheck(BaseModel):
     upper: float
 
 
+class WorkUnits(BaseModel):
+    """What a run's compute did, counted rather than timed (a shared machine distorts CPU seconds, not these):
+    the same parts cpu_s charges, the old service's scoring included."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    examples_scored: int  # forward only: search probes, D_val screens, the gate's looks and the old service's scores
+    train_examples: int  # forward and backward: training batches and the gradient search's
+    train_tokens: int  # the tokens (prompt and answer) of those training examples
+
+
 class Retention(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from relora.core.method.measures import Event, GateRecord, Probe, Retention, TestCheck
+from relora.core.method.measures import Event, GateRecord, Probe, Retention, TestCheck, WorkUnits
 from relora.errors import InputError
 from relora.io import atomic_write
 
@@ -33,7 +33,9 @@ class InitInfo(BaseModel):
     search_known_earlier: int | None = None  # earlier searches' best points on this base pair in the design
     search_s: float = 0.0  # charged search cost: delta projection + probes (as recorded, also when reused)
     search_wall_s: float | None = None  # what this process spent on it
-    search_examples_scored: int | None = None
+    search_examples_scored: int | None = None  # probes' D_val examples, plus the gradient steps' training examples
+    search_train_examples: int = 0  # of those, the training examples (forward and backward)
+    search_train_tokens: int = 0  # and their tokens
     search_stopped_early: bool | None = None
     fusion_dropped_energy: float | None = None
     delta_cached: bool | None = None
@@ -82,6 +84,7 @@ class RunRecord(InitInfo):
     dtype: str = "float32"
     peak_device_memory_mb: float | None = None  # CUDA's peak allocation; None on the CPU (see peak_rss_mb)
     cpu_s: float | None = None  # CPU seconds (all threads) of the search and training in this process
+    work: WorkUnits | None = None  # the same compute counted: examples scored, training examples and tokens
     retention: Retention | None = None  # the update kept (update_probe); None without a probe
     gate: GateRecord | None = None  # the readiness test: its power, every look, the verdict on the saved adapter
     test_check: TestCheck | None = None  # paired gate and a test split: new - old on test, after the decision

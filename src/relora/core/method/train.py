@@ -47,6 +47,9 @@ class TrainOutcome:
     final_correct: list[bool] = field(default_factory=list)  # per D_val example, at the last eval
     final_accuracy_norm: float | None = None  # length-normalized accuracy at the last eval
     looks_spent: bool = False  # every planned confirmation failed: training stopped, the run is not ready
+    screened: int = 0  # D_val examples scored at the checkpoints
+    train_examples: int = 0  # training examples through forward and backward
+    train_tokens: int = 0  # their tokens (prompt and answer)
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
@@ -104,6 +107,7 @@ def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: 
 
     def checkpoint(step: int, train_loss: float | None, final: bool) -> bool:
         res = evaluate(model, data.screen, data.pad_id, data.eval_batch_size)
+        outcome.screened += len(data.screen)
         look = None
         if readiness is not None and outcome.ready_step is None and readiness.looks_left > 0 and (
                 (stop_when_ready and readiness.screen_passes(res.accuracy)) or (not stop_when_ready and final)):
@@ -133,7 +137,10 @@ def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: 
         for group in optimizer.param_groups:
             group["lr"] = scheduled_lr(step, schedule.e1, schedule.steps, schedule.lr, schedule.lr_min)
         optimizer.zero_grad(set_to_none=True)
-        train_loss = accumulate_gradients(model, [data.train[i] for i in idx], data.pad_id, schedule.micro_batch_size)
+        batch = [data.train[i] for i in idx]
+        outcome.train_examples += len(batch)
+        outcome.train_tokens += sum(len(it.prompt) + len(it.answer) for it in batch)
+        train_loss = accumulate_gradients(model, batch, data.pad_id, schedule.micro_batch_size)
         lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)
         if lam > 0 and schedule.anchor == "coupled":
             anchor_penalty(params, anchors, lam).backward()

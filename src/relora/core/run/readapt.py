@@ -25,14 +25,14 @@ from relora.core.run.inputs import judged_on, load_inputs
 from relora.core.method.methods import Method, method_for
 from relora.core.model.models import shared_model
 from relora.core.run.outputs import EventLog, RunDir
-from relora.core.method.record import EVENTS_FILE, Metrics, RunRecord, read_events
+from relora.core.method.record import EVENTS_FILE, InitInfo, Metrics, RunRecord, read_events
 from relora.core.run.retention import adapter_loss, cached_loss, retention_value
 from relora.core.method.measures import Retention
 from relora.core.model.scoring import evaluate
 from relora.core.run.tracking import check_sinks, send
 from relora.core.run.gate_plan import old_service_correct, plan_gate, readiness_for, test_check
-from relora.core.method.measures import GateRecord
-from relora.core.method.train import Schedule, TrainData, Watch, train
+from relora.core.method.measures import GateRecord, WorkUnits
+from relora.core.method.train import Schedule, TrainData, TrainOutcome, Watch, train
 from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
 from relora.io import cache_root
 from relora.provenance import git_revision, package_versions, peak_rss_mb
@@ -222,7 +222,17 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
                                                                      "val_in_train": loaded.val_in_train},
         val_correct=outcome.final_correct, config=cfg.model_dump(mode="json"), seed=cfg.seed, hashes=loaded.hashes,
         git_revision=git_revision(), packages=packages, device=str(model_device(model)),
+        work=work_units(info, outcome, readiness.record if readiness is not None else None),
         dtype=str(compute_dtype(model)).removeprefix("torch."), peak_device_memory_mb=peak_memory_mb(model_device(model)),
         serving_warnings=warnings,
     )
     return record  # saved once, by readapt, after retention and tracking
+
+
+def work_units(info: InitInfo, outcome: TrainOutcome, gate: GateRecord | None) -> WorkUnits:
+    """The run's compute counted, part for part as cpu_s charges it: the search's probes and gradient steps, the
+    training loop's screens and batches, and the gate's looks with the old service's scores."""
+    search_forward = (info.search_examples_scored or 0) - info.search_train_examples
+    return WorkUnits(examples_scored=search_forward + outcome.screened + (gate.examples_scored if gate else 0),
+                     train_examples=info.search_train_examples + outcome.train_examples,
+                     train_tokens=info.search_train_tokens + outcome.train_tokens)

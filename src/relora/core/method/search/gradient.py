@@ -43,6 +43,7 @@ class GradientResult:
     train_losses: list[float]  # per optimizer step, before it
     seconds: float
     examples: int  # training examples through forward and backward
+    tokens: int = 0  # their tokens (prompt and answer)
 
 
 @contextmanager
@@ -96,6 +97,7 @@ def learn_coefficients(model: nn.Module, layers: dict[str, nn.Module], terms: Fu
     low = torch.tensor([bounds[0][0], bounds[1][0]])
     high = torch.tensor([bounds[0][1], bounds[1][1]])
     losses: list[float] = []
+    tokens = 0
     # a seed of its own, so the coefficients and the later fine-tuning see different batches
     order = batch_order(len(train_items), batch_size, steps, seed + 104_729)
     was_training = model.training
@@ -103,11 +105,13 @@ def learn_coefficients(model: nn.Module, layers: dict[str, nn.Module], terms: Fu
     with fused_branches(model, layers, terms, groups, coeffs):
         for idx in tqdm(order, desc="search (gradient)", disable=not progress, leave=False):
             optimizer.zero_grad(set_to_none=True)
-            losses.append(accumulate_gradients(model, [train_items[i] for i in idx], pad_id, micro_batch_size))
+            batch = [train_items[i] for i in idx]
+            tokens += sum(len(it.prompt) + len(it.answer) for it in batch)
+            losses.append(accumulate_gradients(model, batch, pad_id, micro_batch_size))
             optimizer.step()
             with torch.no_grad():
                 for c in coeffs.values():
                     c.copy_(torch.maximum(torch.minimum(c, high.to(c.device)), low.to(c.device)))
     model.train(was_training)
     learned = {g: (float(c[0].detach()), float(c[1].detach())) for g, c in coeffs.items()}
-    return GradientResult(learned, losses, time.perf_counter() - began, steps * batch_size)
+    return GradientResult(learned, losses, time.perf_counter() - began, steps * batch_size, tokens)

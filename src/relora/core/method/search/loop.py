@@ -38,6 +38,7 @@ class SearchResult:
     groups: dict[str, tuple[float, float]] | None = None  # per-group (alpha, beta) the end point uses, if any
     per_module: dict[str, tuple[float, float]] | None = None  # the same, per adapted module
     train_examples: int = 0  # training examples through forward and backward (the gradient steps)
+    train_tokens: int = 0  # their tokens
 
     @property
     def probes(self) -> list[Probe]:

@@ -57,7 +57,7 @@ def per_group_search(ctx: InitContext, objective: Objective, fused: FusedFrom, s
                                  start, plan)
     probe = score_groups(ctx, fused, groups, learned.coefficients, "gradient", learned.seconds)
     result.explored.append(probe)
-    result.train_examples = learned.examples
+    result.train_examples, result.train_tokens = learned.examples, learned.tokens
     if probe.val_loss >= result.best.val_loss:
         return result  # the start stays: the learned coefficients did not lower D_val's loss
     return replace(result, chosen=probe, groups=learned.coefficients,

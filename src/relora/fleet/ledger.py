@@ -165,7 +165,7 @@ class Ledger:
         adapter): those go back to pending, to be redone. Returns the names sent back. One transaction per row:
         two rollouts starting together may both try to add it."""
         with self._tx() as conn:
-            known = dict(conn.execute(select(adapters.c.name, adapters.c.inputs_key)).tuples().all())
+            known = {name: key for name, key in conn.execute(select(adapters.c.name, adapters.c.inputs_key))}
         redo = [n for n in names if n in known and known[n] != inputs[n][0]]
         for name in names:
             if name in known:

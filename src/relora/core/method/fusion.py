@@ -31,8 +31,7 @@ def project(ctx: InitContext) -> DeltaProjection:
     cfg, loaded = ctx.cfg, ctx.loaded
     assert loaded.old_adapter is not None and loaded.old_dir is not None
     modules = loaded.old_adapter.modules
-    key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, loaded.spec.r,
-                    cfg.search.svd, cfg.seed)
     svd = SvdSpec(r=loaded.spec.r, method=cfg.search.svd, seed=cfg.seed, device=ctx.device)
+    key = cache_key(loaded.hashes["old_base"], loaded.hashes["new_base"], modules, svd)
     return project_base_delta(WeightReader(loaded.old_dir), WeightReader(loaded.new_dir), modules, svd,
                               cache_file=ctx.cache / "deltas" / f"{key}.safetensors", progress=ctx.progress)

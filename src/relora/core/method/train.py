@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from relora.core.model.adapter import lora_parameters
-from relora.core.model.data import ScoringItem
+from relora.core.model.data import ScoringItem, tokens_in
 from relora.core.method.measures import Event
 from relora.errors import TrainingDiverged
 from relora.core.math.ops import anchor_penalty, decoupled_anchor_step, scheduled_lambda, scheduled_lr
@@ -139,7 +139,7 @@ def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: 
         optimizer.zero_grad(set_to_none=True)
         batch = [data.train[i] for i in idx]
         outcome.train_examples += len(batch)
-        outcome.train_tokens += sum(len(it.prompt) + len(it.answer) for it in batch)
+        outcome.train_tokens += tokens_in(batch)
         train_loss = accumulate_gradients(model, batch, data.pad_id, schedule.micro_batch_size)
         lam = scheduled_lambda(step, schedule.e1, schedule.lambda1, schedule.lambda2)
         if lam > 0 and schedule.anchor == "coupled":

@@ -44,6 +44,11 @@ class ScoringItem:
         return self.candidates[self.gold]
 
 
+def tokens_in(batch: list[ScoringItem]) -> int:
+    """The tokens a training batch puts through forward and backward: each example's prompt and gold answer."""
+    return sum(len(it.prompt) + len(it.answer) for it in batch)
+
+
 def read_jsonl(path: str | Path) -> list[Example]:
     p = check_regular_file(path, "data file", "pass a JSONL file")
     examples: list[Example] = []

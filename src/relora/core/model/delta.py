@@ -32,11 +32,6 @@ class DeltaProjection:
     seconds: float = 0.0  # what computing it took, as measured then (charged to every search that uses it)
 
 
-def cache_key(old_hash: str, new_hash: str, modules: list[str], r: int, method: SvdMethod, seed: int) -> str:
-    blob = json.dumps([old_hash, new_hash, sorted(modules), r, method, seed])
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
 @dataclass(frozen=True, kw_only=True)
 class SvdSpec:
     """Which truncated SVD of each module's delta: its rank, the algorithm, its seed (randomized), and where it
@@ -45,6 +40,12 @@ class SvdSpec:
     method: SvdMethod
     seed: int = 0
     device: torch.device | str = "cpu"
+
+
+def cache_key(old_hash: str, new_hash: str, modules: list[str], svd: SvdSpec) -> str:
+    """The projection's cache name: both bases, the modules and the SVD (not where it runs)."""
+    blob = json.dumps([old_hash, new_hash, sorted(modules), svd.r, svd.method, svd.seed])
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def project_base_delta(old: WeightReader, new: WeightReader, modules: list[str], svd: SvdSpec, *,

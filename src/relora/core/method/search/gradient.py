@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from relora.core.model.data import ScoringItem
+from relora.core.model.data import ScoringItem, tokens_in
 from relora.core.model.groups import Groups, group_of
 from relora.core.math.ops import LowRank
 from relora.core.method.train import accumulate_gradients, batch_order
@@ -106,7 +106,7 @@ def learn_coefficients(model: nn.Module, layers: dict[str, nn.Module], terms: Fu
         for idx in tqdm(order, desc="search (gradient)", disable=not progress, leave=False):
             optimizer.zero_grad(set_to_none=True)
             batch = [train_items[i] for i in idx]
-            tokens += sum(len(it.prompt) + len(it.answer) for it in batch)
+            tokens += tokens_in(batch)
             losses.append(accumulate_gradients(model, batch, pad_id, micro_batch_size))
             optimizer.step()
             with torch.no_grad():

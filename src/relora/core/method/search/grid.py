@@ -4,15 +4,12 @@ of D_val (no screening, no early stop, no known points)."""
 from __future__ import annotations
 
 from relora.core.model.loaded import InitContext
-from relora.core.method.search.loop import Objective, SearchPlan, SearchResult, run_search
-from relora.core.method.search.strategy import FusedFrom, SearchStrategy, Starts
+from relora.core.method.search.loop import Objective, SearchResult, run_search
+from relora.core.method.search.strategy import FusedFrom, SearchStrategy, Starts, plan_for
 
 
 class GridSearch(SearchStrategy):
     name = "grid"
 
     def run(self, ctx: InitContext, objective: Objective, fused: FusedFrom, starts: Starts) -> SearchResult:
-        cfg = ctx.cfg
-        return run_search(objective, cfg.search, SearchPlan(seed=cfg.seed, n_val=len(ctx.loaded.val), kind=self.name,
-                                                            store_path=starts.store, progress=ctx.progress,
-                                                            known=starts.known, ready_at=starts.ready_at))
+        return run_search(objective, ctx.cfg.search, plan_for(ctx, starts, self.name))

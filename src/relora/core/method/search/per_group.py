@@ -18,10 +18,9 @@ from relora.core.model.loaded import InitContext
 from relora.core.model.scoring import evaluate
 from relora.core.method.search.gradient import FusionTerms, GradientPlan, learn_coefficients
 from relora.core.model.groups import group_of
-from relora.core.method.search.loop import Objective, SearchPlan, SearchResult, run_search
-from relora.core.method.search.strategy import Coefficients, FusedFrom, SearchStrategy, Starts
+from relora.core.method.search.loop import Objective, SearchResult, run_search
+from relora.core.method.search.strategy import Coefficients, FusedFrom, SearchStrategy, Starts, plan_for
 from relora.core.method.measures import Probe
-
 
 
 def per_group_search(ctx: InitContext, objective: Objective, fused: FusedFrom, starts: Starts) -> SearchResult:
@@ -31,8 +30,7 @@ def per_group_search(ctx: InitContext, objective: Objective, fused: FusedFrom, s
     known, ready_at = starts.known, starts.ready_at
     n_design = 1 + len(known or [])
     design = s.model_copy(update={"trials": n_design, "n_init": n_design, "rescore_top": 1})
-    begun = run_search(objective, design, SearchPlan(seed=cfg.seed, n_val=len(loaded.val), store_path=starts.store,
-                                                     progress=ctx.progress, known=known, ready_at=ready_at))
+    begun = run_search(objective, design, plan_for(ctx, starts, "bo"))  # the design only: BO's first points
     if begun.ready is not None:
         return begun
     result = SearchResult(explored=begun.probes, stop_s=begun.stop_s, chosen=begun.best)

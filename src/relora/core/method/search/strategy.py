@@ -14,7 +14,7 @@ from pathlib import Path
 from relora.core.model.adapter import LoraAdapter
 from relora.core.model.delta import DeltaProjection
 from relora.core.model.loaded import InitContext
-from relora.core.method.search.loop import Objective, SearchResult
+from relora.core.method.search.loop import Objective, SearchPlan, SearchResult
 
 Coefficients = dict[str, tuple[float, float]]
 
@@ -45,3 +45,10 @@ class SearchStrategy:
 
     def run(self, ctx: InitContext, objective: Objective, fused: FusedFrom, starts: Starts) -> SearchResult:
         raise NotImplementedError
+
+
+def plan_for(ctx: InitContext, starts: Starts, kind: str) -> SearchPlan:
+    """The probe loop's plan for one service: its seed and D_val, the strategy's kind, and the starts' store,
+    known points and readiness bar."""
+    return SearchPlan(seed=ctx.cfg.seed, n_val=len(ctx.loaded.val), kind=kind, store_path=starts.store,
+                      progress=ctx.progress, known=starts.known, ready_at=starts.ready_at)

@@ -7,10 +7,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from helpers import RELORA, write_fleet
 from relora.core.method.record import RunRecord
+from relora.core.run.old_scores import ScoreMemo
 from relora.fleet.ledger import Ledger
 
 
@@ -76,3 +78,46 @@ def test_the_opt_out_runs_and_every_decision_is_recorded(world, tmp_path: Path) 
     for column in ("method", "gate_verdict", "gate_margin", "gate_alpha", "gate_looks", "gate_lower",
                    "gate_examples_scored"):
         assert column in head
+
+
+def _readapt_portllm(world, out: Path, cache: Path, mode: str) -> RunRecord:
+    done = subprocess.run([RELORA, "readapt", "--old-base", str(world.old_base), "--new-base", str(world.new_base),
+                           "--adapter", str(world.adapter), "--train", str(world.train), "--val", str(world.val),
+                           "--out", str(out), "--method", "portllm", "--threshold", "old - 0.5", "--stop-when-ready",
+                           f"cache_dir={cache}", "data.ready_size=40", "data.val_size=8", "gate.chunk=8",
+                           "gate.allow_underpowered=true", f"gate.old_scoring={mode}", "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return RunRecord.load(out)
+
+
+def test_the_old_service_is_scored_only_as_far_as_the_looks_read(world, tmp_path: Path) -> None:
+    """A look that settles on its first chunks costs the old service those chunks, not the whole gate set; the
+    verdict and every look are the same as when the whole set is scored first, and a run that finds the scores
+    remembered is charged what they cost when they were scored."""
+    lazy = _readapt_portllm(world, tmp_path / "lazy", tmp_path / "cache-lazy", "as-needed")
+    upfront = _readapt_portllm(world, tmp_path / "upfront", tmp_path / "cache-upfront", "upfront")
+    assert [look.model_dump() for look in lazy.gate.looks] == [look.model_dump() for look in upfront.gate.looks]
+    assert lazy.gate.verdict == upfront.gate.verdict == "published"
+    read = lazy.gate.looks[-1].examples
+    assert read < 40, "the fixture's look should settle before the gate set ends"
+    assert lazy.gate.old_examples == read + 8 and upfront.gate.old_examples == 40 + 8
+    assert lazy.gate.old_scoring_cpu_s < upfront.gate.old_scoring_cpu_s
+    again = _readapt_portllm(world, tmp_path / "again", tmp_path / "cache-lazy", "as-needed")  # remembered now
+    assert again.gate.old_scoring_cpu_s == pytest.approx(lazy.gate.old_scoring_cpu_s)
+    assert again.gate.old_examples == lazy.gate.old_examples
+
+
+def test_remembered_scores_are_charged_pro_rata_and_a_damaged_memo_is_redone(tmp_path: Path) -> None:
+    memo_file = tmp_path / "m.json"
+    memo_file.write_text(json.dumps({"correct": [True] * 40, "cpu_s": 4.0}))  # a memo scored whole, before pieces
+    memo = ScoreMemo.read(memo_file, 40)
+    assert memo.pieces == [(40, 4.0)] and memo.cost(10) == pytest.approx(1.0) and memo.cost(40) == 4.0
+    memo = ScoreMemo.read(tmp_path / "none.json", 40)
+    memo.extend([True] * 8, 1.0)
+    memo.extend([False] * 8, 3.0)
+    again = ScoreMemo.read(memo.path, 40)
+    assert again.correct == [True] * 8 + [False] * 8 and again.cost(8) == 1.0 and again.cost(12) == 2.5
+    memo_file.write_text(json.dumps({"correct": [True] * 4, "pieces": [[9, 1.0]]}))  # pieces that miss the list
+    assert ScoreMemo.read(memo_file, 40).correct == []
+    assert ScoreMemo.read(memo_file, 2).correct == []  # longer than the split it keys

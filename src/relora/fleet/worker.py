@@ -52,7 +52,7 @@ def run_job(fleet: FleetConfig, entry: AdapterEntry, assigned: list[str] | None 
     """Re-adapt one adapter and gate it; returns the final state and the ledger fields. The gate (readapt's:
     the paired test against the old service, its looks and the power check) decides; the job adds the old
     service's and PortLLM's D_val quality for the report, from the same loaded items."""
-    from relora.core.run.gate_plan import old_service_correct
+    from relora.core.run.old_scores import old_service_correct
     from relora.core.run.inputs import load_inputs, score_items
     from relora.core.run.readapt import plan_run, readapt
     from relora.core.model.scoring import negative_flip_rate

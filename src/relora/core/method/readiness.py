@@ -10,6 +10,7 @@ below -margin is at most alpha.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,6 +27,13 @@ def looks_planned(cfg_gate: GateConfig, stop_when_ready: bool) -> int:
     return cfg_gate.looks if stop_when_ready else 1
 
 
+class OldService(Protocol):
+    """The old service's per-example correctness on the gate set, read a prefix at a time: the run floor scores it
+    as the looks reach each chunk (or all at once) and remembers it by content hash."""
+
+    def correct(self, stop: int) -> list[bool]: ...
+
+
 @dataclass
 class Readiness:
     """The screen and the confirmations of one run; train() calls look() at each checkpoint."""
@@ -33,7 +41,7 @@ class Readiness:
     gate: Gate
     record: GateRecord
     items: list[ScoringItem]  # the gate set
-    old_correct: list[bool] | None  # the old service on the gate set (paired gates)
+    old: OldService | None  # the old service on the gate set (paired gates)
     pad_id: int
     eval_batch_size: int = 16
     flips: list[float] = field(default_factory=list)
@@ -60,14 +68,14 @@ class Readiness:
             chunk = self.items[len(x) : len(x) + spec.chunk]
             correct = evaluate(model, chunk, self.pad_id, self.eval_batch_size).correct
             start = len(x)
-            if self.old_correct is None:
+            if self.old is None:
                 x += [float(c) for c in correct]
-            else:
-                x += [float(c) - float(o) for c, o in zip(correct, self.old_correct[start : start + len(chunk)],
+            else:  # the old service's scores for this chunk only: a look that settles early scores no more of it
+                x += [float(c) - float(o) for c, o in zip(correct, self.old.correct(start + len(chunk))[start:],
                                                            strict=True)]
             verdict = int(tests.decide(np.array(x), spec, n)[0])
         lower, upper = tests.bounds(np.array(x), spec)
-        if self.old_correct is not None:
+        if self.old is not None:
             self.flips.extend(abs(v) for v in x)
             self.record.measured_discordance = float(np.mean(self.flips))
         self.record.looks.append(Look(step=step, screen_accuracy=screen_accuracy, examples=len(x),

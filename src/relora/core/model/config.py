@@ -184,6 +184,10 @@ class GateConfig(_Strict):
     score_cache: str | None = D(None, description=(
         "where the old service's gate and D_val scores are remembered by content hash (default: the cache "
         "directory); a race shares one across methods"))
+    old_scoring: Literal["as-needed", "upfront"] = D("as-needed", description=(
+        "when the old service is scored on the gate set: `as-needed` scores it chunk by chunk as the looks reach "
+        "each chunk (a look that settles on 160 examples costs the old service 160, not the whole set); "
+        "`upfront` scores the whole set before the first look. The verdicts are the same either way"))
 
 
 class ReadaptConfig(_Strict):

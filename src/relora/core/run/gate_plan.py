@@ -7,20 +7,15 @@ the smallest margin a candidate as good as the old service clears with 80% power
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from pathlib import Path
 
 from relora.core.math import gate as tests
 from relora.core.model.config import ReadaptConfig
-from relora.core.run.inputs import score_items
+from relora.core.run.old_scores import OldScores
 from relora.core.model.loaded import Loaded
 from relora.core.method.readiness import Readiness, looks_planned
 from relora.core.method.measures import GateRecord, TestCheck
-from relora.core.model.resolve import resolve_base
 from relora.errors import InputError
-from relora.io import atomic_write, read_memo
 
 
 def plan_gate(cfg: ReadaptConfig, n_gate: int) -> GateRecord | None:
@@ -65,52 +60,44 @@ def underpowered_fix(margin: float, certifiable: float | None, alpha_look: float
 
 
 def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None, cache: Path) -> Readiness | None:
-    """The run's screen and confirmations: a paired gate first scores the old service on the gate set and D_val
-    (remembered by content hash), which sets the screen's bar."""
+    """The run's screen and confirmations: a paired gate scores the old service on D_val first (remembered by
+    content hash), which sets the screen's bar, and on the gate set as the looks reach it (or all at once with
+    `gate.old_scoring: upfront`). settle_old_scores() closes the books after the last look."""
     gate = cfg.parsed_gate
     if gate is None or record is None:
         return None
-    old_correct = None
+    old = None
     if gate.absolute is None:
-        (old_gate, gate_s), (old_dval, dval_s) = (old_service_scored(cfg, loaded, cache, split)
-                                                  for split in ("gate", "dval"))
-        old_correct = old_gate
-        record.old_scoring_cpu_s = gate_s + dval_s
-        record.old_gate_accuracy = sum(old_gate) / len(old_gate)
+        old = OldScores(cfg, loaded, cache)
+        old_dval = old.whole("dval")
+        if cfg.gate.old_scoring == "upfront":
+            old.whole("gate")
         record.old_dval_accuracy = sum(old_dval) / len(old_dval)
-        record.old_examples = len(old_gate) + len(old_dval)
         record.screen_bar = record.old_dval_accuracy - gate.margin
-        record.threshold = record.old_gate_accuracy - gate.margin
-    return Readiness(gate=gate, record=record, items=loaded.ready, old_correct=old_correct, pad_id=loaded.pad_id,
+        _old_books(record, old, gate.margin)
+    return Readiness(gate=gate, record=record, items=loaded.ready, old=old, pad_id=loaded.pad_id,
                      eval_batch_size=cfg.training.eval_batch_size)
 
 
-def old_service_correct(cfg: ReadaptConfig, loaded: Loaded, cache: Path, split: str) -> list[bool]:
-    return old_service_scored(cfg, loaded, cache, split)[0]
+def settle_old_scores(readiness: Readiness | None) -> float:
+    """After the last look: the old service's part of the record (the examples it scored, its accuracy on the gate
+    examples the looks compared, what they cost), and the CPU seconds to add to the run's measured time so that
+    it pays what those scores cost when they were scored, not what remembering them cost now."""
+    if readiness is None or not isinstance(readiness.old, OldScores):
+        return 0.0
+    old = readiness.old
+    old.close()
+    _old_books(readiness.record, old, readiness.gate.margin)
+    return old.charged_s() - old.spent_s
 
 
-def old_service_scored(cfg: ReadaptConfig, loaded: Loaded, cache: Path, split: str) -> tuple[list[bool], float]:
-    """The old service (old base + old adapter) per example on one split: "gate" (the gate set), "dval" or
-    "test", and the CPU seconds that scoring cost. Remembered by content hash, so it is computed once per
-    service; its cost is remembered too, so every method that needs it is charged it alike."""
-    if not cfg.old_base or not cfg.adapter:
-        raise InputError("threshold", "a gate relative to the old service needs old_base and adapter",
-                         "pass --old-base and --adapter, or an absolute threshold")
-    items = {"gate": loaded.ready, "dval": loaded.val, "test": loaded.items.get("test", [])}[split]
-    h = loaded.hashes
-    key = json.dumps([split, h.get("old_base"), h.get("adapter"), h.get("val"), h.get("test"), cfg.data.model_dump(),
-                      cfg.seed if split == "dval" else None, cfg.device, cfg.dtype, len(items)], sort_keys=True)
-    memo = Path(cfg.gate.score_cache or cache) / "old-service" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-    known = read_memo(memo, dict)
-    if isinstance(known.get("correct"), list) and len(known["correct"]) == len(items):
-        return [bool(c) for c in known["correct"]], float(known.get("cpu_s", 0.0))
-    old_dir = loaded.old_service_dir or resolve_base(cfg.old_base, cache)
-    started = time.process_time()
-    correct = score_items(old_dir, cfg.adapter, items, loaded.pad_id, cfg).correct
-    cpu_s = time.process_time() - started
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(memo, json.dumps({"correct": correct, "cpu_s": cpu_s}))
-    return correct, cpu_s
+def _old_books(record: GateRecord, old: OldScores, margin: float | None) -> None:
+    gate_scores = old.correct(old.used["gate"])
+    record.old_examples = old.used["gate"] + old.used["dval"]
+    record.old_scoring_cpu_s = old.charged_s()
+    if gate_scores:  # a reading aid: the paired test needs no threshold
+        record.old_gate_accuracy = sum(gate_scores) / len(gate_scores)
+        record.threshold = record.old_gate_accuracy - (margin or 0.0)
 
 
 def test_check(old_correct: list[bool], new_correct: list[bool]) -> TestCheck:

@@ -181,13 +181,31 @@ def score_items(model_dir: Path, adapter: str | None, items: list[ScoringItem], 
                 cfg: ReadaptConfig) -> EvalResult:
     """Quality of a base with an adapter as it is on disk (or the base alone) on items already tokenized: the
     old service (old base + old adapter), or PortLLM's fallback (new base + old adapter)."""
-    device = resolve_device(cfg.device)
-    base_model = shared_model(model_dir, device, resolve_dtype(cfg.dtype, device))
-    if adapter is None:
-        return evaluate(base_model, items, pad_id, cfg.training.eval_batch_size)
-    old = read_adapter(adapter)
-    model: Any = attach_lora(base_model, old, cfg.seed)
+    service = Service(model_dir, adapter, cfg)
     try:
-        return evaluate(model, items, pad_id, cfg.training.eval_batch_size)
+        return service.evaluate(items, pad_id)
     finally:
-        model.unload()  # the shared base stays clean for the next job
+        service.close()
+
+
+class Service:
+    """A base with an adapter as it is on disk, held across calls: the old service a gate scores chunk by chunk
+    is attached once per run, not once per chunk. close() unloads the adapter so the shared base is clean."""
+
+    def __init__(self, model_dir: Path, adapter: str | None, cfg: ReadaptConfig) -> None:
+        self._model_dir, self._adapter, self._cfg = model_dir, adapter, cfg
+        self._base: Any = None
+        self._model: Any = None
+
+    def evaluate(self, items: list[ScoringItem], pad_id: int) -> EvalResult:
+        if self._model is None:
+            device = resolve_device(self._cfg.device)
+            self._base = shared_model(self._model_dir, device, resolve_dtype(self._cfg.dtype, device))
+            self._model = self._base if self._adapter is None else attach_lora(
+                self._base, read_adapter(self._adapter), self._cfg.seed)
+        return evaluate(self._model, items, pad_id, self._cfg.training.eval_batch_size)
+
+    def close(self) -> None:
+        if self._model is not None and self._model is not self._base:
+            self._model.unload()  # the shared base stays clean for the next job
+        self._model = self._base = None

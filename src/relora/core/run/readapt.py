@@ -30,7 +30,8 @@ from relora.core.run.retention import adapter_loss, cached_loss, retention_value
 from relora.core.method.measures import Retention
 from relora.core.model.scoring import evaluate
 from relora.core.run.tracking import check_sinks, send
-from relora.core.run.gate_plan import old_service_correct, plan_gate, readiness_for, test_check
+from relora.core.run.gate_plan import plan_gate, readiness_for, settle_old_scores, test_check
+from relora.core.run.old_scores import old_service_correct
 from relora.core.method.measures import GateRecord, WorkUnits
 from relora.core.method.train import Schedule, TrainData, TrainOutcome, Watch, train
 from relora.errors import InputError, TrainingDiverged, cannot_write, stopped
@@ -173,10 +174,6 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
          spec: RunSpec) -> RunRecord:
     cpu_start = time.process_time()
     readiness = readiness_for(cfg, loaded, spec.gate, spec.cache)  # the old service's scores are compute too
-    # charged as scored, whether this run scored them or found them remembered: every method pays alike, so the
-    # seconds spent here are replaced by the seconds the scoring cost when it was done
-    spent = time.process_time() - cpu_start
-    cpu_start += spent - (readiness.record.old_scoring_cpu_s if readiness is not None else 0.0)
     screen_bar = readiness.record.screen_bar if readiness is not None else None
     info = method.initialize(InitContext(cfg, loaded, model, spec.cache, spec.progress, screen_bar))
     clock = time.perf_counter() - info.search_s  # wall_s counts the search's (recorded) cost
@@ -190,13 +187,18 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
     except TrainingDiverged as exc:
         run.discard()
         raise InputError(cfg.train, f"training diverged ({exc})", "lower training.lr or check the data") from exc
+    finally:
+        # the old service's scores are charged as scored, whether this run scored them or found them remembered:
+        # every method that compared the same examples pays alike
+        old_charge_s = settle_old_scores(readiness)
     if readiness is not None:
         looks = readiness.record.looks
         final_look = bool(looks) and looks[-1].step == outcome.steps_done
         readiness.record.verdict = ("published" if outcome.ready_step is not None and final_look
                                     else "not certified" if looks else "no look")
     total_s = time.perf_counter() - clock  # search (as charged) + training
-    cpu_s = time.process_time() - cpu_start  # this process's CPU seconds in the search and training (all threads)
+    # this process's CPU seconds in the search, the training and the gate (all threads)
+    cpu_s = time.process_time() - cpu_start + old_charge_s
     final = outcome.events[-1]
     metrics = Metrics(val_accuracy=final.val_accuracy, val_loss=final.val_loss,
                       val_accuracy_norm=outcome.final_accuracy_norm)
@@ -204,7 +206,7 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
     if "test" in loaded.items:  # scored only now, after the decision, and never by a search, screen or gate
         test = evaluate(model, loaded.items["test"], loaded.pad_id, cfg.training.eval_batch_size)
         metrics.test_accuracy, metrics.test_loss, metrics.test_accuracy_norm = test.accuracy, test.loss, test.accuracy_norm
-        if readiness is not None and readiness.old_correct is not None:
+        if readiness is not None and readiness.old is not None:
             checked = test_check(old_service_correct(cfg, loaded, spec.cache, "test"), test.correct)
     packages = package_versions()
     warnings = save_adapter(model, run.work, cfg.new_base, lineage(cfg, method, loaded, packages.get("relora")),

@@ -1,0 +1,47 @@
+"""What the old service's scoring would have cost a committed race with `gate.old_scoring: as-needed`, replayed
+from its runs' records. A race run with the whole gate set scored first (`upfront`, every race before f378ce5)
+records each look's examples; scored as needed, the old service scores D_val and, on the gate set, only as far
+as the furthest look read. The verdicts and looks are the same either way (tests/cli/test_gate_cli.py), so the
+replayed example counts are exact; the replayed CPU seconds are the recorded old-scoring seconds pro rata to
+the examples (an estimate: examples differ in length).
+
+    .venv/bin/python scripts/old_scoring_replay.py runs/fleet-strengths-mild > docs/results/fleet-strengths-mild/old-scoring-replay.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def replay_run(run: dict) -> dict[str, float]:
+    gate = run.get("gate") or {}
+    dval = (run.get("n_examples") or {}).get("val_search", 0)
+    upfront = gate.get("old_examples", 0)
+    as_needed = dval + max((look["examples"] for look in gate.get("looks", [])), default=0)
+    old_s = gate.get("old_scoring_cpu_s", 0.0)
+    return {"cpu_s": run["cpu_s"] or 0.0, "old_examples_upfront": upfront, "old_examples_as_needed": as_needed,
+            "old_scoring_cpu_s": old_s, "old_scoring_cpu_s_as_needed": old_s * as_needed / upfront if upfront else 0.0}
+
+
+def replay(race: Path) -> dict:
+    """{method: {seed: {services: {name: replay_run}, totals}}} from every run of every rollout."""
+    out: dict[str, dict[str, dict]] = {}
+    for record in sorted(race.glob("seed*/*/rollout/runs/*/relora.json")):
+        method, seed, name = record.parts[-5], record.parts[-6].removeprefix("seed"), record.parts[-2]
+        cell = out.setdefault(method, {}).setdefault(seed, {"services": {}})
+        cell["services"][name] = replay_run(json.loads(record.read_text()))
+    for seeds in out.values():
+        for cell in seeds.values():
+            rows = cell["services"].values()
+            cell["totals"] = {key: sum(r[key] for r in rows) for key in next(iter(rows))}
+            t = cell["totals"]
+            t["cpu_s_as_needed"] = t["cpu_s"] - t["old_scoring_cpu_s"] + t["old_scoring_cpu_s_as_needed"]
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
+        sys.exit("usage: old_scoring_replay.py RACE_OUT  (a race's --out folder, holding seed*/METHOD/rollout)")
+    print(json.dumps(replay(Path(sys.argv[1])), indent=1, sort_keys=True))

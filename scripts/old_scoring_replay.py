@@ -3,7 +3,8 @@ from its runs' records. A race run with the whole gate set scored first (`upfron
 records each look's examples; scored as needed, the old service scores D_val and, on the gate set, only as far
 as the furthest look read. The verdicts and looks are the same either way (tests/cli/test_gate_cli.py), so the
 replayed example counts are exact; the replayed CPU seconds are the recorded old-scoring seconds pro rata to
-the examples (an estimate: examples differ in length).
+the examples (an estimate: examples differ in length). Each service's looks (examples read, estimated
+difference, verdict) are kept beside it.
 
     .venv/bin/python scripts/old_scoring_replay.py runs/fleet-strengths-mild > docs/results/fleet-strengths-mild/old-scoring-replay.json
 """
@@ -21,7 +22,8 @@ def replay_run(run: dict) -> dict[str, float]:
     upfront = gate.get("old_examples", 0)
     as_needed = dval + max((look["examples"] for look in gate.get("looks", [])), default=0)
     old_s = gate.get("old_scoring_cpu_s", 0.0)
-    return {"cpu_s": run["cpu_s"] or 0.0, "old_examples_upfront": upfront, "old_examples_as_needed": as_needed,
+    looks = [[look["examples"], look["estimate"], look["verdict"]] for look in gate.get("looks", [])]
+    return {"looks": looks, "cpu_s": run["cpu_s"] or 0.0, "old_examples_upfront": upfront, "old_examples_as_needed": as_needed,
             "old_scoring_cpu_s": old_s, "old_scoring_cpu_s_as_needed": old_s * as_needed / upfront if upfront else 0.0}
 
 
@@ -35,7 +37,7 @@ def replay(race: Path) -> dict:
     for seeds in out.values():
         for cell in seeds.values():
             rows = cell["services"].values()
-            cell["totals"] = {key: sum(r[key] for r in rows) for key in next(iter(rows))}
+            cell["totals"] = {key: sum(r[key] for r in rows) for key in next(iter(rows)) if key != "looks"}
             t = cell["totals"]
             t["cpu_s_as_needed"] = t["cpu_s"] - t["old_scoring_cpu_s"] + t["old_scoring_cpu_s_as_needed"]
     return out

@@ -355,3 +355,16 @@ def test_the_old_scoring_replay_is_its_files_and_adds_up_to_the_races() -> None:
     ft = [load("fleet-strengths-mild/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
     cheaper = statistics.fmean(t["cpu_s_as_needed"] for t in ft) / statistics.fmean(t["cpu_s"] for t in ft)
     quoted(RESULTS_README, f"After the mild update, the script itself costs {cheaper:.2f}× what it did")
+
+
+def test_the_moderate_race_s_failed_looks_are_its_records() -> None:
+    replay = load("fleet-strengths-moderate/old-scoring-replay.json")["portllm-ft"]
+    looks = [look for seed in replay.values() for service in seed["services"].values() for look in service["looks"]]
+    rejected = [look for look in looks if look[2] == "reject"]
+    assert all(look[0] == 1088 for look in rejected)  # every failed look read the whole gate set
+    estimates = sorted(look[1] for look in rejected)
+    quoted(RESULTS_README, f"PortLLM+FT's {len(rejected)} rejected looks each read all 1088 gate examples "
+                           f"({sum(look[0] for look in rejected)} candidate examples, against "
+                           f"{sum(look[0] for look in looks if look[2] == 'publish')} in its looks that published)")
+    quoted(RESULTS_README, f"with an estimated difference from {estimates[0]:.3f} to {estimates[-1]:.3f}")
+    assert -0.1 < estimates[0] and estimates[-1] < 0  # the grey zone: below the old service, near the margin

@@ -216,3 +216,33 @@ def test_relora_reuse_searches_for_the_first_service_of_a_base_pair_only(world, 
     third = _run(world, tmp_path / "third", "relora", cache_dir=str(cache), adapter=str(other),
                  training={"steps": 0}, search=search)
     assert "gradient" in [p.stage for p in third.probes]
+
+
+def _readapt_cli(world, out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([RELORA, "readapt", "--old-base", str(world.old_base), "--new-base", str(world.new_base),
+                           "--adapter", str(world.adapter), "--train", str(world.train), "--val", str(world.val),
+                           "--out", str(out), "--method", "relora", f"cache_dir={cache}", "training.steps=0",
+                           "search.trials=6", "search.n_init=3", "search.raw_samples=32", "search.num_restarts=2",
+                           *extra, "--quiet"], capture_output=True, text=True)
+
+
+def test_a_start_below_the_retention_floor_is_replaced_by_portllms(world, tmp_path: Path) -> None:
+    """search.min_retention: the searched start's retention is measured on the probe before training; on the
+    tiny fixture relora's search ends at the revert point, which keeps less than the floor, so the run starts
+    from the old adapter as it is (retention 1) and says so. Without the floor the start is kept and not measured;
+    without a probe the floor is refused in one line."""
+    probe, cache = write_probe(tmp_path / "probe.txt"), tmp_path / "cache"
+    free = _readapt_cli(world, tmp_path / "free", cache, f"update_probe={probe}")
+    assert free.returncode == 0, free.stderr
+    kept = RunRecord.load(tmp_path / "free")
+    assert (kept.alpha, kept.start_retention, kept.start_replaced) == (REVERT[0], None, False)
+    assert kept.retention.value < 0.9  # zero steps: the saved adapter is the start
+    floored = _readapt_cli(world, tmp_path / "floored", cache, f"update_probe={probe}", "search.min_retention=0.9")
+    assert floored.returncode == 0, floored.stderr
+    record = RunRecord.load(tmp_path / "floored")
+    assert record.start_replaced and (record.alpha, record.beta, record.coefficients) == (0.0, 1.0, None)
+    assert record.start_retention == pytest.approx(kept.retention.value, abs=1e-3)  # the same start, measured first
+    assert record.retention.value == 1.0 and record.probes  # PortLLM's start; the search was run and is charged
+    refused = _readapt_cli(world, tmp_path / "x", cache, "search.min_retention=0.9")
+    assert refused.returncode == 2 and "search.min_retention" in refused.stderr and "update_probe" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -19,7 +19,7 @@ from relora.core.model.config import ReadaptConfig
 from relora.core.method.fusion import fused_init, project
 from relora.core.model.loaded import InitContext
 from relora.core.method.record import InitInfo
-from relora.core.model.scoring import evaluate
+from relora.core.model.scoring import evaluate, lm_loss, retention_value
 from relora.core.method.search.known import REVERT, KnownPoint, design_points, earlier, remember
 from relora.core.method.search.loop import Objective, SearchResult
 from relora.core.method.search.registry import search_for
@@ -117,12 +117,17 @@ class SearchedFusion(InitStrategy):
         best = result.best
         factors, dropped = fused_init((best.alpha, best.beta), delta, old, loaded.spec, balanced, result.per_module)
         set_factors(model, factors)
+        kept = start_retention(ctx)
+        replaced = kept is not None and kept < (cfg.search.min_retention or 0.0)
+        if replaced:  # the start undoes too much of the update: train from PortLLM's instead (the search is paid)
+            OldAdapter()(ctx)
         # Probes may come from the store (resumed or shared with another method): charge
         # their recorded cost, so time-to-readiness is the same as for a fresh search.
         return InitInfo(
-            alpha=best.alpha, beta=best.beta, probes=result.probes, search_strategy=strategy,
+            alpha=0.0 if replaced else best.alpha, beta=1.0 if replaced else best.beta, probes=result.probes,
+            search_strategy=strategy, start_retention=kept, start_replaced=replaced,
             search_known_earlier=None if known is None else len([p for p in known if p != REVERT]) + len(priors),
-            coefficients=result.groups, search_s=delta.seconds + result.seconds,
+            coefficients=None if replaced else result.groups, search_s=delta.seconds + result.seconds,
             search_wall_s=time.perf_counter() - start, search_examples_scored=result.examples_scored,
             search_train_examples=result.train_examples, search_train_tokens=result.train_tokens,
             search_stopped_early=result.stopped_early, fusion_dropped_energy=dropped, delta_cached=delta.cached,
@@ -136,6 +141,14 @@ class SearchedFusion(InitStrategy):
         ready_at = ctx.screen_bar if ctx.cfg.stop_when_ready else None
         store = search_store(ctx, self.store_kind(strategy), starts.known)
         return search_for(strategy).run(ctx, objective, fused, replace(starts, ready_at=ready_at, store=store))
+
+
+def start_retention(ctx: InitContext) -> float | None:
+    """The start set on the model: its retention of the update on the probe, (L_old - L_start) / (L_old -
+    L_PortLLM); None unless search.min_retention asks for it (and the run has a probe whose loss the update moved)."""
+    if ctx.cfg.search.min_retention is None or ctx.loaded.probe is None or ctx.probe_losses is None:
+        return None
+    return retention_value(*ctx.probe_losses, lm_loss(ctx.model, ctx.loaded.probe))
 
 
 def search_store(ctx: InitContext, kind: str, known: list[tuple[float, float]] | None = None) -> Path:

@@ -41,6 +41,8 @@ class InitInfo(BaseModel):
     delta_cached: bool | None = None
     delta_dropped_energy_mean: float | None = None
     delta_relative_norm_mean: float | None = None
+    start_retention: float | None = None  # the searched start's retention on the update probe (search.min_retention)
+    start_replaced: bool = False  # it kept less than search.min_retention: training started from PortLLM's start
 
 
 class Metrics(BaseModel):

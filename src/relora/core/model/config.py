@@ -96,6 +96,10 @@ class SearchConfig(_Strict):
                                                                    "can lie there")
     beta_bounds: tuple[float, float] = D((0.0, 2.0), description="β's box")
     xi: float = D(0.01, ge=0, description="Expected Improvement's trade-off ξ")
+    min_retention: float | None = D(None, le=1.0, description=(
+        "a floor on the searched start's update retention, measured on `update_probe` before training: a start "
+        "that keeps less of the update than this (the revert point keeps about none) is replaced by PortLLM's "
+        "(the old adapter as is, retention 1). Unset: the search's start is kept whatever it keeps"))
     grid_size: int = D(10, gt=1, description="`relora-grid`: grid_size × grid_size probes")
     svd: Literal["exact", "randomized"] = D("randomized", description=(
         "Π_r by randomized SVD (Halko et al., 4 power iterations, seeded; O(dkr)) or the exact truncation"))

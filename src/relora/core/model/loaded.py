@@ -42,6 +42,7 @@ class InitContext:
     cache: Path
     progress: bool
     screen_bar: float | None = None  # D_val accuracy that sends a candidate to the gate (stop-when-ready)
+    probe_losses: tuple[float, float] | None = None  # the old service's and PortLLM's loss on the update probe
 
     @property
     def device(self) -> torch.device:

@@ -202,3 +202,25 @@ def negative_flip_rate(old_correct: list[bool], new_correct: list[bool]) -> floa
     """The share of examples the old service got right and the new one gets wrong."""
     flips = sum(o and not n for o, n in zip(old_correct, new_correct, strict=True))
     return flips / len(new_correct)
+
+
+MIN_DENOMINATOR = 1e-4  # nats: an update that moved the update probe's loss less than this has nothing to retain
+
+
+@torch.no_grad()
+def lm_loss(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean next-token cross-entropy over the blocks (each batch has the same token count)."""
+    losses = []
+    device = model_device(model)
+    for start in range(0, len(blocks), batch_size):
+        ids = blocks[start : start + batch_size].to(device)
+        with autocast_for(model):
+            logits = model(input_ids=ids).logits.float()
+        losses.append(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                        ids[:, 1:].reshape(-1)).item() * len(ids))
+    return sum(losses) / len(blocks)
+
+
+def retention_value(loss_old: float, loss_portllm: float, loss_new: float) -> float | None:
+    denominator = loss_old - loss_portllm
+    return None if abs(denominator) < MIN_DENOMINATOR else (loss_old - loss_new) / denominator

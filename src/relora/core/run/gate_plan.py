@@ -72,6 +72,7 @@ def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None,
         old_dval = old.whole("dval")
         if cfg.gate.old_scoring == "upfront":
             old.whole("gate")
+        old.close()  # detached until the first look: the init may score the old service on the probe meanwhile
         record.old_dval_accuracy = sum(old_dval) / len(old_dval)
         record.screen_bar = record.old_dval_accuracy - gate.margin
         _old_books(record, old, gate.margin)

@@ -26,7 +26,8 @@ from relora.core.method.methods import Method, method_for
 from relora.core.model.models import shared_model
 from relora.core.run.outputs import EventLog, RunDir
 from relora.core.method.record import EVENTS_FILE, InitInfo, Metrics, RunRecord, read_events
-from relora.core.run.retention import adapter_loss, cached_loss, retention_value
+from relora.core.model.scoring import retention_value
+from relora.core.run.retention import adapter_loss, cached_loss
 from relora.core.method.measures import Retention
 from relora.core.model.scoring import evaluate
 from relora.core.run.tracking import check_sinks, send
@@ -57,6 +58,9 @@ class Plan:
 
 def plan_run(cfg: ReadaptConfig) -> Plan:
     method = method_for(cfg)
+    if cfg.search.min_retention is not None and not cfg.update_probe:
+        raise InputError("search.min_retention", "a floor on the start's retention needs update_probe to measure it",
+                         "pass update_probe (text of the kind the update was made for), or unset search.min_retention")
     check_sinks(cfg.tracking)
     resolve_device(cfg.device)  # a device this machine lacks is refused before anything is written
     return Plan(cfg, method)
@@ -115,6 +119,12 @@ def _on_shared_base(plan: Plan, loaded: Loaded, run: RunDir, spec: RunSpec) -> R
     reset_peak_memory(device)
     # one load per process, reused by every adapter on this base
     base = shared_model(loaded.new_dir, device, resolve_dtype(cfg.dtype, device))
+    # the search's start is floored on its retention only when asked. The references are scored before this run's
+    # LoRA is attached (they attach the old adapter to the same shared base), and their CPU time is charged
+    probe_started = time.process_time()
+    references = probe_losses(cfg, loaded, cache, device, compute_dtype(base)) \
+        if cfg.search.min_retention is not None and method.search else None
+    spec = replace(spec, probe_losses=references, probe_cpu_s=time.process_time() - probe_started)
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base
     try:
@@ -133,6 +143,20 @@ def measure_retention(cfg: ReadaptConfig, loaded: Loaded, run_adapter: Path | No
                       device: torch.device, dtype: torch.dtype) -> Retention | None:
     """The update probe's LM loss for the old service, PortLLM and the new service; None without an old base
     and an old adapter to compare with."""
+    references = probe_losses(cfg, loaded, cache, device, dtype)
+    if references is None:
+        return None
+    loss_old, loss_portllm = references
+    blocks, h = loaded.probe, loaded.hashes
+    loss_new = adapter_loss(loaded.new_dir, run_adapter, blocks, device, dtype, cfg.seed)
+    return Retention(value=retention_value(loss_old, loss_portllm, loss_new), loss_old=loss_old,
+                     loss_portllm=loss_portllm, loss_new=loss_new, blocks=len(blocks), probe_hash=h["update_probe"])
+
+
+def probe_losses(cfg: ReadaptConfig, loaded: Loaded, cache: Path, device: torch.device,
+                 dtype: torch.dtype) -> tuple[float, float] | None:
+    """The old service's and PortLLM's LM loss on the update probe, remembered by content hash (the same for
+    every method on one base pair and adapter); None without a probe, an old base and an old adapter."""
     h = loaded.hashes
     if loaded.probe is None or loaded.old_service_dir is None or "adapter" not in h or not cfg.adapter:
         return None
@@ -142,9 +166,7 @@ def measure_retention(cfg: ReadaptConfig, loaded: Loaded, run_adapter: Path | No
                            lambda: adapter_loss(loaded.old_service_dir, cfg.adapter, blocks, device, dtype, seed))
     loss_portllm = cached_loss(cache, f"{h['new_base']}:{h['adapter']}:{common}",
                                lambda: adapter_loss(loaded.new_dir, cfg.adapter, blocks, device, dtype, seed))
-    loss_new = adapter_loss(loaded.new_dir, run_adapter, blocks, device, dtype, seed)
-    return Retention(value=retention_value(loss_old, loss_portllm, loss_new), loss_old=loss_old,
-                     loss_portllm=loss_portllm, loss_new=loss_new, blocks=len(blocks), probe_hash=h["update_probe"])
+    return loss_old, loss_portllm
 
 
 def lineage(cfg: ReadaptConfig, method: Method, loaded: Loaded, version: str | None) -> dict[str, Any]:
@@ -168,6 +190,8 @@ class RunSpec:
     t_load: float
     progress: bool
     load_s: float = 0.0
+    probe_losses: tuple[float, float] | None = None  # the old service's and PortLLM's probe loss (search.min_retention)
+    probe_cpu_s: float = 0.0  # what scoring them cost this run
 
 
 def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Module, run: RunDir,
@@ -175,7 +199,8 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
     cpu_start = time.process_time()
     readiness = readiness_for(cfg, loaded, spec.gate, spec.cache)  # the old service's scores are compute too
     screen_bar = readiness.record.screen_bar if readiness is not None else None
-    info = method.initialize(InitContext(cfg, loaded, model, spec.cache, spec.progress, screen_bar))
+    info = method.initialize(InitContext(cfg, loaded, model, spec.cache, spec.progress, screen_bar,
+                                         spec.probe_losses))
     clock = time.perf_counter() - info.search_s  # wall_s counts the search's (recorded) cost
     events = EventLog(run.path(EVENTS_FILE))
     data = TrainData(train=loaded.items["train"], screen=loaded.val, pad_id=loaded.pad_id,
@@ -198,7 +223,7 @@ def _run(cfg: ReadaptConfig, method: Method, loaded: Loaded, model: torch.nn.Mod
                                     else "not certified" if looks else "no look")
     total_s = time.perf_counter() - clock  # search (as charged) + training
     # this process's CPU seconds in the search, the training and the gate (all threads)
-    cpu_s = time.process_time() - cpu_start + old_charge_s
+    cpu_s = time.process_time() - cpu_start + old_charge_s + spec.probe_cpu_s
     final = outcome.events[-1]
     metrics = Metrics(val_accuracy=final.val_accuracy, val_loss=final.val_loss,
                       val_accuracy_norm=outcome.final_accuracy_norm)

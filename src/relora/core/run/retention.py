@@ -16,14 +16,13 @@ from typing import Any
 import torch
 
 from relora.core.model.adapter import attach_lora, read_adapter
-from relora.core.model.device import autocast_for, model_device
 from relora.core.model.models import shared_model
+from relora.core.model.scoring import lm_loss, retention_value
 from relora.core.method.measures import Retention
 from relora.errors import InputError
 from relora.io import atomic_write, check_regular_file
 
 BLOCK = 64  # tokens per scored block
-MIN_DENOMINATOR = 1e-4  # nats: an update that moved the probe's loss less than this has nothing to retain
 
 
 def probe_text(path: str | Path, max_chars: int | None = None) -> str:
@@ -65,25 +64,6 @@ def probe_blocks(path: str | Path, tok: Any, max_blocks: int) -> torch.Tensor:
         raise InputError(path, f"update_probe has {len(ids)} tokens, fewer than one {BLOCK}-token block",
                          "pass more text of the update's kind")
     return torch.tensor(ids[: n * BLOCK]).view(n, BLOCK)
-
-
-@torch.no_grad()
-def lm_loss(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 8) -> float:
-    """Mean next-token cross-entropy over the blocks (each batch has the same token count)."""
-    losses = []
-    device = model_device(model)
-    for start in range(0, len(blocks), batch_size):
-        ids = blocks[start : start + batch_size].to(device)
-        with autocast_for(model):
-            logits = model(input_ids=ids).logits.float()
-        losses.append(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                        ids[:, 1:].reshape(-1)).item() * len(ids))
-    return sum(losses) / len(blocks)
-
-
-def retention_value(loss_old: float, loss_portllm: float, loss_new: float) -> float | None:
-    denominator = loss_old - loss_portllm
-    return None if abs(denominator) < MIN_DENOMINATOR else (loss_old - loss_new) / denominator
 
 
 def adapter_loss(base_dir: Path, adapter: str | Path | None, blocks: torch.Tensor, device: torch.device,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import fast_config
+from helpers import fast_config, write_probe
 from relora.core.model.config import ReadaptConfig
 from relora.core.run.inputs import score_adapter
 from relora.core.method.methods import METHODS
@@ -36,8 +36,11 @@ def _rescore(world, record: RunRecord, out: Path) -> tuple[float, float]:
 def test_every_method_writes_a_complete_run(world, tmp_path: Path, method: str) -> None:
     # a cache of its own: a method's earlier searches on this base pair (other tests', for other adapters)
     # would join its design, and the stages checked below would depend on the order the suite runs in
-    record, out = _run(world, tmp_path, method, threshold=0.5, cache_dir=str(tmp_path / "cache"))
     spec = METHODS[method]
+    # a method that floors its start's retention measures it on an update probe
+    probe = {"update_probe": str(write_probe(tmp_path / "probe.txt"))} \
+        if spec.init.retention_floor(ReadaptConfig(**fast_config(world, tmp_path, method))) is not None else {}
+    record, out = _run(world, tmp_path, method, threshold=0.5, cache_dir=str(tmp_path / "cache"), **probe)
     assert RunRecord.load(out) == record
     # The adapter on disk reproduces the recorded quality when scored from scratch
     loss, accuracy = _rescore(world, record, out)
@@ -70,9 +73,12 @@ def check_search(record: RunRecord, kind: str) -> None:
         assert [p.stage for p in record.probes] == ["explore"] * len(explored) + ["rescore", "gradient"]
         start, learned = record.probes[-2:]
         assert (start.alpha, start.beta) == min(((p.val_loss, p.alpha, p.beta) for p in explored))[1:]
-        kept = learned if record.coefficients else start
-        assert kept.val_loss == min(start.val_loss, learned.val_loss)
-        assert (record.alpha, record.beta) == (kept.alpha, kept.beta)
+        if record.start_replaced:  # a start below its retention floor is replaced by PortLLM's (0, 1)
+            assert (record.alpha, record.beta, record.coefficients) == (0.0, 1.0, None)
+        else:
+            kept = learned if record.coefficients else start
+            assert kept.val_loss == min(start.val_loss, learned.val_loss)
+            assert (record.alpha, record.beta) == (kept.alpha, kept.beta)
         return
     if kind == "bo":  # screened exploration (EI may stop it early), then 3 re-scores on all of D_val
         # on the tiny fixtures EI stops relora-bo's search after its 3 design points; the others explore all 6

@@ -37,6 +37,10 @@ class InitStrategy:
     def __call__(self, ctx: InitContext) -> InitInfo:
         return InitInfo()
 
+    def retention_floor(self, cfg: ReadaptConfig) -> float | None:
+        """The least share of the update the start must keep (only a searched start can undo it)."""
+        return None
+
 
 class BaseOnly(InitStrategy):
     """The new base alone: no adapter is attached or saved."""
@@ -68,13 +72,19 @@ class SearchedFusion(InitStrategy):
     needs_old_base = True
 
     def __init__(self, search: Literal["bo", "grid", "gradient"], design: Literal["paper", "known"] = "paper",
-                 balance: Literal["even", "old"] = "even", learn_once: bool = False) -> None:
+                 balance: Literal["even", "old"] = "even", learn_once: bool = False,
+                 min_retention: float | None = None) -> None:
         """design known: the revert point and earlier searches' best points on this base pair follow
         PortLLM's in the initial design. balance old: each module's init keeps the old adapter's
         ||B|| / ||A|| instead of splitting sqrt(S) evenly (under Adam the split sets the step size on B A).
         gradient: per-group coefficients learned on training batches from the best known point; learn_once: only
-        while this base pair has no earlier learned coefficients (the fleet's first services pay for the rest)."""
+        while this base pair has no earlier learned coefficients (the fleet's first services pay for the rest).
+        min_retention: the method's floor on its start's update retention (search.min_retention overrides it)."""
         self.search, self.design, self.balance, self.learn_once = search, design, balance, learn_once
+        self.min_retention = min_retention
+
+    def retention_floor(self, cfg: ReadaptConfig) -> float | None:
+        return cfg.search.min_retention if cfg.search.min_retention is not None else self.min_retention
 
     def strategy(self, cfg: ReadaptConfig) -> str:
         """search.strategy overrides BO and the gradient; the grid baseline stays a grid."""
@@ -117,8 +127,9 @@ class SearchedFusion(InitStrategy):
         best = result.best
         factors, dropped = fused_init((best.alpha, best.beta), delta, old, loaded.spec, balanced, result.per_module)
         set_factors(model, factors)
-        kept = start_retention(ctx)
-        replaced = kept is not None and kept < (cfg.search.min_retention or 0.0)
+        floor = self.retention_floor(cfg)
+        kept = start_retention(ctx) if floor is not None else None
+        replaced = kept is not None and floor is not None and kept < floor
         if replaced:  # the start undoes too much of the update: train from PortLLM's instead (the search is paid)
             OldAdapter()(ctx)
         # Probes may come from the store (resumed or shared with another method): charge
@@ -145,8 +156,8 @@ class SearchedFusion(InitStrategy):
 
 def start_retention(ctx: InitContext) -> float | None:
     """The start set on the model: its retention of the update on the probe, (L_old - L_start) / (L_old -
-    L_PortLLM); None unless search.min_retention asks for it (and the run has a probe whose loss the update moved)."""
-    if ctx.cfg.search.min_retention is None or ctx.loaded.probe is None or ctx.probe_losses is None:
+    L_PortLLM); None without a probe whose loss the update moved."""
+    if ctx.loaded.probe is None or ctx.probe_losses is None:
         return None
     return retention_value(*ctx.probe_losses, lm_loss(ctx.model, ctx.loaded.probe))
 

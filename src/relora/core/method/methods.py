@@ -63,6 +63,10 @@ METHODS: dict[str, Method] = {
                True, "relora's init, but the per-group coefficients are learned only while this base pair has none: "
                "once an earlier service's search ended, each service screens PortLLM, the revert point and the "
                "earlier coefficients on D_val and starts from the best, with no search; scheduled regularization"),
+        Method("relora-keep", SearchedFusion("gradient", design="known", balance="old", learn_once=True,
+                                             min_retention=0.9), True, True,
+               "relora-reuse whose start must keep 0.9 of the update on the update probe: a start that keeps less "
+               "(the revert point) is replaced by PortLLM's before training; needs update_probe"),
         Method("relora-bo", SearchedFusion("bo", design="known", balance="old"), True, True,
                "BO-fused init started from the known points, with a smaller budget once earlier searches exist, "
                "the old adapter's factor balance, scheduled regularization"),

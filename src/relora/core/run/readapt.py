@@ -58,9 +58,11 @@ class Plan:
 
 def plan_run(cfg: ReadaptConfig) -> Plan:
     method = method_for(cfg)
-    if cfg.search.min_retention is not None and not cfg.update_probe:
-        raise InputError("search.min_retention", "a floor on the start's retention needs update_probe to measure it",
-                         "pass update_probe (text of the kind the update was made for), or unset search.min_retention")
+    if method.init.retention_floor(cfg) is not None and not cfg.update_probe:
+        raise InputError("search.min_retention", f"method {method.name} floors its start's update retention "
+                         f"(at {method.init.retention_floor(cfg):g}) and needs update_probe to measure it",
+                         "pass update_probe (text of the kind the update was made for), or another method, or "
+                         "search.min_retention unset")
     check_sinks(cfg.tracking)
     resolve_device(cfg.device)  # a device this machine lacks is refused before anything is written
     return Plan(cfg, method)
@@ -123,7 +125,7 @@ def _on_shared_base(plan: Plan, loaded: Loaded, run: RunDir, spec: RunSpec) -> R
     # LoRA is attached (they attach the old adapter to the same shared base), and their CPU time is charged
     probe_started = time.process_time()
     references = probe_losses(cfg, loaded, cache, device, compute_dtype(base)) \
-        if cfg.search.min_retention is not None and method.search else None
+        if method.init.retention_floor(cfg) is not None else None
     spec = replace(spec, probe_losses=references, probe_cpu_s=time.process_time() - probe_started)
     torch.manual_seed(cfg.seed)
     model = attach_lora(base, loaded.spec, cfg.seed) if method.has_adapter else base

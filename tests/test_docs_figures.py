@@ -224,7 +224,7 @@ def test_the_mild_race_is_its_summary_its_ledgers_and_its_compute_split() -> Non
     assert ft["false_publishes_test"] == reuse["false_publishes_test"] == 0
 
 
-@pytest.mark.parametrize("band", ["mild", "moderate"])
+@pytest.mark.parametrize("band", ["mild", "moderate", "strong"])
 def test_a_strengths_race_compute_split_adds_up_to_its_summary(band: str) -> None:
     m = load(f"fleet-strengths-{band}/summary.json")["methods"]
     split = load(f"fleet-strengths-{band}/compute-split.json")
@@ -368,3 +368,32 @@ def test_the_moderate_race_s_failed_looks_are_its_records() -> None:
                            f"{sum(look[0] for look in looks if look[2] == 'publish')} in its looks that published)")
     quoted(RESULTS_README, f"with an estimated difference from {estimates[0]:.3f} to {estimates[-1]:.3f}")
     assert -0.1 < estimates[0] and estimates[-1] < 0  # the grey zone: below the old service, near the margin
+
+
+def test_the_strong_race_is_seed_0_of_its_summary_and_ledgers() -> None:
+    """The strong band is one seed (partial): the page says so, and every figure is its summary's."""
+    summary = load("fleet-strengths-strong/summary.json")
+    m = summary["methods"]
+    assert summary["seeds"] == [0] and summary["run_revisions"] == load("fleet-strengths-mild/summary.json")["run_revisions"]
+    quoted(RESULTS_README, "Only seed 0 finished for both methods, so this is one seed, an anecdote and not a comparison")
+    for method in STRENGTH_METHODS:
+        i, (seed,) = m[method], m[method]["per_seed"]
+        quoted(RESULTS_README, f"| {method} | {i['compute_s_mean']:.0f} | {i['zero_step_share']:.2f} | {seed['ready']} | "
+                               f"{i['never_ready']} | {i['retention_mean']:.2f} | {i['retention_min']:.2f} | "
+                               f"{i['false_publishes_test']} of {i['services_tested']} | {i['examples_per_decision']:.0f} |")
+    ft, reuse = m["portllm-ft"], m["relora-reuse"]
+    quoted(RESULTS_README, f"It cost PortLLM {ft['portllm_drop_points']:.1f} points here")
+    assert ft["portllm_drop_points"] < 20  # short of the band's name, as the page says
+    replay = load("fleet-strengths-strong/old-scoring-replay.json")
+    replayed = replay["relora-reuse"]["0"]["totals"]["cpu_s_as_needed"] / replay["portllm-ft"]["0"]["totals"]["cpu_s_as_needed"]
+    quoted(RESULTS_README, f"relora-reuse took {reuse['compute_vs_portllm_ft']:.2f}× PortLLM+FT's compute "
+                           f"({replayed:.2f}× with the old service scored as needed, replayed), and left "
+                           f"{reuse['never_ready']} services never ready against {ft['never_ready']}")
+    ledgers = ledger_rows(RESULTS / "fleet-strengths-strong" / "ledgers.md")
+    reverts = sum(r[20] == "-1.000" and r[21] == "1.000" for r in ledgers[(0, "relora-reuse")])
+    quoted(RESULTS_README, f"It started all {reverts} of its services at the revert point and kept "
+                           f"{reuse['retention_mean']:.2f} of the update")
+    assert reverts == 12 and ft["zero_step_share"] == 0
+    old = load("fleet-strengths-strong/compute-split.json")["portllm-ft"]["0"]["old_scoring_cpu_s"]
+    quoted(RESULTS_README, f"The old service's scoring cost {old:.0f} CPU-s here")
+    assert ft["false_publishes_test"] == reuse["false_publishes_test"] == 0

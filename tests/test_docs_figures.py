@@ -397,3 +397,13 @@ def test_the_strong_race_is_seed_0_of_its_summary_and_ledgers() -> None:
     old = load("fleet-strengths-strong/compute-split.json")["portllm-ft"]["0"]["old_scoring_cpu_s"]
     quoted(RESULTS_README, f"The old service's scoring cost {old:.0f} CPU-s here")
     assert ft["false_publishes_test"] == reuse["false_publishes_test"] == 0
+
+
+def test_the_readme_status_quotes_the_strong_seed_and_the_replay() -> None:
+    ft, reuse = (load("fleet-strengths-strong/summary.json")["methods"][k] for k in STRENGTH_METHODS)
+    quoted(README, f"After the strong update ({ft['portllm_drop_points']:.1f} points, one seed so far), relora-reuse "
+                   f"took {reuse['compute_vs_portllm_ft']:.2f}× and left one more service never ready")
+    assert reuse["never_ready"] == ft["never_ready"] + 1
+    mild = [load("fleet-strengths-mild/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
+    ratio = statistics.fmean(t["cpu_s_as_needed"] for t in mild) / statistics.fmean(t["cpu_s"] for t in mild)
+    quoted(README, f"replayed, that makes the script {ratio:.2f}× as costly after the mild update")

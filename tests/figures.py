@@ -23,3 +23,18 @@ def load(name: str) -> dict[str, Any]:
 def quoted(doc: Path, phrase: str) -> None:
     text = " ".join(doc.read_text().split())  # line breaks in the page do not matter
     assert phrase in text, f"{doc.relative_to(ROOT)} does not say {phrase!r} (what its results file gives)"
+
+
+STRENGTH_METHODS = ("portllm-ft", "relora-reuse")
+
+
+def ledger_rows(path: Path) -> dict[tuple[int, str], list[list[str]]]:
+    """ledgers.md's service rows per (seed, method), each row's cells."""
+    rows: dict[tuple[int, str], list[list[str]]] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("## seed "):
+            seed, method = line.removeprefix("## seed ").split(", ")
+            key = (int(seed), method)
+        elif line.startswith("| is-") or line.startswith("| wn-"):
+            rows.setdefault(key, []).append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows

@@ -5,12 +5,12 @@ here from the committed results file that the text names, so a figure that drift
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from figures import ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, load, quoted
+from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, ledger_rows,
+                     load, quoted)
 
 
 RACE_METHODS = ("portllm-ft", "relora", "relora-paper")
@@ -158,9 +158,6 @@ def test_the_race_strengths_are_the_pilots_choice_re_derived_from_its_rows() -> 
     assert mild.drop_points <= 3 and mild.probe_move >= 0.02  # mild, and retention still defined
 
 
-STRENGTH_METHODS = ("portllm-ft", "relora-reuse")
-
-
 def strength_row(method: str, info: dict[str, Any]) -> str:
     """One row of the results page's table for a strengths race, from its summary."""
     seeds = info["per_seed"]
@@ -172,18 +169,6 @@ def strength_row(method: str, info: dict[str, Any]) -> str:
     return (f"| {method} | {info['compute_s_mean']:.0f} ± {info['compute_s_std']:.0f} | {info['zero_step_share']:.2f} | "
             f"{spread('ready')} | {spread('never_ready')} | {info['retention_mean']:.2f} | {info['retention_min']:.2f} | "
             f"{info['false_publishes_test']} of {info['services_tested']} | {info['examples_per_decision']:.0f} |")
-
-
-def ledger_rows(path: Path) -> dict[tuple[int, str], list[list[str]]]:
-    """ledgers.md's service rows per (seed, method), each row's cells."""
-    rows: dict[tuple[int, str], list[list[str]]] = {}
-    for line in path.read_text().splitlines():
-        if line.startswith("## seed "):
-            seed, method = line.removeprefix("## seed ").split(", ")
-            key = (int(seed), method)
-        elif line.startswith("| is-") or line.startswith("| wn-"):
-            rows.setdefault(key, []).append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
 
 
 def test_the_mild_race_is_its_summary_its_ledgers_and_its_compute_split() -> None:
@@ -323,87 +308,3 @@ def test_the_fleet_guide_quotes_the_old_service_scoring_of_both_races() -> None:
     quoted(ROOT / "docs" / "fleet.md", f"the same old-service scoring cost {mild:.0f} CPU-s in one race and "
                                        f"{moderate:.0f} in another")
 
-
-def test_the_old_scoring_replay_is_its_files_and_adds_up_to_the_races() -> None:
-    """The as-needed replay of both races: per service the old service never needs more than it scored, the
-    totals are the services', the recorded compute is the race's, and the table and ratios are the files'."""
-    ratios = {}
-    for band in ("mild", "moderate"):
-        replay, split = (load(f"fleet-strengths-{band}/{name}.json") for name in ("old-scoring-replay", "compute-split"))
-        for method in STRENGTH_METHODS:
-            cells = [replay[method][s] for s in "012"]
-            for seed, cell in zip("012", cells):
-                rows = cell["services"].values()
-                assert len(rows) == 12 and all(r["old_examples_as_needed"] <= r["old_examples_upfront"] for r in rows)
-                t = cell["totals"]
-                assert t["cpu_s"] == pytest.approx(split[method][seed]["cpu_s"])
-                assert t["old_scoring_cpu_s"] == pytest.approx(split[method][seed]["old_scoring_cpu_s"])
-                assert t["cpu_s_as_needed"] == pytest.approx(
-                    sum(r["cpu_s"] - r["old_scoring_cpu_s"] + r["old_scoring_cpu_s_as_needed"] for r in rows))
-            share = sum(c["totals"]["old_examples_as_needed"] for c in cells) / \
-                sum(c["totals"]["old_examples_upfront"] for c in cells)
-            after = [c["totals"]["cpu_s_as_needed"] for c in cells]
-            before = [c["totals"]["cpu_s"] for c in cells]
-            quoted(RESULTS_README, f"| {band} | {method} | {share:.0%} | {statistics.fmean(after):.0f} ± "
-                                   f"{statistics.stdev(after):.0f} | {statistics.fmean(before):.0f} ± "
-                                   f"{statistics.stdev(before):.0f} |")
-        per_seed = [replay["relora-reuse"][s]["totals"]["cpu_s_as_needed"] /
-                    replay["portllm-ft"][s]["totals"]["cpu_s_as_needed"] for s in "012"]
-        ratios[band] = f"{statistics.fmean(per_seed):.2f} ± {statistics.stdev(per_seed):.2f}"
-        assert statistics.fmean(per_seed) > 0.5  # not half, even replayed
-    quoted(RESULTS_README, f"replayed: {ratios['mild']} (mild) and {ratios['moderate']} (moderate)")
-    ft = [load("fleet-strengths-mild/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
-    cheaper = statistics.fmean(t["cpu_s_as_needed"] for t in ft) / statistics.fmean(t["cpu_s"] for t in ft)
-    quoted(RESULTS_README, f"After the mild update, the script itself costs {cheaper:.2f}× what it did")
-
-
-def test_the_moderate_race_s_failed_looks_are_its_records() -> None:
-    replay = load("fleet-strengths-moderate/old-scoring-replay.json")["portllm-ft"]
-    looks = [look for seed in replay.values() for service in seed["services"].values() for look in service["looks"]]
-    rejected = [look for look in looks if look[2] == "reject"]
-    assert all(look[0] == 1088 for look in rejected)  # every failed look read the whole gate set
-    estimates = sorted(look[1] for look in rejected)
-    quoted(RESULTS_README, f"PortLLM+FT's {len(rejected)} rejected looks each read all 1088 gate examples "
-                           f"({sum(look[0] for look in rejected)} candidate examples, against "
-                           f"{sum(look[0] for look in looks if look[2] == 'publish')} in its looks that published)")
-    quoted(RESULTS_README, f"with an estimated difference from {estimates[0]:.3f} to {estimates[-1]:.3f}")
-    assert -0.1 < estimates[0] and estimates[-1] < 0  # the grey zone: below the old service, near the margin
-
-
-def test_the_strong_race_is_seed_0_of_its_summary_and_ledgers() -> None:
-    """The strong band is one seed (partial): the page says so, and every figure is its summary's."""
-    summary = load("fleet-strengths-strong/summary.json")
-    m = summary["methods"]
-    assert summary["seeds"] == [0] and summary["run_revisions"] == load("fleet-strengths-mild/summary.json")["run_revisions"]
-    quoted(RESULTS_README, "Only seed 0 finished for both methods, so this is one seed, an anecdote and not a comparison")
-    for method in STRENGTH_METHODS:
-        i, (seed,) = m[method], m[method]["per_seed"]
-        quoted(RESULTS_README, f"| {method} | {i['compute_s_mean']:.0f} | {i['zero_step_share']:.2f} | {seed['ready']} | "
-                               f"{i['never_ready']} | {i['retention_mean']:.2f} | {i['retention_min']:.2f} | "
-                               f"{i['false_publishes_test']} of {i['services_tested']} | {i['examples_per_decision']:.0f} |")
-    ft, reuse = m["portllm-ft"], m["relora-reuse"]
-    quoted(RESULTS_README, f"It cost PortLLM {ft['portllm_drop_points']:.1f} points here")
-    assert ft["portllm_drop_points"] < 20  # short of the band's name, as the page says
-    replay = load("fleet-strengths-strong/old-scoring-replay.json")
-    replayed = replay["relora-reuse"]["0"]["totals"]["cpu_s_as_needed"] / replay["portllm-ft"]["0"]["totals"]["cpu_s_as_needed"]
-    quoted(RESULTS_README, f"relora-reuse took {reuse['compute_vs_portllm_ft']:.2f}× PortLLM+FT's compute "
-                           f"({replayed:.2f}× with the old service scored as needed, replayed), and left "
-                           f"{reuse['never_ready']} services never ready against {ft['never_ready']}")
-    ledgers = ledger_rows(RESULTS / "fleet-strengths-strong" / "ledgers.md")
-    reverts = sum(r[20] == "-1.000" and r[21] == "1.000" for r in ledgers[(0, "relora-reuse")])
-    quoted(RESULTS_README, f"It started all {reverts} of its services at the revert point and kept "
-                           f"{reuse['retention_mean']:.2f} of the update")
-    assert reverts == 12 and ft["zero_step_share"] == 0
-    old = load("fleet-strengths-strong/compute-split.json")["portllm-ft"]["0"]["old_scoring_cpu_s"]
-    quoted(RESULTS_README, f"The old service's scoring cost {old:.0f} CPU-s here")
-    assert ft["false_publishes_test"] == reuse["false_publishes_test"] == 0
-
-
-def test_the_readme_status_quotes_the_strong_seed_and_the_replay() -> None:
-    ft, reuse = (load("fleet-strengths-strong/summary.json")["methods"][k] for k in STRENGTH_METHODS)
-    quoted(README, f"After the strong update ({ft['portllm_drop_points']:.1f} points, one seed so far), relora-reuse "
-                   f"took {reuse['compute_vs_portllm_ft']:.2f}× and left one more service never ready")
-    assert reuse["never_ready"] == ft["never_ready"] + 1
-    mild = [load("fleet-strengths-mild/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
-    ratio = statistics.fmean(t["cpu_s_as_needed"] for t in mild) / statistics.fmean(t["cpu_s"] for t in mild)
-    quoted(README, f"replayed, that makes the script {ratio:.2f}× as costly after the mild update")

@@ -4,7 +4,9 @@ records each look's examples; scored as needed, the old service scores D_val and
 as the furthest look read. The verdicts and looks are the same either way (tests/cli/test_gate_cli.py), so the
 replayed example counts are exact; the replayed CPU seconds are the recorded old-scoring seconds pro rata to
 the examples (an estimate: examples differ in length). Each service's looks (examples read, estimated
-difference, verdict) are kept beside it.
+difference, verdict) are kept beside it, with its work units counted from its record and events (those
+revisions did not write them): forward examples, with the old service scored upfront and as needed, and
+training examples.
 
     .venv/bin/python scripts/old_scoring_replay.py runs/fleet-strengths-mild > docs/results/fleet-strengths-mild/old-scoring-replay.json
 """
@@ -16,14 +18,25 @@ import sys
 from pathlib import Path
 
 
-def replay_run(run: dict) -> dict[str, float]:
+def replay_run(run: dict, screens: int) -> dict[str, float]:
+    """One run's replay. Work units, as later revisions count them (relora.json's `work`): forward examples (the
+    search's probes, the training loop's screens of D_val, the gate's looks and the old service's scoring) and
+    training examples (the training steps' and the search's gradient steps'); screens: its events, one per
+    screen of D_val."""
     gate = run.get("gate") or {}
+    batch = run["config"]["training"]["batch_size"]
+    gradient = sum(p["stage"] == "gradient" for p in run.get("probes", []))
+    search_train = gradient * run["config"]["search"].get("gradient_steps", 0) * batch
+    search_forward = (run.get("search_examples_scored") or 0) - search_train
+    forward = search_forward + screens * (run.get("n_examples") or {}).get("val_search", 0) + \
+        sum(look["examples"] for look in gate.get("looks", []))
     dval = (run.get("n_examples") or {}).get("val_search", 0)
     upfront = gate.get("old_examples", 0)
     as_needed = dval + max((look["examples"] for look in gate.get("looks", [])), default=0)
     old_s = gate.get("old_scoring_cpu_s", 0.0)
     looks = [[look["examples"], look["estimate"], look["verdict"]] for look in gate.get("looks", [])]
-    return {"looks": looks, "cpu_s": run["cpu_s"] or 0.0, "old_examples_upfront": upfront, "old_examples_as_needed": as_needed,
+    return {"looks": looks, "cpu_s": run["cpu_s"] or 0.0, "train_examples": run["steps"] * batch + search_train,
+            "forward_examples_upfront": forward + upfront, "forward_examples_as_needed": forward + as_needed, "old_examples_upfront": upfront, "old_examples_as_needed": as_needed,
             "old_scoring_cpu_s": old_s, "old_scoring_cpu_s_as_needed": old_s * as_needed / upfront if upfront else 0.0}
 
 
@@ -33,7 +46,8 @@ def replay(race: Path) -> dict:
     for record in sorted(race.glob("seed*/*/rollout/runs/*/relora.json")):
         method, seed, name = record.parts[-5], record.parts[-6].removeprefix("seed"), record.parts[-2]
         cell = out.setdefault(method, {}).setdefault(seed, {"services": {}})
-        cell["services"][name] = replay_run(json.loads(record.read_text()))
+        events = (record.parent / "events.jsonl").read_text().splitlines()
+        cell["services"][name] = replay_run(json.loads(record.read_text()), screens=len(events))
     for seeds in out.values():
         for cell in seeds.values():
             rows = cell["services"].values()

@@ -93,3 +93,45 @@ def test_the_readme_status_quotes_the_strong_seed_and_the_replay() -> None:
     mild = [load("fleet-strengths-mild/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
     ratio = statistics.fmean(t["cpu_s_as_needed"] for t in mild) / statistics.fmean(t["cpu_s"] for t in mild)
     quoted(README, f"replayed, that makes the script {ratio:.2f}× as costly after the mild update")
+
+
+def _forward_equivalent(totals: dict, mode: str) -> float:
+    return totals[f"forward_examples_{mode}"] + 3 * totals["train_examples"]
+
+
+def test_the_replayed_work_units_are_the_files() -> None:
+    for band in ("mild", "moderate"):
+        replay = load(f"fleet-strengths-{band}/old-scoring-replay.json")
+        for method in STRENGTH_METHODS:
+            cells = [replay[method][s] for s in "012"]
+            for cell in cells:  # the totals are the services', and scoring as needed never adds work
+                rows = cell["services"].values()
+                for key in ("forward_examples_upfront", "forward_examples_as_needed", "train_examples"):
+                    assert cell["totals"][key] == sum(r[key] for r in rows)
+                assert all(r["forward_examples_as_needed"] <= r["forward_examples_upfront"] for r in rows)
+            means = [statistics.fmean(c["totals"][k] for c in cells) for k in
+                     ("forward_examples_upfront", "forward_examples_as_needed", "train_examples")]
+            row = f"| {band} | {method} | {means[0]:.0f} | {means[1]:.0f} | {means[2]:.0f} |"
+            if method == "relora-reuse":
+                ratios = [[_forward_equivalent(replay["relora-reuse"][s]["totals"], mode) /
+                           _forward_equivalent(replay["portllm-ft"][s]["totals"], mode) for s in "012"]
+                          for mode in ("upfront", "as_needed")]
+                row += "".join(f" {statistics.fmean(r):.2f} ± {statistics.stdev(r):.2f} |" for r in ratios)
+            quoted(RESULTS_README, row)
+    moderate = [load("fleet-strengths-moderate/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
+    forward, train = (statistics.fmean(t[k] for t in moderate) for k in ("forward_examples_upfront", "train_examples"))
+    quoted(RESULTS_README, f"After the moderate update PortLLM+FT scored {forward:.0f} examples forward per seed, and "
+                           f"trained on {train:.0f}")
+    assert forward > 10 * train
+
+
+def test_the_work_unit_ratios_agree_with_the_cpu_second_ones() -> None:
+    """The page says the shared machine did not make the ranking: the two ratios are within 0.05 per band."""
+    quoted(RESULTS_README, "The work-unit ratios agree with the CPU-second ones, so the shared machine did not make "
+                           "the ranking")
+    for band in ("mild", "moderate"):
+        replay = load(f"fleet-strengths-{band}/old-scoring-replay.json")
+        units = statistics.fmean(_forward_equivalent(replay["relora-reuse"][s]["totals"], "upfront") /
+                                 _forward_equivalent(replay["portllm-ft"][s]["totals"], "upfront") for s in "012")
+        cpu = load(f"fleet-strengths-{band}/summary.json")["methods"]["relora-reuse"]["compute_vs_portllm_ft"]
+        assert abs(units - cpu) <= 0.05, (band, units, cpu)

@@ -121,3 +121,18 @@ def test_remembered_scores_are_charged_pro_rata_and_a_damaged_memo_is_redone(tmp
     memo_file.write_text(json.dumps({"correct": [True] * 4, "pieces": [[9, 1.0]]}))  # pieces that miss the list
     assert ScoreMemo.read(memo_file, 40).correct == []
     assert ScoreMemo.read(memo_file, 2).correct == []  # longer than the split it keys
+
+
+def test_the_futility_stop_is_planned_recorded_and_capped_at_the_margin(tmp_path: Path) -> None:
+    from relora.core.model.config import ReadaptConfig
+    from relora.core.run.gate_plan import plan_gate
+
+    def planned(futility: float | None):
+        cfg = ReadaptConfig(old_base="old", new_base="new", adapter="a", train="t.jsonl", val="v.jsonl",
+                            out=str(tmp_path / "o"), threshold="old - 0.05", stop_when_ready=True,
+                            gate={"discordance": 0.15, "futility": futility})
+        return plan_gate(cfg, 1088)
+
+    assert planned(None).futility is None and planned(0.01).futility == 0.01
+    assert planned(0.2).futility == 0.05  # never more lenient than the margin itself
+    assert planned(0.01).certifiable_margin == planned(None).certifiable_margin == 0.05

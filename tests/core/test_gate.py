@@ -92,3 +92,22 @@ def test_one_sample_gate_for_an_absolute_threshold() -> None:
     above = (rng.random((TRIALS, 400)) < 0.9).astype(float)
     assert (gate.decide(at_bar, spec, 400)[0] == 1).mean() <= ALPHA + SLACK
     assert (gate.decide(above, spec, 400)[0] == 1).mean() > 0.8
+
+
+def test_a_futility_stop_gives_up_sooner_in_the_grey_zone_and_keeps_power_and_safety() -> None:
+    """gate.futility 0.01: a look stops unpublished once the candidate is shown more than 0.01 below the old
+    service. At the race's gate (1088 examples, margin 0.05, 3 looks, discordance 0.15) it reads fewer examples
+    of a candidate at the margin, publishes an equally good one as often, and never publishes more often."""
+    alpha_look, n, disc = ALPHA / 3, 1088, 0.15
+    plain = gate.paired_spec(margin=MARGIN, alpha=alpha_look)
+    early = gate.paired_spec(margin=MARGIN, alpha=alpha_look, futility=0.01)
+    rng = np.random.default_rng(21)
+    at_margin, as_good = (gate.simulate_pairs(rng, trials=1000, n=n, diff=diff, discordance=disc) for diff in (-MARGIN, 0.0))
+    (v_plain, used_plain), (v_early, used_early) = (gate.decide(at_margin, s, n) for s in (plain, early))
+    assert used_early.mean() < 0.8 * used_plain.mean()
+    assert (v_early == 1).sum() <= (v_plain == 1).sum() and (v_early == 1).mean() <= alpha_look + SLACK
+    power_plain, power_early = ((gate.decide(as_good, s, n)[0] == 1).mean() for s in (plain, early))
+    assert power_early <= power_plain and power_plain - power_early <= 0.02
+    # the power check simulates it: the certifiable margin stays the race's
+    assert gate.certifiable_margin(n=n, alpha_look=alpha_look, discordance=disc, futility=0.01) == \
+        gate.certifiable_margin(n=n, alpha_look=alpha_look, discordance=disc) == MARGIN

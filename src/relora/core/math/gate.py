@@ -46,14 +46,25 @@ class TestSpec:
     hi: float
     alpha: float  # this look's level (the run's alpha over its looks)
     chunk: int = 32
+    # the early-reject side tests H0': E[x] >= reject_null (default: null); a higher one stops hopeless looks
+    # sooner. It only ever stops a look without publishing, so it costs power, never safety
+    reject_null: float | None = None
 
     @property
     def m(self) -> float:
         return (self.null - self.lo) / (self.hi - self.lo)
 
+    @property
+    def m_reject(self) -> float:
+        null = self.null if self.reject_null is None else self.reject_null
+        return (null - self.lo) / (self.hi - self.lo)
 
-def paired_spec(*, margin: float, alpha: float, chunk: int = 32) -> TestSpec:
-    return TestSpec(null=-margin, lo=-1.0, hi=1.0, alpha=alpha, chunk=chunk)
+
+def paired_spec(*, margin: float, alpha: float, chunk: int = 32, futility: float | None = None) -> TestSpec:
+    """futility: stop a look as soon as the candidate is shown more than this below the old service (at
+    REJECT_ALPHA); None: more than the margin below, the default."""
+    return TestSpec(null=-margin, lo=-1.0, hi=1.0, alpha=alpha, chunk=chunk,
+                    reject_null=None if futility is None else -futility)
 
 
 def absolute_spec(*, threshold: float, alpha: float, chunk: int = 32) -> TestSpec:
@@ -98,7 +109,10 @@ def decide(x: np.ndarray, spec: TestSpec, n_total: int) -> tuple[np.ndarray, np.
     x = np.asarray(x, dtype=float)
     t = x.shape[-1]
     ends = chunk_ends(t, spec.chunk)
-    up, down = log_wealth((x - spec.lo) / (spec.hi - spec.lo), spec.m)
+    y = (x - spec.lo) / (spec.hi - spec.lo)
+    up, down = log_wealth(y, spec.m)
+    if spec.reject_null is not None:
+        down = log_wealth(y, spec.m_reject)[1]
     up, down = up[..., ends], down[..., ends]
     first_up = _first(up >= math.log(1 / spec.alpha))
     first_down = _first(down >= math.log(1 / REJECT_ALPHA))
@@ -155,14 +169,16 @@ def publish_rate(*, n: int, spec: TestSpec, discordance: float, diff: float = 0.
 MARGIN_GRID = tuple(round(0.005 * k, 3) for k in range(1, 101))  # 0.005 .. 0.5
 
 
-def certifiable_margin(*, n: int, alpha_look: float, discordance: float, chunk: int = 32) -> float | None:
+def certifiable_margin(*, n: int, alpha_look: float, discordance: float, chunk: int = 32,
+                       futility: float | None = None) -> float | None:
     """The smallest margin on MARGIN_GRID that a gate of n examples certifies with POWER for a candidate as good
     as the old service whose pairs disagree at `discordance`; None when not even 0.5."""
     if n <= 0:
         return None
     lo, hi = 0, len(MARGIN_GRID) - 1
     def rate(margin: float) -> float:
-        return publish_rate(n=n, spec=paired_spec(margin=margin, alpha=alpha_look, chunk=chunk),
+        stop = None if futility is None else min(futility, margin)
+        return publish_rate(n=n, spec=paired_spec(margin=margin, alpha=alpha_look, chunk=chunk, futility=stop),
                             discordance=discordance)
 
     if rate(MARGIN_GRID[hi]) < POWER:
@@ -175,9 +191,9 @@ def certifiable_margin(*, n: int, alpha_look: float, discordance: float, chunk: 
 
 
 def examples_needed(*, margin: float, alpha_look: float, discordance: float, chunk: int = 32,
-                    most: int = 20000) -> int | None:
+                    most: int = 20000, futility: float | None = None) -> int | None:
     """The smallest gate size (a multiple of chunk) that certifies `margin` with POWER; None above `most`."""
-    spec = paired_spec(margin=margin, alpha=alpha_look, chunk=chunk)
+    spec = paired_spec(margin=margin, alpha=alpha_look, chunk=chunk, futility=futility)
 
     def ok(n: int) -> bool:
         return publish_rate(n=n, spec=spec, discordance=discordance) >= POWER

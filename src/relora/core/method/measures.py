@@ -100,6 +100,7 @@ class GateRecord(BaseModel):
     measured_discordance: float | None = None  # over the gate examples the looks scored
     allow_underpowered: bool = False
     underpowered: bool = False
+    futility: float | None = None  # a look stops unpublished once the candidate is shown this far below (None: margin)
     old_examples: int = 0  # the old service's scoring: gate set and D_val
     old_scoring_cpu_s: float = 0.0  # what it cost when it was scored (charged to cpu_s even when remembered)
     looks: list[Look] = []

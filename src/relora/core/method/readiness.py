@@ -57,7 +57,7 @@ class Readiness:
         alpha, chunk = self.record.alpha_per_look, self.record.chunk
         if self.gate.absolute is not None:
             return tests.absolute_spec(threshold=self.gate.absolute, alpha=alpha, chunk=chunk)
-        return tests.paired_spec(margin=self.gate.margin, alpha=alpha, chunk=chunk)
+        return tests.paired_spec(margin=self.gate.margin, alpha=alpha, chunk=chunk, futility=self.record.futility)
 
     def confirm(self, model: torch.nn.Module, step: int, screen_accuracy: float) -> bool:
         """One look: score gate chunks until the test settles; True when it publishes."""

@@ -188,6 +188,11 @@ class GateConfig(_Strict):
     score_cache: str | None = D(None, description=(
         "where the old service's gate and D_val scores are remembered by content hash (default: the cache "
         "directory); a race shares one across methods"))
+    futility: float | None = D(None, ge=0.0, description=(
+        "stop a look without publishing as soon as the candidate is shown (at level 0.05) more than this below the "
+        "old service: a smaller value gives up sooner on checkpoints that sit just under the old service, where a "
+        "look would otherwise read the whole gate set. Unset: more than the margin below. It never publishes "
+        "anything, so it costs power, never safety, and the power check simulates it"))
     old_scoring: Literal["as-needed", "upfront"] = D("as-needed", description=(
         "when the old service is scored on the gate set: `as-needed` scores it chunk by chunk as the looks reach "
         "each chunk (a look that settles on 160 examples costs the old service 160, not the whole set); "

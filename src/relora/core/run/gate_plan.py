@@ -27,20 +27,21 @@ def plan_gate(cfg: ReadaptConfig, n_gate: int) -> GateRecord | None:
     looks = looks_planned(g, cfg.stop_when_ready)
     alpha_look = g.alpha / looks
     paired = gate.absolute is None
+    futility = None if g.futility is None or not paired else min(g.futility, gate.margin)
     certifiable = tests.certifiable_margin(n=n_gate, alpha_look=alpha_look, discordance=g.discordance,
-                                           chunk=g.chunk) if paired else None
+                                           chunk=g.chunk, futility=futility) if paired else None
     underpowered = paired and (certifiable is None or gate.margin < certifiable - 1e-9)
     if underpowered and not g.allow_underpowered:
         raise InputError(cfg.val, underpowered_message(n_gate, looks, g.alpha, gate.margin, certifiable,
                                                        g.discordance),
-                         underpowered_fix(gate.margin, certifiable, alpha_look, g.discordance, g.chunk))
+                         underpowered_fix(gate.margin, certifiable, alpha_look, g.discordance, g.chunk, futility))
     return GateRecord(
         test=tests.METHOD if paired else tests.ONE_SAMPLE_METHOD, kind="paired" if paired else "absolute",
         alpha=g.alpha, looks_planned=looks, alpha_per_look=alpha_look, margin=gate.margin if paired else None,
         threshold=gate.absolute, chunk=g.chunk, gate_examples=n_gate, old_gate_accuracy=None,
         old_dval_accuracy=None, screen_bar=gate.absolute if gate.absolute is not None else 0.0,
         certifiable_margin=certifiable, assumed_discordance=g.discordance, allow_underpowered=g.allow_underpowered,
-        underpowered=underpowered)
+        underpowered=underpowered, futility=futility)
 
 
 def underpowered_message(n: int, looks: int, alpha: float, margin: float, certifiable: float | None,
@@ -51,9 +52,9 @@ def underpowered_message(n: int, looks: int, alpha: float, margin: float, certif
 
 
 def underpowered_fix(margin: float, certifiable: float | None, alpha_look: float, discordance: float,
-                     chunk: int) -> str:
+                     chunk: int, futility: float | None = None) -> str:
     needed = tests.examples_needed(margin=margin, alpha_look=alpha_look, discordance=discordance, chunk=chunk,
-                                   most=4096)
+                                   most=4096, futility=futility)
     more = f"a gate set of at least {needed} examples (data.ready_size)" if needed else "a larger gate set"
     wider = f"a margin of at least {certifiable:g}" if certifiable is not None else "a wider margin"
     return f"give {more}, or {wider}, or gate.allow_underpowered=true"

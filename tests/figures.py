@@ -5,6 +5,7 @@ the benches, the demo and performance)."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,16 @@ def ledger_rows(path: Path) -> dict[tuple[int, str], list[list[str]]]:
         elif line.startswith("| is-") or line.startswith("| wn-"):
             rows.setdefault(key, []).append([c.strip() for c in line.strip().strip("|").split("|")])
     return rows
+
+
+def strength_row(method: str, info: dict[str, Any]) -> str:
+    """One row of the results page's table for a strengths race, from its summary."""
+    seeds = info["per_seed"]
+
+    def spread(key: str) -> str:
+        values = [s[key] for s in seeds]
+        return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+    return (f"| {method} | {info['compute_s_mean']:.0f} ± {info['compute_s_std']:.0f} | {info['zero_step_share']:.2f} | "
+            f"{spread('ready')} | {spread('never_ready')} | {info['retention_mean']:.2f} | {info['retention_min']:.2f} | "
+            f"{info['false_publishes_test']} of {info['services_tested']} | {info['examples_per_decision']:.0f} |")

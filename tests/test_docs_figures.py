@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, ledger_rows,
-                     load, quoted)
+                     load, quoted, strength_row)
 
 
 RACE_METHODS = ("portllm-ft", "relora", "relora-paper")
@@ -156,19 +156,6 @@ def test_the_race_strengths_are_the_pilots_choice_re_derived_from_its_rows() -> 
         assert RACE_PROFILES[f"fleet-strengths-{band}"].evolve_lr == lr
     mild = next(m for m in measured if m.lr == STRENGTH_LRS["mild"])
     assert mild.drop_points <= 3 and mild.probe_move >= 0.02  # mild, and retention still defined
-
-
-def strength_row(method: str, info: dict[str, Any]) -> str:
-    """One row of the results page's table for a strengths race, from its summary."""
-    seeds = info["per_seed"]
-
-    def spread(key: str) -> str:
-        values = [s[key] for s in seeds]
-        return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-    return (f"| {method} | {info['compute_s_mean']:.0f} ± {info['compute_s_std']:.0f} | {info['zero_step_share']:.2f} | "
-            f"{spread('ready')} | {spread('never_ready')} | {info['retention_mean']:.2f} | {info['retention_min']:.2f} | "
-            f"{info['false_publishes_test']} of {info['services_tested']} | {info['examples_per_decision']:.0f} |")
 
 
 def test_the_mild_race_is_its_summary_its_ledgers_and_its_compute_split() -> None:

@@ -33,6 +33,7 @@ class InitStrategy:
     needs_old_base: bool = False  # projects the base delta
     has_adapter: bool = True  # attaches, trains and saves a LoRA
     search: str | None = None
+    min_retention: float | None = None  # the start's own floor on update retention (only a searched start has one)
 
     def __call__(self, ctx: InitContext) -> InitInfo:
         return InitInfo()

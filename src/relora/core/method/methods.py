@@ -35,6 +35,11 @@ class Method:
         return self.init.needs_old_base
 
     @property
+    def needs_probe(self) -> bool:
+        """Whether its init floors the start's update retention (it then needs update_probe to measure it)."""
+        return self.init.min_retention is not None
+
+    @property
     def has_adapter(self) -> bool:
         """Whether a LoRA is attached, trained and saved (zero-shot has none)."""
         return self.init.has_adapter

@@ -71,23 +71,25 @@ def absolute_spec(*, threshold: float, alpha: float, chunk: int = 32) -> TestSpe
     return TestSpec(null=threshold, lo=0.0, hi=1.0, alpha=alpha, chunk=chunk)
 
 
-def log_wealth(y: np.ndarray, m: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Log-wealth paths (..., n) of the bet against H0: E[y] <= m (up) and against H0': E[y] >= m (down).
-    y in [0, 1]; m a number or one per row; the bets at i see only y_0..y_{i-1}."""
+def log_wealth(y: np.ndarray, m: float | np.ndarray, m_down: float | np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Log-wealth paths (..., n) of the bet against H0: E[y] <= m (up) and against H0': E[y] >= m_down (down,
+    default m). y in [0, 1]; m and m_down a number or one per row; the bets at i see only y_0..y_{i-1}."""
     y = np.asarray(y, dtype=float)
     m = np.broadcast_to(np.asarray(m, dtype=float), y.shape[:-1])
+    m_down = m if m_down is None else np.broadcast_to(np.asarray(m_down, dtype=float), y.shape[:-1])
     up, down = np.zeros(y.shape), np.zeros(y.shape)
     total, spread = np.zeros(y.shape[:-1]), np.zeros(y.shape[:-1])
     w_up, w_down = np.zeros(y.shape[:-1]), np.zeros(y.shape[:-1])
-    cap_up, cap_down = CAP / np.maximum(m, 1e-12), CAP / np.maximum(1.0 - m, 1e-12)
+    cap_up, cap_down = CAP / np.maximum(m, 1e-12), CAP / np.maximum(1.0 - m_down, 1e-12)
     for i in range(y.shape[-1]):
         mean, var = (0.5 + total) / (i + 1), (0.25 + spread) / (i + 1)  # WSR's predictable estimates
-        gap = mean - m
+        gap, gap_down = mean - m, mean - m_down
         lam_up = np.clip(gap / (var + gap**2), 0.0, cap_up)
-        lam_down = np.clip(-gap / (var + gap**2), 0.0, cap_down)
+        lam_down = np.clip(-gap_down / (var + gap_down**2), 0.0, cap_down)
         yi = y[..., i]
         w_up = w_up + np.log1p(lam_up * (yi - m))
-        w_down = w_down + np.log1p(lam_down * (m - yi))
+        w_down = w_down + np.log1p(lam_down * (m_down - yi))
         up[..., i], down[..., i] = w_up, w_down
         total, spread = total + yi, spread + (yi - mean) ** 2
     return up, down
@@ -109,10 +111,7 @@ def decide(x: np.ndarray, spec: TestSpec, n_total: int) -> tuple[np.ndarray, np.
     x = np.asarray(x, dtype=float)
     t = x.shape[-1]
     ends = chunk_ends(t, spec.chunk)
-    y = (x - spec.lo) / (spec.hi - spec.lo)
-    up, down = log_wealth(y, spec.m)
-    if spec.reject_null is not None:
-        down = log_wealth(y, spec.m_reject)[1]
+    up, down = log_wealth((x - spec.lo) / (spec.hi - spec.lo), spec.m, spec.m_reject)
     up, down = up[..., ends], down[..., ends]
     first_up = _first(up >= math.log(1 / spec.alpha))
     first_down = _first(down >= math.log(1 / REJECT_ALPHA))

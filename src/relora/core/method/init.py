@@ -130,7 +130,7 @@ class SearchedFusion(InitStrategy):
         set_factors(model, factors)
         floor = self.retention_floor(cfg)
         kept = start_retention(ctx) if floor is not None else None
-        replaced = kept is not None and floor is not None and kept < floor
+        replaced = kept is not None and kept < floor  # kept is measured only under a floor
         if replaced:  # the start undoes too much of the update: train from PortLLM's instead (the search is paid)
             OldAdapter()(ctx)
         # Probes may come from the store (resumed or shared with another method): charge

@@ -76,7 +76,6 @@ def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None,
         old.close()  # detached until the first look: the init may score the old service on the probe meanwhile
         record.old_dval_accuracy = sum(old_dval) / len(old_dval)
         record.screen_bar = record.old_dval_accuracy - gate.margin
-        _old_books(record, old, gate.margin)
     return Readiness(gate=gate, record=record, items=loaded.ready, old=old, pad_id=loaded.pad_id,
                      eval_batch_size=cfg.training.eval_batch_size)
 
@@ -87,19 +86,15 @@ def settle_old_scores(readiness: Readiness | None) -> float:
     it pays what those scores cost when they were scored, not what remembering them cost now."""
     if readiness is None or not isinstance(readiness.old, OldScores):
         return 0.0
-    old = readiness.old
+    old, record = readiness.old, readiness.record
     old.close()
-    _old_books(readiness.record, old, readiness.gate.margin)
-    return old.charged_s() - old.spent_s
-
-
-def _old_books(record: GateRecord, old: OldScores, margin: float | None) -> None:
-    gate_scores = old.correct(old.used["gate"])
     record.old_examples = old.used["gate"] + old.used["dval"]
     record.old_scoring_cpu_s = old.charged_s()
-    if gate_scores:  # a reading aid: the paired test needs no threshold
+    if old.used["gate"]:  # a reading aid: the paired test needs no threshold
+        gate_scores = old.correct(old.used["gate"])  # remembered: no look reads past what was scored
         record.old_gate_accuracy = sum(gate_scores) / len(gate_scores)
-        record.threshold = record.old_gate_accuracy - (margin or 0.0)
+        record.threshold = record.old_gate_accuracy - (readiness.gate.margin or 0.0)
+    return record.old_scoring_cpu_s - old.spent_s
 
 
 def test_check(old_correct: list[bool], new_correct: list[bool]) -> TestCheck:

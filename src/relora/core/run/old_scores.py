@@ -94,8 +94,7 @@ class OldScores:
             raise InputError("threshold", "a gate relative to the old service needs old_base and adapter",
                              "pass --old-base and --adapter, or an absolute threshold")
         self._cfg, self._loaded, self._cache = cfg, loaded, cache
-        self._memos = {split: ScoreMemo.read(memo_path(cfg, loaded, cache, split), len(split_items(loaded, split)))
-                       for split in SPLITS}
+        self._memos: dict[str, ScoreMemo] = {}  # read when a split is first asked for
         self.used = dict.fromkeys(SPLITS, 0)
         self.spent_s = 0.0
         self._service: Service | None = None
@@ -105,10 +104,16 @@ class OldScores:
         return self.prefix("gate", stop)
 
     def whole(self, split: str) -> list[bool]:
-        return self.prefix(split, self._memos[split].size)
+        return self.prefix(split, len(split_items(self._loaded, split)))
+
+    def _memo(self, split: str) -> ScoreMemo:
+        if split not in self._memos:
+            self._memos[split] = ScoreMemo.read(memo_path(self._cfg, self._loaded, self._cache, split),
+                                                len(split_items(self._loaded, split)))
+        return self._memos[split]
 
     def prefix(self, split: str, stop: int) -> list[bool]:
-        memo = self._memos[split]
+        memo = self._memo(split)
         stop = min(stop, memo.size)
         if stop > len(memo.correct):
             if self._service is None:
@@ -123,8 +128,9 @@ class OldScores:
         self.used[split] = max(self.used[split], stop)
         return memo.correct[:stop]
 
-    def charged_s(self, splits: tuple[str, ...] = ("gate", "dval")) -> float:
-        return sum(self._memos[s].cost(self.used[s]) for s in splits)
+    def charged_s(self) -> float:
+        """What the gate set's and D_val's scores this run used cost when they were scored."""
+        return sum(self._memos[s].cost(self.used[s]) for s in ("gate", "dval") if s in self._memos)
 
     def close(self) -> None:
         if self._service is not None:
@@ -132,16 +138,11 @@ class OldScores:
             self._service = None
 
 
-def old_service_scored(cfg: ReadaptConfig, loaded: Loaded, cache: Path, split: str) -> tuple[list[bool], float]:
-    """The old service per example on a whole split ("gate", "dval" or "test"), and what that scoring cost when
-    it was done. Remembered by content hash, so it is computed once per service."""
+def old_service_correct(cfg: ReadaptConfig, loaded: Loaded, cache: Path, split: str) -> list[bool]:
+    """The old service per example on a whole split ("gate", "dval" or "test"). Remembered by content hash, so it
+    is computed once per service."""
     scores = OldScores(cfg, loaded, cache)
     try:
-        correct = scores.whole(split)
-        return correct, scores.charged_s((split,))
+        return scores.whole(split)
     finally:
         scores.close()
-
-
-def old_service_correct(cfg: ReadaptConfig, loaded: Loaded, cache: Path, split: str) -> list[bool]:
-    return old_service_scored(cfg, loaded, cache, split)[0]

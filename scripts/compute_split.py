@@ -10,14 +10,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
+
+
+def race_runs(race: Path) -> Iterator[tuple[str, str, Path, dict]]:
+    """(method, seed, record path, record) for every run of every rollout under a race's --out folder."""
+    for record in sorted(race.glob("seed*/*/rollout/runs/*/relora.json")):
+        yield record.parts[-5], record.parts[-6].removeprefix("seed"), record, json.loads(record.read_text())
 
 
 def split(race: Path) -> dict:
     """{method: {seed: {cpu_s, old_scoring_cpu_s, search_s, train_s, runs}}} from every run of every rollout."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for record in sorted(race.glob("seed*/*/rollout/runs/*/relora.json")):
-        method, seed = record.parts[-5], record.parts[-6].removeprefix("seed")
-        run = json.loads(record.read_text())
+    for method, seed, _, run in race_runs(race):
         cell = out.setdefault(method, {}).setdefault(seed, {"cpu_s": 0.0, "old_scoring_cpu_s": 0.0, "search_s": 0.0,
                                                               "train_s": 0.0, "runs": 0})
         cell["cpu_s"] += run["cpu_s"] or 0.0

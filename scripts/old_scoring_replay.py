@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from compute_split import race_runs  # the scripts folder is on the path when a script runs
+
 
 def replay_run(run: dict, screens: int) -> dict[str, float]:
     """One run's replay. Work units, as later revisions count them (relora.json's `work`): forward examples (the
@@ -43,11 +45,10 @@ def replay_run(run: dict, screens: int) -> dict[str, float]:
 def replay(race: Path) -> dict:
     """{method: {seed: {services: {name: replay_run}, totals}}} from every run of every rollout."""
     out: dict[str, dict[str, dict]] = {}
-    for record in sorted(race.glob("seed*/*/rollout/runs/*/relora.json")):
-        method, seed, name = record.parts[-5], record.parts[-6].removeprefix("seed"), record.parts[-2]
+    for method, seed, record, run in race_runs(race):
         cell = out.setdefault(method, {}).setdefault(seed, {"services": {}})
         events = (record.parent / "events.jsonl").read_text().splitlines()
-        cell["services"][name] = replay_run(json.loads(record.read_text()), screens=len(events))
+        cell["services"][record.parts[-2]] = replay_run(run, screens=len(events))
     for seeds in out.values():
         for cell in seeds.values():
             rows = cell["services"].values()

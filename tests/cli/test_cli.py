@@ -137,9 +137,10 @@ def test_the_help_lists_the_user_commands_and_one_lab_group() -> None:
     """`relora --help` is the product: eight user commands and the lab group holding everything else."""
     from relora.cli import main
 
-    users = {"readapt", "train-adapter", "inspect", "methods", "preflight", "rollout", "status", "report"}
+    users = {"readapt", "train-adapter", "inspect", "methods", "preflight", "rollout", "status", "report",
+             "demo"}
     assert set(main.commands) == users | {"lab"}
-    assert set(main.commands["lab"].commands) == {"bench", "demo", "perf", "evolve", "task", "backbones", "race",
+    assert set(main.commands["lab"].commands) == {"bench", "perf", "evolve", "task", "backbones", "race",
                                                   "fleet-demo"}
     run = CliRunner().invoke(main, ["lab", "race", "--out", "x"])
     assert run.exit_code == 2 and "needs either FLEET.yaml or --profile" in run.stderr

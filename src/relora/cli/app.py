@@ -46,8 +46,9 @@ def main() -> None:
     winner); --method relora first fuses the old adapter with a rank-r
     projection of the base delta. `relora rollout` does a whole fleet.
 
-    `relora lab` holds the commands that make relora's own figures (benchmarks,
-    races, perf, demos).
+    `relora demo` is the main job on a real model: SmolLM2 and WordNet, every
+    method, a summary and plots. `relora lab` holds the commands that make
+    relora's own figures (benchmarks, races, perf).
     """
 
 
@@ -55,7 +56,7 @@ def main() -> None:
 def lab() -> None:
     """The lab: the commands that make relora's figures (docs/results).
 
-    The demo (the main job on a real model), the paper's benchmark, races of fleets
+    The paper's benchmark (`relora demo` is its short run), races of fleets
     across methods and seeds, perf, and the tools they use: evolve (make an updated
     base), task (build a WordNet task), backbones, fleet-demo.
     """

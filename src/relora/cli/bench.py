@@ -1,4 +1,5 @@
-"""Bench commands: evolve, task, bench, backbones, demo, perf (the relora[bench] extra)."""
+"""The main job (`relora demo`) and the lab's bench commands: evolve, task, bench, backbones, perf (the
+relora[bench] extra)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import click
 
 from relora.lab.profiles import profile_names
-from relora.cli.app import lab, one_line_errors, parse_methods, parse_seeds, require_extra
+from relora.cli.app import lab, main, one_line_errors, parse_methods, parse_seeds, require_extra
 from relora.errors import InputError
 
 
@@ -65,7 +66,7 @@ def task_cmd(name: str, out: str, wordnet: str | None, seed: int) -> None:
 @lab.command("bench")
 @click.option("--profile", type=click.Choice([*profile_names("bench"), "update-pilot"]), default="quick",
               show_default=True,
-              help="demo: relora lab demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
+              help="demo: relora demo's 20-minute run; quick: one task, one update source, one seed; rank-strong and "
                    "rank-gentle: relora against PortLLM+FT over 3 seeds at two update strengths; anchor-sweep: relora "
                    "at lambda1 from 1e-3 to 1e3, coupled and decoupled (one seed); "
                    "full: 3 tasks x 3 sources x 3 seeds, resumable; update-pilot: PortLLM's drop for candidate updates on "
@@ -107,7 +108,7 @@ def backbones_cmd(benches: tuple[str, ...], out: str) -> None:
     click.echo(str(write_backbones_report(list(benches), out)))
 
 
-@lab.command("demo")
+@main.command("demo")
 @click.option("--out", default="runs/demo", show_default=True, help="Results directory (re-runs resume).")
 @click.option("--profile", type=click.Choice(["demo", "quick"]), default="demo", show_default=True,
               help="demo: the 20-minute run; quick: the benchmark's quick profile (about an hour).")

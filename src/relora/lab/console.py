@@ -1,4 +1,4 @@
-"""What `relora lab demo` shows: one overall progress line, and no third-party noise on the terminal.
+"""What `relora demo` shows: one overall progress line, and no third-party noise on the terminal.
 
 Warnings a user cannot act on (transformers' deprecations, BoTorch's optimizer notes) and the
 libraries' own progress bars go to a log file in the output directory instead of scrolling

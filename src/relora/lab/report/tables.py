@@ -222,14 +222,14 @@ def portllm_drop(cells: list[BenchCell]) -> list[str]:
 
 
 def demo_summary(results: dict[str, Any], out: Path) -> list[str]:
-    """The few lines `relora lab demo` prints: the drop, each method's quality and readiness, where to look."""
+    """The few lines `relora demo` prints: the drop, each method's quality and readiness, where to look."""
     every = cells_of(results)
     first_seed = min(c.seed for c in every)
     cells = [c for c in every if not c.in_sweep and c.seed == first_seed]
     first = (cells[0].task, cells[0].corpus)
     group = [c for c in cells if (c.task, c.corpus) == first]
     scratch = next((c for c in group if c.cell == SCRATCH), None)
-    lines = [f"relora lab demo: {Path(str(results['base'])).name}, task {first[0]}, update {first[1]}, "
+    lines = [f"relora demo: {Path(str(results['base'])).name}, task {first[0]}, update {first[1]}, "
              f"threshold {group[0].threshold:.3f} (val accuracy)", *portllm_drop(group), "",
              f"{'method':22s} {'test acc':>8s} {'ready after':>12s} {'vs scratch':>10s} {'old quality after':>18s} "
              f"{'rollout':>9s}"]

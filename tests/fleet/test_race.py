@@ -4,6 +4,7 @@ and the fleet race through the real CLI."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -177,6 +178,23 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
     partial = json.loads((out / "summary.json").read_text())
     assert fewer.returncode == 0 and partial["methods"]["relora"]["unfinished_seeds"] == [2]  # never rolled out
     assert partial["methods"]["relora"]["per_seed"] == summary["methods"]["relora"]["per_seed"]
+    # the rollouts of seed 0 lost, its figures taken from the earlier summary: the same summary, saying so
+    lost = tmp_path / "race-lost"
+    shutil.copytree(out / "seed1", lost / "seed1")
+    earlier_file = tmp_path / "earlier_file.json"
+    shutil.copy(out / "summary.json", earlier_file)
+    merged = subprocess.run([*cmd[:3], str(fleet_file), "--out", str(lost), "--methods", "portllm,relora", "--seeds",
+                             "0,1", "--quiet", "--summary-only", "--earlier-summary", str(earlier_file)],
+                            capture_output=True, text=True, timeout=600)
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    joined = json.loads((lost / "summary.json").read_text())
+    assert joined["methods"] == summary["methods"] and joined["run_revisions"] == summary["run_revisions"]
+    assert joined["seeds_from_earlier"] == {"file": str(earlier_file), "methods": {"portllm": [0], "relora": [0]}}
+    other = json.loads(earlier_file.read_text())
+    other["gate"]["margin"] = 0.1  # another race's summary is refused, naming it
+    earlier_file.write_text(json.dumps(other))
+    refused = subprocess.run(merged.args, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and str(earlier_file) in refused.stderr and "another gate" in refused.stderr
 
 
 def test_min_retention_gates_a_fleet_and_needs_a_probe(world, tmp_path: Path) -> None:

@@ -95,6 +95,9 @@ RACE_PROFILES = profile_names("race")  # configs/race/*.yaml
 @click.option("--seeds", help="Comma-separated seeds (default: the profile's, else 0,1,2).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--summary-only", is_flag=True, help="Only summarize the rollouts under --out that finished.")
+@click.option("--earlier-summary", type=click.Path(dir_okay=False),
+              help="An earlier summary.json of this race: its per-seed figures stand in for seeds whose rollouts are "
+                   "not under --out (their folders lost); the new summary names the seeds it took so.")
 @one_line_errors
 def race_cmd(fleet_file: str | None, profile: str | None, out: str, **options: Any) -> None:
     """Roll one fleet out once per method and seed, each with its own cache, and compare them.
@@ -114,12 +117,13 @@ def race_cmd(fleet_file: str | None, profile: str | None, out: str, **options: A
         from relora.lab.race import run_fleet_race
 
         summary = run_fleet_race(profile, out, seeds=parse_seeds(seeds), methods=parse_methods(methods),
-                                 progress=progress, roll=roll)
+                                 progress=progress, roll=roll, earlier=options["earlier_summary"])
     else:
         from relora.fleet.config import load_fleet
 
         summary = run_race(load_fleet(fleet_file), out, parse_methods(methods) or RACE_METHODS,
-                           parse_seeds(seeds) or (0, 1, 2), progress=progress, roll=roll)
+                           parse_seeds(seeds) or (0, 1, 2), progress=progress, roll=roll,
+                           earlier=options["earlier_summary"])
     click.echo(json.dumps({m: {k: v for k, v in info.items() if k != "per_seed"}
                            for m, info in summary["methods"].items()}, indent=2))
 

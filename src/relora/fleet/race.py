@@ -43,9 +43,11 @@ def fleet_for(template: FleetConfig, out: Path, seed: int, method: str) -> Fleet
 
 
 def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_METHODS,
-             seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True, roll: bool = True) -> dict[str, Any]:
+             seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True, roll: bool = True,
+             earlier: str | None = None) -> dict[str, Any]:
     """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out.
-    roll False: only summarize the rollouts that finished (the rest are listed as unfinished)."""
+    roll False: only summarize the rollouts that finished (the rest are listed as unfinished). earlier: an
+    earlier summary.json of this race, whose per-seed figures stand in for seeds with no rollout under out."""
     methods, seeds = tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(seeds))  # a repeat is one rollout, once
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -56,8 +58,12 @@ def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_ME
     for seed in seeds if roll else ():
         for method in methods:
             rollout(fleet_for(template, root, seed, method), progress=progress)
-    result = summarize(root, methods, seeds) | {"provenance": started, "run_revisions": run_revisions(root),
-                                                "gate": gate_of(template)}
+    gate = gate_of(template)
+    before = earlier_summary(earlier, gate) if earlier else None
+    result = summarize(root, methods, seeds, before) | {"provenance": started, "gate": gate, "run_revisions": sorted(
+        set(run_revisions(root)) | set(before["run_revisions"] if before else ()))}
+    if before:
+        result["seeds_from_earlier"] = {"file": str(earlier), "methods": before["taken"]}
     atomic_write(root / SUMMARY_FILE, json.dumps(result, indent=1) + "\n")
     write_race_report(result, root)
     return result
@@ -165,7 +171,7 @@ def _total(values: list[int | None]) -> int | None:
 
 
 def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | None:
-    values = [m[key] for m in per_seed if m[key] is not None]
+    values = [m[key] for m in per_seed if m.get(key) is not None]  # an earlier summary may lack a later key
     if not values:
         return None
     if how == "std":  # over seeds: one seed has none
@@ -173,17 +179,37 @@ def _over_seeds(per_seed: list[dict[str, Any]], key: str, how: str) -> float | N
     return {"median": statistics.median, "mean": statistics.fmean, "min": min, "max": max, "sum": sum}[how](values)
 
 
-def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...]) -> dict[str, Any]:
-    """Per method: each seed's rollout figures, and medians and means over seeds."""
+def earlier_summary(path: str, gate: dict[str, Any]) -> dict[str, Any]:
+    """An earlier summary.json of the same race (the same gate), read for its per-seed figures: what a race
+    summarized before its rollouts' folders were lost still counts, and says so."""
+    try:
+        found = json.loads(Path(path).read_text())
+        per_seed = {m: {row["seed"]: row for row in info["per_seed"]} for m, info in found["methods"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(path, f"is not a race's summary.json ({exc})", "pass the summary.json a race wrote") from None
+    if found.get("gate") != gate:
+        raise InputError(path, f"was summarized under another gate ({found.get('gate')})",
+                         "pass the summary of this same race, or leave out --earlier-summary")
+    return {"per_seed": per_seed, "run_revisions": found.get("run_revisions", []), "taken": {}}
+
+
+def summarize(root: Path, methods: tuple[str, ...], seeds: tuple[int, ...],
+              earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per method: each seed's rollout figures, and medians and means over seeds. A seed with no finished
+    rollout under root takes its figures from earlier (earlier_summary) when that has them."""
     out: dict[str, Any] = {"methods": {}, "seeds": list(seeds)}
     for method in methods:
         per_seed, unfinished = [], []
         for seed in seeds:
             rows = finished_rows(rollout_dir(root, seed, method) / "rollout")
-            if rows is None:
-                unfinished.append(seed)  # reported as such, never counted as services that failed the gate
-            else:
+            before = (earlier or {}).get("per_seed", {}).get(method, {}).get(seed)
+            if rows is not None:
                 per_seed.append(fleet_metrics(rows) | {"seed": seed})
+            elif before is not None:
+                per_seed.append(before)
+                earlier["taken"].setdefault(method, []).append(seed)  # type: ignore[index]
+            else:
+                unfinished.append(seed)  # reported as such, never counted as services that failed the gate
         out["methods"][method] = {
             "unfinished_seeds": unfinished,
             "compute_s_median": _over_seeds(per_seed, "compute_s", "median"),

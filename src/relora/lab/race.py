@@ -115,11 +115,12 @@ def race_fleet(p: RaceProfile, out: Path, cache: Path, progress: bool) -> dict[s
 
 
 def run_fleet_race(profile: str | RaceProfile, out: str, progress: bool = True, seeds: tuple[int, ...] | None = None,
-                   methods: tuple[str, ...] | None = None, roll: bool = True) -> dict[str, Any]:
+                   methods: tuple[str, ...] | None = None, roll: bool = True,
+                   earlier: str | None = None) -> dict[str, Any]:
     """The profile's fleet (built and cached under RELORA_CACHE's race-services/), then the race on it."""
     p = RACE_PROFILES[profile] if isinstance(profile, str) else profile
     root, cache = Path(out).resolve(), cache_root(None)
     fleet = race_fleet(p, root, cache, progress)
     atomic_write(root / "fleet.yaml", yaml.safe_dump(fleet, sort_keys=False))  # the template, for the record
     return run_race(FleetConfig.model_validate(fleet), str(root), methods or p.methods, seeds or p.seeds, progress,
-                    roll=roll)
+                    roll=roll, earlier=earlier)

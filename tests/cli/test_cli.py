@@ -118,6 +118,10 @@ def test_bench_rejects_an_unknown_method_before_any_work(tmp_path: Path) -> None
     run = CliRunner().invoke(main, ["lab", "bench", "--methods", "relora,retrain", "--out", str(tmp_path / "b")])
     assert run.exit_code == 2 and "retrain" in run.output and "choose from" in run.output
     assert not (tmp_path / "b").exists()
+    # a method the bench cannot run is named with the reason, not called unknown
+    run = CliRunner().invoke(main, ["lab", "bench", "--methods", "relora-keep", "--out", str(tmp_path / "b")])
+    assert run.exit_code == 2 and "relora-keep needs an update probe" in run.output and "relora lab race" in run.output
+    assert not (tmp_path / "b").exists()
 
 
 def test_every_bench_profile_is_a_cli_choice() -> None:

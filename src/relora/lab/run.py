@@ -246,6 +246,10 @@ def run_bench(profile: str | Profile, out: str, options: BenchOptions = BenchOpt
     p = PROFILES[profile] if isinstance(profile, str) else profile
     p = replace(p, seeds=seeds) if seeds else p
     if methods:
+        probed = sorted(m for m in methods if m in METHODS and METHODS[m].needs_probe)
+        if probed:  # the bench's cells have no update probe, which these methods' retention floor reads
+            raise InputError("--methods", f"{', '.join(probed)} needs an update probe, which the bench's cells do not "
+                             "have", f"race it instead (relora lab race), or choose from {', '.join(ALL_METHODS)}")
         unknown = sorted(set(methods) - set(ALL_METHODS))
         if unknown:
             raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(ALL_METHODS)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,23 @@ def fleet_for(template: FleetConfig, out: Path, seed: int, method: str) -> Fleet
                                        "ledger": None, "defaults": defaults, "adapters": adapters})
 
 
-def run_race(template: FleetConfig, out: str, methods: tuple[str, ...] = RACE_METHODS,
-             seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True, roll: bool = True,
-             earlier: str | None = None) -> dict[str, Any]:
-    """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out.
-    roll False: only summarize the rollouts that finished (the rest are listed as unfinished). earlier: an
+@dataclass(frozen=True, kw_only=True)
+class RacePlan:
+    """What a race runs: its methods and seeds (a repeat is one rollout, once), whether it rolls out at all
+    (roll False: only summarize the rollouts that finished, the rest listed as unfinished), and earlier: an
     earlier summary.json of this race, whose per-seed figures stand in for seeds with no rollout under out."""
-    methods, seeds = tuple(dict.fromkeys(methods)), tuple(dict.fromkeys(seeds))  # a repeat is one rollout, once
+
+    methods: tuple[str, ...] = RACE_METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    progress: bool = True
+    roll: bool = True
+    earlier: str | None = None
+
+
+def run_race(template: FleetConfig, out: str, plan: RacePlan = RacePlan()) -> dict[str, Any]:
+    """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out."""
+    methods, seeds = tuple(dict.fromkeys(plan.methods)), tuple(dict.fromkeys(plan.seeds))
+    progress, roll, earlier = plan.progress, plan.roll, plan.earlier
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")

@@ -26,7 +26,7 @@ from relora.lab.tasks import build_wn_binary, build_wn_relation, build_wn_topic,
 from relora.core.method.methods import SCRATCH
 from relora.core.model.resolve import resolve_base
 from relora.fleet.config import FleetConfig
-from relora.fleet.race import RACE_METHODS, run_race
+from relora.fleet.race import RACE_METHODS, RacePlan, run_race
 from relora.io import atomic_write, cache_root
 
 GATE = 1088  # gate examples per service: above the power check's minimum (1056) for margin 0.05, 3 looks, discordance 0.15
@@ -114,13 +114,14 @@ def race_fleet(p: RaceProfile, out: Path, cache: Path, progress: bool) -> dict[s
     }
 
 
-def run_fleet_race(profile: str | RaceProfile, out: str, progress: bool = True, seeds: tuple[int, ...] | None = None,
-                   methods: tuple[str, ...] | None = None, roll: bool = True,
-                   earlier: str | None = None) -> dict[str, Any]:
-    """The profile's fleet (built and cached under RELORA_CACHE's race-services/), then the race on it."""
+def run_fleet_race(profile: str | RaceProfile, out: str, plan: RacePlan | None = None) -> dict[str, Any]:
+    """The profile's fleet (built and cached under RELORA_CACHE's race-services/), then the race on it. The plan's
+    methods and seeds, where empty, are the profile's."""
     p = RACE_PROFILES[profile] if isinstance(profile, str) else profile
+    plan = plan or RacePlan(methods=(), seeds=())
+    progress = plan.progress
     root, cache = Path(out).resolve(), cache_root(None)
     fleet = race_fleet(p, root, cache, progress)
     atomic_write(root / "fleet.yaml", yaml.safe_dump(fleet, sort_keys=False))  # the template, for the record
-    return run_race(FleetConfig.model_validate(fleet), str(root), methods or p.methods, seeds or p.seeds, progress,
-                    roll=roll, earlier=earlier)
+    return run_race(FleetConfig.model_validate(fleet), str(root),
+                    replace(plan, methods=plan.methods or p.methods, seeds=plan.seeds or p.seeds))

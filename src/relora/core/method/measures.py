@@ -95,6 +95,7 @@ class GateRecord(BaseModel):
     old_gate_accuracy: float | None
     old_dval_accuracy: float | None
     screen_bar: float  # D_val accuracy a checkpoint needs before it is confirmed
+    screen: str = "margin"  # how the bar was set: old - margin, or "powered" (old - (margin - certifiable))
     certifiable_margin: float | None  # the smallest margin this gate certifies with 80% power (paired)
     assumed_discordance: float
     measured_discordance: float | None = None  # over the gate examples the looks scored

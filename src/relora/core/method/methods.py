@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from relora.core.model.config import ReadaptConfig
 from relora.core.method.init import BaseOnly, FreshLora, InitStrategy, OldAdapter, SearchedFusion
 from relora.core.model.loaded import InitContext
+from relora.core.method.readiness import LookPolicy
 from relora.core.method.record import InitInfo
 from relora.errors import InputError
 
@@ -25,6 +26,7 @@ class Method:
     anchored: bool  # scheduled regularization (Eq. 18/21); False means lambda = 0
     summary: str
     tables: frozenset[str] = frozenset()  # the paper's tables this method is a row of beyond II (e.g. "VIII")
+    looks: LookPolicy = LookPolicy()  # when a checkpoint goes to the gate (the readiness floor's policy)
 
     @property
     def needs_adapter(self) -> bool:
@@ -60,6 +62,11 @@ METHODS: dict[str, Method] = {
         Method("scratch", FreshLora(), True, False, "a fresh LoRA (PEFT default init), plain fine-tuning"),
         Method("portllm-ft", OldAdapter(), True, False, "the old adapter, then plain fine-tuning",
                frozenset({"VIII"})),
+        Method("portllm-ft-powered", OldAdapter(), True, False,
+               "the old adapter, then plain fine-tuning, with a checkpoint sent to the gate only where the gate is "
+               "powered (D_val at least the old service's minus the margin the gate cannot certify), and a look "
+               "that stops once the candidate is shown 0.01 below the old service",
+               looks=LookPolicy(screen="powered", futility=0.01)),
         Method("relora", SearchedFusion("gradient", design="known", balance="old"), True, True,
                "per-group (layer x module type) fusion coefficients learned by a few Adam steps on training "
                "batches from the best known point (PortLLM, the revert point, earlier searches for other adapters "

@@ -22,6 +22,30 @@ from relora.core.model.scoring import evaluate
 from relora.core.method.measures import GateRecord, Look, TestCheck
 
 
+@dataclass(frozen=True, kw_only=True)
+class LookPolicy:
+    """When a method sends a checkpoint to the gate, and when a look gives up (a method's defaults; the gate config's
+    own `futility`, when set, wins).
+
+    screen "margin": a checkpoint whose D_val accuracy is at least the old service's minus the margin is confirmed.
+    screen "powered": only one at least the old service's minus (margin - certifiable margin), i.e. where the gate
+    has the 80% power it was planned with. The certifiable margin is what a candidate exactly as good as the old
+    service clears with 80% power, so one that sits (margin - certifiable) below it clears about as often; below
+    that, a look mostly reads the whole gate set and fails, and it costs one of the run's looks. A look costs more
+    than the training steps it would take to get there (a gate set of 1,088 against 5 steps of 8), so the powered
+    screen trains on instead.
+    futility: a look stops unpublished once the candidate is shown this far below the old service."""
+
+    screen: str = "margin"
+    futility: float | None = None
+
+    def screen_slack(self, margin: float, certifiable: float | None) -> float:
+        """How far below the old service's D_val accuracy a checkpoint may sit and still be confirmed."""
+        if self.screen == "margin":
+            return margin
+        return max(0.0, margin - certifiable) if certifiable is not None else 0.0
+
+
 def looks_planned(cfg_gate: GateConfig, stop_when_ready: bool) -> int:
     """Without stop-when-ready only the final adapter is confirmed, once."""
     return cfg_gate.looks if stop_when_ready else 1

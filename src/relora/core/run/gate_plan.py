@@ -13,7 +13,8 @@ from relora.core.math import gate as tests
 from relora.core.model.config import ReadaptConfig
 from relora.core.run.old_scores import OldScores
 from relora.core.model.loaded import Loaded
-from relora.core.method.readiness import Readiness, looks_planned
+from relora.core.method.methods import METHODS
+from relora.core.method.readiness import LookPolicy, Readiness, looks_planned
 from relora.core.method.measures import GateRecord, TestCheck
 from relora.errors import InputError
 
@@ -27,7 +28,9 @@ def plan_gate(cfg: ReadaptConfig, n_gate: int) -> GateRecord | None:
     looks = looks_planned(g, cfg.stop_when_ready)
     alpha_look = g.alpha / looks
     paired = gate.absolute is None
-    futility = None if g.futility is None or not paired else min(g.futility, gate.margin)
+    policy = look_policy(cfg)
+    asked = g.futility if g.futility is not None else policy.futility  # the config's wins over the method's
+    futility = None if asked is None or not paired else min(asked, gate.margin)
     certifiable = tests.certifiable_margin(n=n_gate, alpha_look=alpha_look, discordance=g.discordance,
                                            chunk=g.chunk, futility=futility) if paired else None
     underpowered = paired and (certifiable is None or gate.margin < certifiable - 1e-9)
@@ -41,7 +44,13 @@ def plan_gate(cfg: ReadaptConfig, n_gate: int) -> GateRecord | None:
         threshold=gate.absolute, chunk=g.chunk, gate_examples=n_gate, old_gate_accuracy=None,
         old_dval_accuracy=None, screen_bar=gate.absolute if gate.absolute is not None else 0.0,
         certifiable_margin=certifiable, assumed_discordance=g.discordance, allow_underpowered=g.allow_underpowered,
-        underpowered=underpowered, futility=futility)
+        underpowered=underpowered, futility=futility, screen=policy.screen)
+
+
+def look_policy(cfg: ReadaptConfig) -> LookPolicy:
+    """The method's look policy (an unknown method is refused before this by method_for)."""
+    method = METHODS.get(cfg.method)
+    return method.looks if method is not None else LookPolicy()
 
 
 def underpowered_message(n: int, looks: int, alpha: float, margin: float, certifiable: float | None,
@@ -75,7 +84,8 @@ def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None,
             old.whole("gate")
         old.close()  # detached until the first look: the init may score the old service on the probe meanwhile
         record.old_dval_accuracy = sum(old_dval) / len(old_dval)
-        record.screen_bar = record.old_dval_accuracy - gate.margin
+        slack = look_policy(cfg).screen_slack(gate.margin, record.certifiable_margin)
+        record.screen_bar = record.old_dval_accuracy - slack
     return Readiness(gate=gate, record=record, items=loaded.ready, old=old, pad_id=loaded.pad_id,
                      eval_batch_size=cfg.training.eval_batch_size)
 

@@ -1,0 +1,57 @@
+"""portllm-ft-powered through the real CLI: the same start and training as portllm-ft, but a checkpoint reaches the
+gate only where the gate is powered (D_val at least old - (margin - certifiable)), and a look gives up 0.01 below
+the old service unless the config says otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import RELORA
+from relora.core.method.methods import METHODS
+from relora.core.method.readiness import LookPolicy
+from relora.core.method.record import RunRecord
+
+MARGIN = 0.3
+
+
+def _readapt(world, out: Path, method: str, *extra: str) -> RunRecord:
+    done = subprocess.run([RELORA, "readapt", "--method", method, "--old-base", str(world.old_base),
+                           "--new-base", str(world.new_base), "--adapter", str(world.adapter),
+                           "--train", str(world.train), "--val", str(world.val), "--out", str(out),
+                           "--threshold", f"old - {MARGIN}", "--stop-when-ready", f"cache_dir={world.root / 'cache'}",
+                           "gate.allow_underpowered=true", "gate.discordance=0.1", "training.steps=8",
+                           "training.eval_every=2", "--quiet", *extra], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return RunRecord.load(out)
+
+
+def test_the_screen_slack_is_what_the_gate_cannot_certify() -> None:
+    margin, powered = LookPolicy(screen="margin"), LookPolicy(screen="powered")
+    assert margin.screen_slack(0.05, 0.04) == 0.05
+    assert powered.screen_slack(0.05, 0.04) == pytest.approx(0.01)
+    assert powered.screen_slack(0.05, 0.06) == 0.0  # an underpowered gate: only at the old service's own D_val
+    assert powered.screen_slack(0.05, None) == 0.0
+    assert METHODS["portllm-ft-powered"].looks == LookPolicy(screen="powered", futility=0.01)
+    assert METHODS["portllm-ft"].looks == LookPolicy()
+
+
+def test_powered_screen_sets_a_stricter_bar_and_every_look_clears_it(world, tmp_path: Path) -> None:
+    plain = _readapt(world, tmp_path / "plain", "portllm-ft").gate
+    powered = _readapt(world, tmp_path / "powered", "portllm-ft-powered").gate
+    assert plain.screen == "margin" and powered.screen == "powered"
+    assert plain.old_dval_accuracy == powered.old_dval_accuracy  # the same old service on the same D_val
+    assert plain.screen_bar == pytest.approx(plain.old_dval_accuracy - MARGIN)
+    slack = max(0.0, MARGIN - powered.certifiable_margin) if powered.certifiable_margin is not None else 0.0
+    assert powered.screen_bar == pytest.approx(powered.old_dval_accuracy - slack)
+    assert powered.screen_bar > plain.screen_bar  # the tiny gate certifies no margin near 0.3: a stricter bar
+    assert plain.futility is None and powered.futility == 0.01
+    for gate in (plain, powered):
+        assert all(look.screen_accuracy >= gate.screen_bar for look in gate.looks)
+
+
+def test_the_configs_futility_wins_over_the_methods(world, tmp_path: Path) -> None:
+    record = _readapt(world, tmp_path / "o", "portllm-ft-powered", "gate.futility=0.2")
+    assert record.gate.futility == 0.2 and record.gate.screen == "powered"

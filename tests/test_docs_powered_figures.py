@@ -1,0 +1,92 @@
+"""The powered-screen race's figures (docs/results/fleet-strengths-moderate-powered): the results page, the method
+page and the README quote its summary, and its summary agrees with its ledgers."""
+
+from __future__ import annotations
+
+import statistics
+
+from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_rows, load, quoted, strength_row
+
+RACE = "fleet-strengths-moderate-powered"
+METHODS = ("portllm-ft", "portllm-ft-powered")
+
+
+def _methods() -> dict:
+    return load(f"{RACE}/summary.json")["methods"]
+
+
+def _per_seed_ratio(key: str) -> tuple[float, float]:
+    """The powered method over the script, seed by seed: mean and std of the ratios."""
+    ft, powered = (_methods()[m]["per_seed"] for m in METHODS)
+    ratios = [p[key] / f[key] for f, p in zip(ft, powered, strict=True)]
+    assert [f["seed"] for f in ft] == [p["seed"] for p in powered]
+    return statistics.fmean(ratios), statistics.stdev(ratios)
+
+
+def test_the_race_table_is_its_summary() -> None:
+    methods = _methods()
+    for method in METHODS:
+        quoted(RESULTS_README, strength_row(method, methods[method]))
+        assert methods[method]["unfinished_seeds"] == []
+    seeds = ",".join(str(s["seed"]) for s in methods["portllm-ft"]["per_seed"])
+    if len(methods["portllm-ft"]["per_seed"]) < 3:  # a partial race says so where its figures stand
+        quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
+        quoted(README, "two seeds, short of the three a comparison needs")
+    quoted(RESULTS_README, f"relora lab race --profile fleet-strengths-moderate --seeds {seeds} "
+                           f"--methods portllm-ft,portllm-ft-powered --out runs/{RACE}")
+
+
+def test_the_race_summary_agrees_with_its_ledgers() -> None:
+    rows = ledger_rows(RESULTS / RACE / "ledgers.md")
+    for method, info in _methods().items():
+        for seed in info["per_seed"]:
+            cells = rows[(seed["seed"], method)]
+            assert len(cells) == seed["services"] == 12
+            assert sum(c[1] == "ready" for c in cells) == seed["ready"]
+            assert sum(int(c[12]) for c in cells) / 12 == seed["examples_per_decision"]  # gate_examples_scored
+
+
+def test_the_service_the_powered_screen_left_behind_is_its_ledger_rows() -> None:
+    rows = ledger_rows(RESULTS / RACE / "ledgers.md")
+    script, powered = ({c[0]: c for c in rows[(3, m)]} for m in METHODS)
+    assert script["is-act"][1] == "ready" and script["is-act"][16] == "25"  # steps
+    assert powered["is-act"][1] == "below-threshold" and powered["is-act"][10] == "1"  # one look, failed
+    quoted(RESULTS_README, "is-act in seed 3, the script published at 25 steps; the powered screen sent it to the "
+                           "gate once, and that look failed")
+
+
+def _figures() -> dict[str, str]:
+    ft, powered = (_methods()[m] for m in METHODS)
+    cpu, cpu_sd = _per_seed_ratio("compute_s")
+    scored, scored_sd = _per_seed_ratio("examples_scored")
+    tokens, tokens_sd = _per_seed_ratio("train_tokens")
+    return {
+        "drop": f"{ft['portllm_drop_points']:.1f}",
+        "cpu": f"{cpu:.2f} ± {cpu_sd:.2f}", "scored": f"{scored:.2f} ± {scored_sd:.2f}",
+        "tokens": f"{tokens:.2f} ± {tokens_sd:.2f}",
+        "never": f"{powered['never_ready']} against {ft['never_ready']}",
+        "retention": f"{powered['retention_mean']:.2f} (worst {powered['retention_min']:.2f}) against "
+                     f"{ft['retention_mean']:.2f} ({ft['retention_min']:.2f})",
+        "false": f"{powered['false_publishes_test']} of {powered['services_tested']} and "
+                 f"{ft['false_publishes_test']} of {ft['services_tested']}",
+        "looks": f"{sum(s['gate_looks'] for s in powered['per_seed'])} looks against "
+                 f"{sum(s['gate_looks'] for s in ft['per_seed'])}",
+    }
+
+
+def test_the_results_page_prose_is_the_summary() -> None:
+    f = _figures()
+    quoted(RESULTS_README, f"PortLLM lost {f['drop']} points on this fleet")
+    quoted(RESULTS_README, f"CPU-s {f['cpu']} of the script's, examples scored {f['scored']}, training tokens "
+                           f"{f['tokens']} (per-seed ratios, mean ± std)")
+    quoted(RESULTS_README, f"never ready: {f['never']}")
+    quoted(RESULTS_README, f"retention {f['retention']}")
+    quoted(RESULTS_README, f"false publishes on test: {f['false']}")
+    quoted(RESULTS_README, f"{f['looks']}")
+
+
+def test_the_readme_and_method_page_quote_the_race() -> None:
+    f = _figures()
+    quoted(README, f"`portllm-ft-powered` took {f['cpu']} of the script's CPU-s and scored {f['scored']} of its "
+                   f"examples, with {f['never']} services never ready")
+    quoted(METHOD_DOC, f"{f['cpu']} of `portllm-ft`'s CPU-s at the moderate update")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 import click
@@ -112,7 +111,7 @@ def race_cmd(fleet_file: str | None, profile: str | None, out: str, **options: A
     if (fleet_file is None) == (profile is None):
         raise InputError("relora lab race", "needs either FLEET.yaml or --profile, not both or neither",
                          "name a fleet file, or one of --profile " + "|".join(RACE_PROFILES))
-    from relora.fleet.race import RACE_METHODS, RacePlan, run_race
+    from relora.fleet.race import RacePlan, run_race
 
     plan = RacePlan(methods=parse_methods(methods) or (), seeds=parse_seeds(seeds) or (), progress=progress,
                     roll=roll, earlier=options["earlier_summary"])
@@ -123,8 +122,7 @@ def race_cmd(fleet_file: str | None, profile: str | None, out: str, **options: A
     else:
         from relora.fleet.config import load_fleet
 
-        summary = run_race(load_fleet(fleet_file), out,
-                           replace(plan, methods=plan.methods or RACE_METHODS, seeds=plan.seeds or (0, 1, 2)))
+        summary = run_race(load_fleet(fleet_file), out, plan)  # empty methods or seeds: the race's defaults
     click.echo(json.dumps({m: {k: v for k, v in info.items() if k != "per_seed"}
                            for m, info in summary["methods"].items()}, indent=2))
 

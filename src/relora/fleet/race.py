@@ -27,6 +27,7 @@ from relora.io import atomic_write
 from relora.provenance import provenance
 
 RACE_METHODS = (PORTLLM, PORTLLM_FT, RELORA, PAPER_METHOD)  # relora before the paper's: it matters more
+RACE_SEEDS = (0, 1, 2)
 SUMMARY_FILE = "summary.json"
 
 
@@ -45,12 +46,13 @@ def fleet_for(template: FleetConfig, out: Path, seed: int, method: str) -> Fleet
 
 @dataclass(frozen=True, kw_only=True)
 class RacePlan:
-    """What a race runs: its methods and seeds (a repeat is one rollout, once), whether it rolls out at all
-    (roll False: only summarize the rollouts that finished, the rest listed as unfinished), and earlier: an
-    earlier summary.json of this race, whose per-seed figures stand in for seeds with no rollout under out."""
+    """What a race runs: its methods and seeds (a repeat is one rollout, once; empty: RACE_METHODS and RACE_SEEDS,
+    or a profile's own), whether it rolls out at all (roll False: only summarize the rollouts that finished, the
+    rest listed as unfinished), and earlier: an earlier summary.json of this race, whose per-seed figures stand in
+    for seeds with no rollout under out."""
 
-    methods: tuple[str, ...] = RACE_METHODS
-    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
     progress: bool = True
     roll: bool = True
     earlier: str | None = None
@@ -58,7 +60,8 @@ class RacePlan:
 
 def run_race(template: FleetConfig, out: str, plan: RacePlan = RacePlan()) -> dict[str, Any]:
     """Roll the fleet out per (seed, method), then write summary.json, report.md and race.png under out."""
-    methods, seeds = tuple(dict.fromkeys(plan.methods)), tuple(dict.fromkeys(plan.seeds))
+    methods = tuple(dict.fromkeys(plan.methods or RACE_METHODS))
+    seeds = tuple(dict.fromkeys(plan.seeds or RACE_SEEDS))
     progress, roll, earlier = plan.progress, plan.roll, plan.earlier
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:

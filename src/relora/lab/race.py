@@ -26,7 +26,7 @@ from relora.lab.tasks import build_wn_binary, build_wn_relation, build_wn_topic,
 from relora.core.method.methods import SCRATCH
 from relora.core.model.resolve import resolve_base
 from relora.fleet.config import FleetConfig
-from relora.fleet.race import RACE_METHODS, RacePlan, run_race
+from relora.fleet.race import RACE_METHODS, RACE_SEEDS, RacePlan, run_race
 from relora.io import atomic_write, cache_root
 
 GATE = 1088  # gate examples per service: above the power check's minimum (1056) for margin 0.05, 3 looks, discordance 0.15
@@ -39,7 +39,7 @@ class RaceProfile:
     # the update: the bench's evolution at this learning rate and number of LoRA updates (of 4 x 64 tokens)
     evolve_lr: float
     evolve_steps: int = 60
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = RACE_SEEDS
     methods: tuple[str, ...] = RACE_METHODS
     binary: tuple[str, ...] = BINARY
     sizes: dict[str, int] = field(default_factory=lambda: {"train": 400, "val": 256, "test": 128})
@@ -118,10 +118,9 @@ def run_fleet_race(profile: str | RaceProfile, out: str, plan: RacePlan | None =
     """The profile's fleet (built and cached under RELORA_CACHE's race-services/), then the race on it. The plan's
     methods and seeds, where empty, are the profile's."""
     p = RACE_PROFILES[profile] if isinstance(profile, str) else profile
-    plan = plan or RacePlan(methods=(), seeds=())
-    progress = plan.progress
+    plan = plan or RacePlan()
     root, cache = Path(out).resolve(), cache_root(None)
-    fleet = race_fleet(p, root, cache, progress)
+    fleet = race_fleet(p, root, cache, plan.progress)
     atomic_write(root / "fleet.yaml", yaml.safe_dump(fleet, sort_keys=False))  # the template, for the record
     return run_race(FleetConfig.model_validate(fleet), str(root),
                     replace(plan, methods=plan.methods or p.methods, seeds=plan.seeds or p.seeds))

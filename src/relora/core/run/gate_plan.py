@@ -84,7 +84,8 @@ def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None,
             old.whole("gate")
         old.close()  # detached until the first look: the init may score the old service on the probe meanwhile
         record.old_dval_accuracy = sum(old_dval) / len(old_dval)
-        slack = look_policy(cfg).screen_slack(gate.margin, record.certifiable_margin)
+        # the screen plan_gate recorded from the method (one lookup, and the record says what ran)
+        slack = LookPolicy(screen=record.screen).screen_slack(gate.margin, record.certifiable_margin)
         record.screen_bar = record.old_dval_accuracy - slack
     return Readiness(gate=gate, record=record, items=loaded.ready, old=old, pad_id=loaded.pad_id,
                      eval_batch_size=cfg.training.eval_batch_size)

@@ -46,13 +46,18 @@ def test_the_race_summary_agrees_with_its_ledgers() -> None:
             assert sum(int(c[12]) for c in cells) / 12 == seed["examples_per_decision"]  # gate_examples_scored
 
 
-def test_the_service_the_powered_screen_left_behind_is_its_ledger_rows() -> None:
+def test_the_services_the_powered_screen_left_behind_are_their_ledger_rows() -> None:
     rows = ledger_rows(RESULTS / RACE / "ledgers.md")
-    script, powered = ({c[0]: c for c in rows[(3, m)]} for m in METHODS)
-    assert script["is-act"][1] == "ready" and script["is-act"][16] == "25"  # steps
-    assert powered["is-act"][1] == "below-threshold" and powered["is-act"][10] == "1"  # one look, failed
+    for seed, service, looks in ((3, "is-act", "1"), (5, "wn-relation", "0")):
+        script, powered = ({c[0]: c for c in rows[(seed, m)]} for m in METHODS)
+        assert script[service][1] == "ready" and script[service][16] == "25"  # steps
+        assert powered[service][1] == "below-threshold" and powered[service][10] == looks  # failed, or never looked
     quoted(RESULTS_README, "is-act in seed 3, the script published at 25 steps; the powered screen sent it to the "
                            "gate once, and that look failed")
+    assert {c[0]: c for c in rows[(5, "portllm-ft")]}["wn-relation"][10] == "2"  # looks
+    assert {c[0]: c for c in rows[(5, "portllm-ft-powered")]}["wn-relation"][16] == "50"  # the whole budget
+    quoted(RESULTS_README, "wn-relation in seed 5, the script published at 25 steps, at its second look; under the "
+                           "powered screen its D_val never reached the bar (the old service's own D_val) in 50 steps")
 
 
 def _figures() -> dict[str, str]:

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from click.testing import CliRunner
 
 from helpers import RELORA, copy_adapter, fast_config, write_fleet, write_probe
+from relora.cli import main
 from relora.core.model.config import ReadaptConfig
 from relora.core.model.data import read_jsonl
 from relora.core.run.inputs import split_positions
@@ -178,6 +180,13 @@ def test_a_tiny_fleet_race_through_the_cli(world, tmp_path: Path) -> None:
     partial = json.loads((out / "summary.json").read_text())
     assert fewer.returncode == 0 and partial["methods"]["relora"]["unfinished_seeds"] == [2]  # never rolled out
     assert partial["methods"]["relora"]["per_seed"] == summary["methods"]["relora"]["per_seed"]
+    # a race rolls on only at the revision it ran at: a rollout recorded at another one is refused, naming both
+    record = next((out / "seed0" / "relora" / "rollout" / "runs").glob("*/relora.json"))
+    kept = record.read_text()
+    record.write_text(json.dumps(json.loads(kept) | {"git_revision": "0" * 40}))
+    moved = CliRunner().invoke(main, cmd[1:])  # refused before any rollout: in-process is enough
+    assert moved.exit_code == 2 and "0" * 40 in moved.output and "worktree" in moved.output, moved.output[-2000:]
+    record.write_text(kept)
     # the rollouts of seed 0 lost, its figures taken from the earlier summary: the same summary, saying so
     lost = tmp_path / "race-lost"
     shutil.copytree(out / "seed1", lost / "seed1")
@@ -264,3 +273,16 @@ def test_a_start_below_the_retention_floor_is_replaced_by_portllms(world, tmp_pa
     refused = _readapt_cli(world, tmp_path / "x", cache, "search.min_retention=0.9")
     assert refused.returncode == 2 and "search.min_retention" in refused.stderr and "update_probe" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_the_revision_check_compares_only_what_it_can(tmp_path: Path) -> None:
+    from relora.fleet.race import check_one_revision
+
+    check_one_revision(tmp_path, "abc")  # nothing rolled out yet: any revision may start the race
+    run = tmp_path / "seed0" / "portllm" / "rollout" / "runs" / "svc"
+    run.mkdir(parents=True)
+    (run / "relora.json").write_text(json.dumps({"git_revision": "abc"}))
+    check_one_revision(tmp_path, "abc")
+    check_one_revision(tmp_path, None)  # an installed wheel has no revision to compare
+    with pytest.raises(InputError, match="abc, and this checkout is abc[+]dirty"):
+        check_one_revision(tmp_path, "abc+dirty")  # edits since are other code, too

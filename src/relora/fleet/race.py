@@ -24,7 +24,7 @@ from relora.core.math import gate as tests
 from relora.core.run.outputs import check_out
 from relora.fleet.rollout import fleet_inputs, rollout
 from relora.io import atomic_write
-from relora.provenance import provenance
+from relora.provenance import git_revision, provenance
 
 RACE_METHODS = (PORTLLM, PORTLLM_FT, RELORA, PAPER_METHOD)  # relora before the paper's: it matters more
 RACE_SEEDS = (0, 1, 2)
@@ -68,6 +68,8 @@ def run_race(template: FleetConfig, out: str, plan: RacePlan = RacePlan()) -> di
         raise InputError("--methods", f"unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")
     root = check_out(out, flag="--out", inputs=fleet_inputs(template))
     root.mkdir(parents=True, exist_ok=True)
+    if roll:
+        check_one_revision(root, git_revision())
     started = provenance()
     for seed in seeds if roll else ():
         for method in methods:
@@ -134,6 +136,18 @@ def gate_of(template: FleetConfig) -> dict[str, Any]:
     return {"test": tests.METHOD if parsed.absolute is None else tests.ONE_SAMPLE_METHOD, "alpha": cfg.gate.alpha,
             "margin": parsed.margin if parsed.absolute is None else None, "threshold": parsed.absolute,
             "looks": cfg.gate.looks, "assumed_discordance": cfg.gate.discordance, "gate_examples": cfg.data.ready_size}
+
+
+def check_one_revision(root: Path, here: str | None) -> None:
+    """A race rolls on only at the revision its rollouts ran at: one race result comes from one revision. A
+    checkout that moved on since (a commit, or edits) would add re-adaptations of other code to the same table.
+    Outside a git checkout (an installed wheel) there is no revision to compare, and nothing is refused."""
+    ran = set(run_revisions(root)) - {"None"}
+    if here is None or not ran or ran == {here}:
+        return
+    raise InputError(str(root), f"holds re-adaptations run at relora {', '.join(sorted(ran))}, and this checkout "
+                     f"is {here}", "resume it from a worktree at that revision (git worktree add ../race-wt REV; "
+                     "PYTHONPATH=../race-wt/src), summarize it as it is with --summary-only, or race into a new --out")
 
 
 def run_revisions(root: Path) -> list[str]:

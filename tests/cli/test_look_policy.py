@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import RELORA
+from helpers import RELORA, fast_config
+from relora.core.model.config import ReadaptConfig
+from relora.core.run.gate_plan import plan_gate
 from relora.core.method.methods import METHODS
 from relora.core.method.readiness import LookPolicy
+from relora.core.method.measures import GateRecord
 from relora.core.method.record import RunRecord
 
 MARGIN = 0.3
@@ -53,5 +56,14 @@ def test_powered_screen_sets_a_stricter_bar_and_every_look_clears_it(world, tmp_
 
 
 def test_the_configs_futility_wins_over_the_methods(world, tmp_path: Path) -> None:
-    record = _readapt(world, tmp_path / "o", "portllm-ft-powered", "gate.futility=0.2")
-    assert record.gate.futility == 0.2 and record.gate.screen == "powered"
+    """The gate's plan, before any compute (the CLI run above records the method's own futility)."""
+    def planned(**gate: object) -> GateRecord:
+        cfg = ReadaptConfig(**fast_config(world, tmp_path / "o", "portllm-ft-powered", threshold=f"old - {MARGIN}",
+                                          stop_when_ready=True, gate={"allow_underpowered": True, **gate}))
+        record = plan_gate(cfg, n_gate=48)
+        assert record is not None and record.screen == "powered"
+        return record
+
+    assert planned().futility == 0.01
+    assert planned(futility=0.2).futility == 0.2
+    assert planned(futility=0.5).futility == MARGIN  # a look never gives up further below than the margin

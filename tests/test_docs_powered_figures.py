@@ -1,30 +1,34 @@
-"""The powered-screen race's figures (docs/results/fleet-strengths-moderate-powered): the results page, the method
-page and the README quote its summary, and its summary agrees with its ledgers."""
+"""The powered-screen races' figures (docs/results/fleet-strengths-*-powered): the results page, the method page and
+the README quote each summary, and each summary agrees with its ledgers."""
 
 from __future__ import annotations
 
 import statistics
 
+import pytest
+
 from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_rows, load, quoted, strength_row
 
 RACE = "fleet-strengths-moderate-powered"
+RACES = {RACE: "fleet-strengths-moderate"}  # the race's folder: its profile
 METHODS = ("portllm-ft", "portllm-ft-powered")
 
 
-def _methods() -> dict:
-    return load(f"{RACE}/summary.json")["methods"]
+def _methods(race: str = RACE) -> dict:
+    return load(f"{race}/summary.json")["methods"]
 
 
-def _per_seed_ratio(key: str) -> tuple[float, float]:
+def _per_seed_ratio(key: str, race: str = RACE) -> tuple[float, float]:
     """The powered method over the script, seed by seed: mean and std of the ratios."""
-    ft, powered = (_methods()[m]["per_seed"] for m in METHODS)
+    ft, powered = (_methods(race)[m]["per_seed"] for m in METHODS)
     ratios = [p[key] / f[key] for f, p in zip(ft, powered, strict=True)]
     assert [f["seed"] for f in ft] == [p["seed"] for p in powered]
     return statistics.fmean(ratios), statistics.stdev(ratios)
 
 
-def test_the_race_table_is_its_summary() -> None:
-    methods = _methods()
+@pytest.mark.parametrize("race", RACES)
+def test_the_race_table_is_its_summary(race: str) -> None:
+    methods = _methods(race)
     for method in METHODS:
         quoted(RESULTS_README, strength_row(method, methods[method]))
         assert methods[method]["unfinished_seeds"] == []
@@ -32,13 +36,14 @@ def test_the_race_table_is_its_summary() -> None:
     if len(methods["portllm-ft"]["per_seed"]) < 3:  # a partial race says so where its figures stand
         quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
         quoted(README, "two seeds, short of the three a comparison needs")
-    quoted(RESULTS_README, f"relora lab race --profile fleet-strengths-moderate --seeds {seeds} "
-                           f"--methods portllm-ft,portllm-ft-powered --out runs/{RACE}")
+    quoted(RESULTS_README, f"relora lab race --profile {RACES[race]} --seeds {seeds} "
+                           f"--methods portllm-ft,portllm-ft-powered --out runs/{race}")
 
 
-def test_the_race_summary_agrees_with_its_ledgers() -> None:
-    rows = ledger_rows(RESULTS / RACE / "ledgers.md")
-    for method, info in _methods().items():
+@pytest.mark.parametrize("race", RACES)
+def test_the_race_summary_agrees_with_its_ledgers(race: str) -> None:
+    rows = ledger_rows(RESULTS / race / "ledgers.md")
+    for method, info in _methods(race).items():
         for seed in info["per_seed"]:
             cells = rows[(seed["seed"], method)]
             assert len(cells) == seed["services"] == 12
@@ -60,11 +65,11 @@ def test_the_services_the_powered_screen_left_behind_are_their_ledger_rows() -> 
                            "powered screen its D_val never reached the bar (the old service's own D_val) in 50 steps")
 
 
-def _figures() -> dict[str, str]:
-    ft, powered = (_methods()[m] for m in METHODS)
-    cpu, cpu_sd = _per_seed_ratio("compute_s")
-    scored, scored_sd = _per_seed_ratio("examples_scored")
-    tokens, tokens_sd = _per_seed_ratio("train_tokens")
+def _figures(race: str = RACE) -> dict[str, str]:
+    ft, powered = (_methods(race)[m] for m in METHODS)
+    cpu, cpu_sd = _per_seed_ratio("compute_s", race)
+    scored, scored_sd = _per_seed_ratio("examples_scored", race)
+    tokens, tokens_sd = _per_seed_ratio("train_tokens", race)
     return {
         "drop": f"{ft['portllm_drop_points']:.1f}",
         "cpu": f"{cpu:.2f} ± {cpu_sd:.2f}", "scored": f"{scored:.2f} ± {scored_sd:.2f}",
@@ -79,8 +84,9 @@ def _figures() -> dict[str, str]:
     }
 
 
-def test_the_results_page_prose_is_the_summary() -> None:
-    f = _figures()
+@pytest.mark.parametrize("race", RACES)
+def test_the_results_page_prose_is_the_summary(race: str) -> None:
+    f = _figures(race)
     quoted(RESULTS_README, f"PortLLM lost {f['drop']} points on this fleet")
     quoted(RESULTS_README, f"CPU-s {f['cpu']} of the script's, examples scored {f['scored']}, training tokens "
                            f"{f['tokens']} (per-seed ratios, mean ± std)")

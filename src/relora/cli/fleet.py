@@ -104,7 +104,8 @@ def race_cmd(fleet_file: str | None, profile: str | None, out: str, **options: A
 
     Every method gets the fleet's gate, budgets and stop-when-ready; the report gives each
     method's compute to all final, share ready at zero steps, time to ready, services never
-    ready, quality against the old service, negative flips and update retention. Resumable.
+    ready, quality against the old service, negative flips and update retention. Resumable, at
+    the revision its rollouts ran at: a checkout that moved on is refused (race from a worktree).
     """
     require_extra("fleet", "sqlalchemy", "matplotlib")
     methods, seeds, progress, roll = options["methods"], options["seeds"], not options["quiet"], not options["summary_only"]

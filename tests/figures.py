@@ -41,6 +41,17 @@ def ledger_rows(path: Path) -> dict[tuple[int, str], list[list[str]]]:
     return rows
 
 
+def ledger_services(path: Path) -> dict[tuple[int, str], dict[str, dict[str, str]]]:
+    """ledgers.md per (seed, method): each service's row by name, its cells by the table's column names."""
+    columns: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("| name |"):
+            columns = [c.strip() for c in line.strip().strip("|").split("|")]
+            break
+    return {key: {cells[0]: dict(zip(columns, cells, strict=True)) for cells in rows}
+            for key, rows in ledger_rows(path).items()}
+
+
 def strength_row(method: str, info: dict[str, Any]) -> str:
     """One row of the results page's table for a strengths race, from its summary."""
     seeds = info["per_seed"]

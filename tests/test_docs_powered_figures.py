@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_rows, load, quoted, strength_row
+from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_services, load, quoted, strength_row
 
 RACE = "fleet-strengths-moderate-powered"
 MILD = "fleet-strengths-mild-powered"
@@ -43,25 +43,25 @@ def test_the_race_table_is_its_summary(race: str) -> None:
 
 @pytest.mark.parametrize("race", RACES)
 def test_the_race_summary_agrees_with_its_ledgers(race: str) -> None:
-    rows = ledger_rows(RESULTS / race / "ledgers.md")
+    services = ledger_services(RESULTS / race / "ledgers.md")
     for method, info in _methods(race).items():
         for seed in info["per_seed"]:
-            cells = rows[(seed["seed"], method)]
-            assert len(cells) == seed["services"] == 12
-            assert sum(c[1] == "ready" for c in cells) == seed["ready"]
-            assert sum(int(c[12]) for c in cells) / 12 == seed["examples_per_decision"]  # gate_examples_scored
+            rows = services[(seed["seed"], method)].values()
+            assert len(rows) == seed["services"] == 12
+            assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
+            assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]
 
 
 def test_the_services_the_powered_screen_left_behind_are_their_ledger_rows() -> None:
-    rows = ledger_rows(RESULTS / RACE / "ledgers.md")
-    for seed, service, looks in ((3, "is-act", "1"), (5, "wn-relation", "0")):
-        script, powered = ({c[0]: c for c in rows[(seed, m)]} for m in METHODS)
-        assert script[service][1] == "ready" and script[service][16] == "25"  # steps
-        assert powered[service][1] == "below-threshold" and powered[service][10] == looks  # failed, or never looked
+    services = ledger_services(RESULTS / RACE / "ledgers.md")
+    for seed, name, looks in ((3, "is-act", "1"), (5, "wn-relation", "0")):
+        script, powered = (services[(seed, m)][name] for m in METHODS)
+        assert script["state"] == "ready" and script["steps"] == "25"
+        assert powered["state"] == "below-threshold" and powered["gate_looks"] == looks  # failed, or never looked
     quoted(RESULTS_README, "is-act in seed 3, the script published at 25 steps; the powered screen sent it to the "
                            "gate once, and that look failed")
-    assert {c[0]: c for c in rows[(5, "portllm-ft")]}["wn-relation"][10] == "2"  # looks
-    assert {c[0]: c for c in rows[(5, "portllm-ft-powered")]}["wn-relation"][16] == "50"  # the whole budget
+    assert services[(5, "portllm-ft")]["wn-relation"]["gate_looks"] == "2"
+    assert services[(5, "portllm-ft-powered")]["wn-relation"]["steps"] == "50"  # the whole budget
     quoted(RESULTS_README, "wn-relation in seed 5, the script published at 25 steps, at its second look; under the "
                            "powered screen its D_val never reached the bar (the old service's own D_val) in 50 steps")
 
@@ -108,17 +108,16 @@ def test_the_readme_and_method_page_quote_the_race() -> None:
 
 
 def test_the_services_the_script_left_behind_at_the_mild_update_are_their_ledger_rows() -> None:
-    rows = ledger_rows(RESULTS / MILD / "ledgers.md")
-    left = [(seed, c[0]) for (seed, method), cells in rows.items() if method == "portllm-ft" for c in cells
-            if c[1] != "ready"]
+    services = ledger_services(RESULTS / MILD / "ledgers.md")
+    left = [(seed, name) for (seed, method), rows in services.items() if method == "portllm-ft"
+            for name, row in rows.items() if row["state"] != "ready"]
     assert len(left) == 5 and {name for _, name in left} == {"is-act", "is-artifact"}
-    for seed, name in left:
-        script = {c[0]: c for c in rows[(seed, "portllm-ft")]}[name]
-        assert script[7] == "not certified" and script[10] == "3"  # every look spent
-    powered = [{c[0]: c for c in rows[(seed, "portllm-ft-powered")]}[name] for seed, name in left]
-    assert sum(c[1] == "ready" for c in powered) == 4
-    assert sum(int({c[0]: c for c in rows[(seed, "portllm-ft")]}[name][16]) < 50 for seed, name in left) == 4
-    assert {c[0]: c for c in rows[(3, "portllm-ft-powered")]}["is-artifact"][10] == "2"
+    script = [services[(seed, "portllm-ft")][name] for seed, name in left]
+    assert all(r["gate_verdict"] == "not certified" and r["gate_looks"] == "3" for r in script)  # every look spent
+    assert sum(int(r["steps"]) < 50 for r in script) == 4
+    powered = [services[(seed, "portllm-ft-powered")][name] for seed, name in left]
+    assert sum(r["state"] == "ready" for r in powered) == 4
+    assert services[(3, "portllm-ft-powered")]["is-artifact"]["gate_looks"] == "2"
     quoted(RESULTS_README, "All 5 services the script left behind were is-act or is-artifact, and each spent all "
                            "three of its looks without being certified, four of them before step 50")
     quoted(RESULTS_README, "published 4 of those 5 (is-artifact in seed 3 stayed behind, after 2 looks)")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, ledger_rows,
+from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, ledger_services,
                      load, quoted, strength_row)
 
 
@@ -174,10 +174,10 @@ def test_the_mild_race_is_its_summary_its_ledgers_and_its_compute_split() -> Non
     quoted(RESULTS_README, f"It took {reuse['compute_vs_portllm_ft']:.2f}× PortLLM+FT's compute and readied every "
                            f"service, {reuse['zero_step_share']:.0%} at zero steps")
     assert reuse["never_ready"] == 0
-    ledgers = ledger_rows(RESULTS / "fleet-strengths-mild" / "ledgers.md")
+    ledgers = ledger_services(RESULTS / "fleet-strengths-mild" / "ledgers.md")
     assert sorted(ledgers) == [(s, k) for s in (0, 1, 2) for k in STRENGTH_METHODS]
-    alpha, beta = 20, 21  # the ledger's alpha and beta columns
-    reverts = sum(r[alpha] == "-1.000" and r[beta] == "1.000" for s in (0, 1, 2) for r in ledgers[(s, "relora-reuse")])
+    reverts = sum(r["alpha"] == "-1.000" and r["beta"] == "1.000" for s in (0, 1, 2)
+                  for r in ledgers[(s, "relora-reuse")].values())
     quoted(RESULTS_README, f"it published {reverts} of its 36 service rollouts at the revert point")
     quoted(RESULTS_README, f"Its mean retention is {reuse['retention_mean']:.2f} (worst {reuse['retention_min']:.2f})")
     split, moderate = (load(f"fleet-strengths-{band}/compute-split.json")["portllm-ft"] for band in ("mild", "moderate"))
@@ -220,10 +220,10 @@ def test_the_moderate_race_is_its_summary_its_ledgers_and_its_compute_split() ->
     quoted(RESULTS_README, f"{reuse['compute_vs_portllm_ft']:.2f}× PortLLM+FT's, with {ready[0]:.1f} of 12 services "
                            f"ready against {ready[1]:.1f}, and {reuse['zero_step_share']:.0%} at zero steps against "
                            f"{ft['zero_step_share']:.0%}")
-    ledgers = ledger_rows(RESULTS / "fleet-strengths-moderate" / "ledgers.md")
-    alpha, beta = 20, 21
-    reverts = sum(r[alpha] == "-1.000" and r[beta] == "1.000" for s in (0, 1, 2) for r in ledgers[(s, "relora-reuse")])
-    assert not any(r[alpha] != "0.000" for s in (0, 1, 2) for r in ledgers[(s, "portllm-ft")])
+    ledgers = ledger_services(RESULTS / "fleet-strengths-moderate" / "ledgers.md")
+    reverts = sum(r["alpha"] == "-1.000" and r["beta"] == "1.000" for s in (0, 1, 2)
+                  for r in ledgers[(s, "relora-reuse")].values())
+    assert not any(r["alpha"] != "0.000" for s in (0, 1, 2) for r in ledgers[(s, "portllm-ft")].values())
     quoted(RESULTS_README, f"It started {reverts} of its 36 service rollouts at α = −1, β = 1 and kept "
                            f"{reuse['retention_mean']:.2f} of the update (worst {reuse['retention_min']:.2f}), against "
                            f"{ft['retention_mean']:.2f} for PortLLM+FT")

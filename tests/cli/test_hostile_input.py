@@ -105,8 +105,7 @@ def test_a_stop_signal_ends_the_whole_rollout_cleanly(world: TinyWorld, tmp_path
 
     from relora.fleet.ledger import Ledger
 
-    # 24 steps: a job outlasts the moment between its row turning running and the signal many times over
-    path = write_fleet(world, tmp_path, n=4, steps=24, workers=2)
+    path = write_fleet(world, tmp_path, n=4, steps=60, workers=2)
     out = tmp_path / "out"
     relora = str(Path(sys.executable).with_name("relora"))
     proc = subprocess.Popen([relora, "rollout", str(path), "--quiet"], stdout=subprocess.PIPE,

@@ -1,6 +1,7 @@
 """portllm-ft-powered through the real CLI: the same start and training as portllm-ft, but a checkpoint reaches the
 gate only where the gate is powered (D_val at least old - (margin - certifiable)), and a look gives up 0.01 below
-the old service unless the config says otherwise."""
+the old service unless the config says otherwise. portllm-ft-sliding: the same bar at step 0, falling linearly to
+the margin's at the budget's end."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from helpers import RELORA, fast_config
 from relora.core.model.config import ReadaptConfig
 from relora.core.run.gate_plan import plan_gate
 from relora.core.method.methods import METHODS
-from relora.core.method.readiness import LookPolicy
+from relora.core.method.readiness import LookPolicy, Readiness
 from relora.core.method.measures import GateRecord
 from relora.core.method.record import RunRecord
 
@@ -39,6 +40,27 @@ def test_the_screen_slack_is_what_the_gate_cannot_certify() -> None:
     assert powered.screen_slack(0.05, None) == 0.0
     assert METHODS["portllm-ft-powered"].looks == LookPolicy(screen="powered", futility=0.01)
     assert METHODS["portllm-ft"].looks == LookPolicy()
+    sliding = LookPolicy(screen="sliding")
+    assert sliding.screen_slack(0.05, 0.04) == pytest.approx(0.01) and sliding.end_slack(0.05, 0.04) == 0.05
+    assert powered.end_slack(0.05, 0.04) == pytest.approx(0.01) and margin.end_slack(0.05, 0.04) == 0.05
+    assert METHODS["portllm-ft-sliding"].looks == LookPolicy(screen="sliding", futility=0.01)
+
+
+def _record(**fields: object) -> GateRecord:
+    return GateRecord(test="t", kind="paired", alpha=0.05, looks_planned=3, alpha_per_look=0.05 / 3, margin=0.05,
+                      threshold=None, chunk=32, gate_examples=64, old_gate_accuracy=None, old_dval_accuracy=0.6,
+                      certifiable_margin=0.05, assumed_discordance=0.2, **fields)
+
+
+def test_a_sliding_bar_falls_linearly_over_the_budget_and_a_fixed_one_stays() -> None:
+    def ready(record: GateRecord) -> Readiness:
+        return Readiness(gate=None, record=record, items=[], old=None, pad_id=0)  # type: ignore[arg-type]
+
+    sliding = ready(_record(screen="sliding", screen_bar=0.6, screen_bar_end=0.55))
+    assert [sliding.bar_at(p) for p in (0.0, 0.5, 1.0)] == pytest.approx([0.6, 0.575, 0.55])
+    assert sliding.bar_at(1.5) == pytest.approx(0.55) and sliding.bar_at(-1.0) == pytest.approx(0.6)
+    fixed = ready(_record(screen="powered", screen_bar=0.6))
+    assert fixed.bar_at(0.0) == fixed.bar_at(1.0) == 0.6
 
 
 def test_powered_screen_sets_a_stricter_bar_and_every_look_clears_it(world, tmp_path: Path) -> None:
@@ -67,3 +89,18 @@ def test_the_configs_futility_wins_over_the_methods(world, tmp_path: Path) -> No
     assert planned().futility == 0.01
     assert planned(futility=0.2).futility == 0.2
     assert planned(futility=0.5).futility == MARGIN  # a look never gives up further below than the margin
+
+
+def test_a_sliding_screen_starts_at_the_powered_bar_and_every_look_clears_the_bar_of_its_step(world,
+                                                                                           tmp_path: Path) -> None:
+    sliding = _readapt(world, tmp_path / "sliding", "portllm-ft-sliding").gate
+    assert sliding.screen == "sliding" and sliding.futility == 0.01
+    slack = max(0.0, MARGIN - sliding.certifiable_margin) if sliding.certifiable_margin is not None else 0.0
+    assert sliding.screen_bar == pytest.approx(sliding.old_dval_accuracy - slack)  # the powered bar
+    assert sliding.screen_bar_end == pytest.approx(sliding.old_dval_accuracy - MARGIN)
+    readiness = Readiness(gate=None, record=sliding, items=[], old=None, pad_id=0)  # type: ignore[arg-type]
+    # the fixture's D_val never reaches the powered bar: every look here is one the powered screen would not take
+    assert sliding.looks and all(look.screen_accuracy < sliding.screen_bar for look in sliding.looks)
+    for look in sliding.looks:
+        assert look.bar == pytest.approx(readiness.bar_at(look.step / 8))  # training.steps=8 above
+        assert sliding.screen_bar_end <= look.bar <= sliding.screen_bar and look.screen_accuracy >= look.bar

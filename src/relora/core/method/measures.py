@@ -71,6 +71,7 @@ class Look(BaseModel):
 
     step: int
     screen_accuracy: float  # the D_val point estimate that sent this checkpoint to the gate
+    bar: float | None = None  # the screen's bar it cleared (None in records older than the sliding screen)
     examples: int  # gate examples the candidate was scored on before the look stopped
     estimate: float  # the mean difference (paired) or accuracy (absolute) on those examples
     lower: float  # the confidence sequence's lower bound at the look's alpha
@@ -96,6 +97,7 @@ class GateRecord(BaseModel):
     old_dval_accuracy: float | None
     screen_bar: float  # D_val accuracy a checkpoint needs before it is confirmed
     screen: str = "margin"  # how the bar was set: old - margin, or "powered" (old - (margin - certifiable))
+    screen_bar_end: float | None = None  # "sliding": the bar at the budget's end (old - margin), linear from screen_bar
     certifiable_margin: float | None  # the smallest margin this gate certifies with 80% power (paired)
     assumed_discordance: float
     measured_discordance: float | None = None  # over the gate examples the looks scored

@@ -67,6 +67,11 @@ METHODS: dict[str, Method] = {
                "powered (D_val at least the old service's minus the margin the gate cannot certify), and a look "
                "that stops once the candidate is shown 0.01 below the old service",
                looks=LookPolicy(screen="powered", futility=0.01)),
+        Method("portllm-ft-sliding", OldAdapter(), True, False,
+               "portllm-ft-powered whose screen bar falls linearly over the training budget, from the powered bar "
+               "at step 0 to the margin's (the old service's D_val minus the margin) at the budget's end, so that a "
+               "service that trains slowly still reaches the gate before its budget runs out",
+               looks=LookPolicy(screen="sliding", futility=0.01)),
         Method("relora", SearchedFusion("gradient", design="known", balance="old"), True, True,
                "per-group (layer x module type) fusion coefficients learned by a few Adam steps on training "
                "batches from the best known point (PortLLM, the revert point, earlier searches for other adapters "

@@ -34,16 +34,23 @@ class LookPolicy:
     that, a look mostly reads the whole gate set and fails, and it costs one of the run's looks. A look costs more
     than the training steps it would take to get there (a gate set of 1,088 against 5 steps of 8), so the powered
     screen trains on instead.
+    screen "sliding": the powered bar at step 0, falling linearly to the margin's bar at the budget's end. Training
+    is what the powered screen buys with the looks it saves; as the budget runs out there is less training left to
+    buy, and a service that never reaches the powered bar on a noisy 64-example D_val would never reach the gate.
     futility: a look stops unpublished once the candidate is shown this far below the old service."""
 
     screen: str = "margin"
     futility: float | None = None
 
     def screen_slack(self, margin: float, certifiable: float | None) -> float:
-        """How far below the old service's D_val accuracy a checkpoint may sit and still be confirmed."""
+        """How far below the old service's D_val accuracy a checkpoint may sit at step 0 and still be confirmed."""
         if self.screen == "margin":
             return margin
         return max(0.0, margin - certifiable) if certifiable is not None else 0.0
+
+    def end_slack(self, margin: float, certifiable: float | None) -> float:
+        """The same at the budget's end: the margin for a sliding screen, the step-0 slack for the others."""
+        return margin if self.screen == "sliding" else self.screen_slack(margin, certifiable)
 
 
 def looks_planned(cfg_gate: GateConfig, stop_when_ready: bool) -> int:
@@ -74,8 +81,10 @@ class Readiness:
     def looks_left(self) -> int:
         return self.record.looks_planned - len(self.record.looks)
 
-    def screen_passes(self, screen_accuracy: float) -> bool:
-        return screen_accuracy >= self.record.screen_bar
+    def bar_at(self, progress: float) -> float:
+        """The screen's bar after this fraction of the training budget (0 at step 0, 1 at its end)."""
+        start, end = self.record.screen_bar, self.record.screen_bar_end
+        return start if end is None else start + (end - start) * min(max(progress, 0.0), 1.0)
 
     def spec(self) -> tests.TestSpec:
         alpha, chunk = self.record.alpha_per_look, self.record.chunk
@@ -83,7 +92,7 @@ class Readiness:
             return tests.absolute_spec(threshold=self.gate.absolute, alpha=alpha, chunk=chunk)
         return tests.paired_spec(margin=self.gate.margin, alpha=alpha, chunk=chunk, futility=self.record.futility)
 
-    def confirm(self, model: torch.nn.Module, step: int, screen_accuracy: float) -> bool:
+    def confirm(self, model: torch.nn.Module, step: int, screen_accuracy: float, bar: float | None = None) -> bool:
         """One look: score gate chunks until the test settles; True when it publishes."""
         spec, n = self.spec(), len(self.items)
         x: list[float] = []
@@ -102,7 +111,7 @@ class Readiness:
         if self.old is not None:
             self.flips.extend(abs(v) for v in x)
             self.record.measured_discordance = float(np.mean(self.flips))
-        self.record.looks.append(Look(step=step, screen_accuracy=screen_accuracy, examples=len(x),
+        self.record.looks.append(Look(step=step, screen_accuracy=screen_accuracy, bar=bar, examples=len(x),
                                       estimate=float(np.mean(x)), lower=lower, upper=upper,
                                       verdict="publish" if verdict == 1 else "reject"))
         return verdict == 1

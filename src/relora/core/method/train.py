@@ -109,9 +109,12 @@ def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: 
         res = evaluate(model, data.screen, data.pad_id, data.eval_batch_size)
         outcome.screened += len(data.screen)
         look = None
+        # the bar this checkpoint must clear (it falls over the budget for a sliding screen; a zero-step budget is
+        # at its end)
+        bar = readiness.bar_at(step / schedule.steps if schedule.steps else 1.0) if readiness is not None else None
         if readiness is not None and outcome.ready_step is None and readiness.looks_left > 0 and (
-                (stop_when_ready and readiness.screen_passes(res.accuracy)) or (not stop_when_ready and final)):
-            look = "publish" if readiness.confirm(model, step, res.accuracy) else "reject"
+                (stop_when_ready and res.accuracy >= bar) or (not stop_when_ready and final)):
+            look = "publish" if readiness.confirm(model, step, res.accuracy, bar=bar) else "reject"
         stage = 1 if step < schedule.e1 else 2
         event = Event(step, time.perf_counter() - clock_start, stage, train_loss, res.loss, res.accuracy, look)
         outcome.events.append(event)

@@ -85,8 +85,10 @@ def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None,
         old.close()  # detached until the first look: the init may score the old service on the probe meanwhile
         record.old_dval_accuracy = sum(old_dval) / len(old_dval)
         # the screen plan_gate recorded from the method (one lookup, and the record says what ran)
-        slack = LookPolicy(screen=record.screen).screen_slack(gate.margin, record.certifiable_margin)
-        record.screen_bar = record.old_dval_accuracy - slack
+        policy = LookPolicy(screen=record.screen)
+        record.screen_bar = record.old_dval_accuracy - policy.screen_slack(gate.margin, record.certifiable_margin)
+        if policy.screen == "sliding":
+            record.screen_bar_end = record.old_dval_accuracy - policy.end_slack(gate.margin, record.certifiable_margin)
     return Readiness(gate=gate, record=record, items=loaded.ready, old=old, pad_id=loaded.pad_id,
                      eval_batch_size=cfg.training.eval_batch_size)
 

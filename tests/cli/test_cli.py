@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from relora.cli import main
+from relora.core.method.methods import METHODS
 
 from helpers import build_tokenizer, _vocab
 
@@ -169,3 +170,12 @@ def test_option_help_is_the_config_fields_description() -> None:
                 assert param.help.startswith(model.model_fields[name].description), (command, param.name)
                 checked += 1
     assert checked >= 22
+
+
+def test_methods_lists_every_registered_method_with_its_summary_in_one_column() -> None:
+    run = CliRunner().invoke(main, ["methods"])
+    assert run.exit_code == 0
+    lines = run.output.splitlines()
+    assert [line.split()[0] for line in lines] == list(METHODS)
+    starts = {line.index(m.summary) for line, m in zip(lines, METHODS.values(), strict=True)}
+    assert len(starts) == 1 and starts.pop() >= max(map(len, METHODS)) + 2

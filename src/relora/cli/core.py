@@ -113,8 +113,9 @@ def inspect(path: str, base: str | None) -> None:
 @main.command()
 def methods() -> None:
     """List the registered methods (baselines and ablations)."""
+    width = max(len(name) for name in METHODS)  # the summaries start in one column
     for m in METHODS.values():
-        click.echo(f"{m.name:16s} {m.summary}")
+        click.echo(f"{m.name:{width}s}  {m.summary}")
 
 
 @main.command()

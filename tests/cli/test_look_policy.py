@@ -5,12 +5,13 @@ the margin's at the budget's end."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from helpers import RELORA, fast_config
+from helpers import fast_config
+from relora.cli import main
 from relora.core.model.config import ReadaptConfig
 from relora.core.run.gate_plan import plan_gate
 from relora.core.method.methods import METHODS
@@ -22,13 +23,15 @@ MARGIN = 0.3
 
 
 def _readapt(world, out: Path, method: str, *extra: str) -> RunRecord:
-    done = subprocess.run([RELORA, "readapt", "--method", method, "--old-base", str(world.old_base),
-                           "--new-base", str(world.new_base), "--adapter", str(world.adapter),
-                           "--train", str(world.train), "--val", str(world.val), "--out", str(out),
-                           "--threshold", f"old - {MARGIN}", "--stop-when-ready", f"cache_dir={world.root / 'cache'}",
-                           "gate.allow_underpowered=true", "gate.discordance=0.1", "training.steps=8",
-                           "training.eval_every=2", "--quiet", *extra], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    """`relora readapt` in this process (the console script itself is smoke-tested in test_cli.py)."""
+    done = CliRunner().invoke(main, ["readapt", "--method", method, "--old-base", str(world.old_base),
+                                     "--new-base", str(world.new_base), "--adapter", str(world.adapter),
+                                     "--train", str(world.train), "--val", str(world.val), "--out", str(out),
+                                     "--threshold", f"old - {MARGIN}", "--stop-when-ready",
+                                     f"cache_dir={world.root / 'cache'}", "gate.allow_underpowered=true",
+                                     "gate.discordance=0.1", "training.steps=8", "training.eval_every=2", "--quiet",
+                                     *extra])
+    assert done.exit_code == 0, done.output
     return RunRecord.load(out)
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from helpers import RELORA, write_fleet
+from relora.cli import main
 from relora.core.method.record import RunRecord
 from relora.core.run.old_scores import ScoreMemo
 from relora.fleet.ledger import Ledger
@@ -81,13 +83,14 @@ def test_the_opt_out_runs_and_every_decision_is_recorded(world, tmp_path: Path) 
 
 
 def _readapt_portllm(world, out: Path, cache: Path, mode: str) -> RunRecord:
-    done = subprocess.run([RELORA, "readapt", "--old-base", str(world.old_base), "--new-base", str(world.new_base),
-                           "--adapter", str(world.adapter), "--train", str(world.train), "--val", str(world.val),
-                           "--out", str(out), "--method", "portllm", "--threshold", "old - 0.5", "--stop-when-ready",
-                           f"cache_dir={cache}", "data.ready_size=40", "data.val_size=8", "gate.chunk=8",
-                           "gate.allow_underpowered=true", f"gate.old_scoring={mode}", "--quiet"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    """`relora readapt` in this process: three of them, and the refusals above run the console script."""
+    done = CliRunner().invoke(main, ["readapt", "--old-base", str(world.old_base), "--new-base", str(world.new_base),
+                                     "--adapter", str(world.adapter), "--train", str(world.train), "--val",
+                                     str(world.val), "--out", str(out), "--method", "portllm", "--threshold",
+                                     "old - 0.5", "--stop-when-ready", f"cache_dir={cache}", "data.ready_size=40",
+                                     "data.val_size=8", "gate.chunk=8", "gate.allow_underpowered=true",
+                                     f"gate.old_scoring={mode}", "--quiet"])
+    assert done.exit_code == 0, done.output
     return RunRecord.load(out)
 
 

@@ -35,5 +35,7 @@ def split(race: Path) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        sys.exit("usage: compute_split.py RACE_OUT  (a race's --out folder, holding seed*/METHOD/rollout)")
+        print(f"compute_split.py: error: {' '.join(sys.argv[1:]) or 'no folder given'}: give one race's --out folder, holding "
+              "seed*/METHOD/rollout", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(split(Path(sys.argv[1])), indent=1, sort_keys=True))

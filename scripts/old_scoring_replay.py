@@ -60,5 +60,7 @@ def replay(race: Path) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        sys.exit("usage: old_scoring_replay.py RACE_OUT  (a race's --out folder, holding seed*/METHOD/rollout)")
+        print(f"old_scoring_replay.py: error: {' '.join(sys.argv[1:]) or 'no folder given'}: give one race's --out folder, holding "
+              "seed*/METHOD/rollout", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(replay(Path(sys.argv[1])), indent=1, sort_keys=True))

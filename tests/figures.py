@@ -63,3 +63,58 @@ def strength_row(method: str, info: dict[str, Any]) -> str:
     return (f"| {method} | {info['compute_s_mean']:.0f} ± {info['compute_s_std']:.0f} | {info['zero_step_share']:.2f} | "
             f"{spread('ready')} | {spread('never_ready')} | {info['retention_mean']:.2f} | {info['retention_min']:.2f} | "
             f"{info['false_publishes_test']} of {info['services_tested']} | {info['examples_per_decision']:.0f} |")
+
+
+BANDS = ("mild", "moderate", "strong")
+CANDIDATE = "portllm-ft-powered"
+
+
+def per_seed_ratio(methods: dict[str, Any], key: str, method: str, over: str = "portllm-ft") -> list[float]:
+    """A method's per-seed figure over another's in the same race, seed by seed."""
+    mine, theirs = methods[method]["per_seed"], methods[over]["per_seed"]
+    assert [s["seed"] for s in mine] == [s["seed"] for s in theirs]
+    return [m[key] / t[key] for m, t in zip(mine, theirs, strict=True)]
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def band_table() -> str:
+    """The README's status table: per update strength, the script (from the powered race, seeds 3-5), the powered
+    candidate over the script in that race, and relora-reuse over the script in the strengths race (seeds 0-2)."""
+    powered = {b: load(f"fleet-strengths-{b}-powered/summary.json")["methods"] for b in BANDS}
+    reuse = {b: load(f"fleet-strengths-{b}/summary.json")["methods"] for b in BANDS}
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(b) for b in BANDS) + " |"
+
+    def seeds(methods: dict[str, Any]) -> str:  # a race short of three seeds says so in its cells
+        n = len(methods["portllm-ft"]["per_seed"])
+        return "" if n >= 3 else f" ({n} seeds)"
+
+    def tested(b: str) -> str:
+        races = [*powered[b].values(), *reuse[b].values()]
+        return f"{sum(i['false_publishes_test'] for i in races)} of {sum(i['services_tested'] for i in races)}"
+
+    def never(info: dict[str, Any]) -> str:
+        return f"{info['never_ready']} of {sum(s['services'] for s in info['per_seed'])}"
+
+    script = {b: powered[b]["portllm-ft"] for b in BANDS}
+    return "\n".join([
+        "| 12 services | mild | moderate | strong |",
+        "|---|---|---|---|",
+        row("PortLLM's drop on the fleet (points)", lambda b: f"{script[b]['portllm_drop_points']:.1f}"),
+        row("the script: CPU-s to all final", lambda b: f"{script[b]['compute_s_mean']:.0f} ± "
+                                                       f"{script[b]['compute_s_std']:.0f}"),
+        row("… ready at zero steps", lambda b: f"{script[b]['zero_step_share']:.0%}"),
+        row("… never ready", lambda b: never(script[b])),
+        row(f"`{CANDIDATE}` ÷ the script, CPU-s", lambda b: mean_std(per_seed_ratio(powered[b], "compute_s", CANDIDATE))
+            + seeds(powered[b])),
+        row("… never ready", lambda b: never(powered[b][CANDIDATE])),
+        row("`relora-reuse` ÷ the script in its race, CPU-s", lambda b: f"{reuse[b]['relora-reuse']['compute_vs_portllm_ft']:.2f}"
+            + seeds(reuse[b])),
+        row("… update kept (retention) vs the script's", lambda b: f"{reuse[b]['relora-reuse']['retention_mean']:.2f} vs "
+                                                              f"{reuse[b]['portllm-ft']['retention_mean']:.2f}"),
+        row("false publishes on test, every method", tested),
+    ])

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, ledger_services,
-                     load, quoted, strength_row)
+from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, band_table,
+                     ledger_services, load, quoted, strength_row)
 
 
 RACE_METHODS = ("portllm-ft", "relora", "relora-paper")
@@ -239,54 +239,19 @@ def test_the_moderate_race_is_its_summary_its_ledgers_and_its_compute_split() ->
     assert ft["false_publishes_test"] == reuse["false_publishes_test"] == 0 and ft["services_tested"] == 36
 
 
-def glance_table() -> str:
-    """The README's results table: both strengths races, from their summaries."""
-    runs = [(band, k, load(f"fleet-strengths-{band}/summary.json")["methods"][k])
-            for band in ("mild", "moderate") for k in STRENGTH_METHODS]
-    names = {"portllm-ft": "PortLLM+FT", "relora-reuse": "relora-reuse"}
-
-    def row(label: str, cell) -> str:
-        return f"| {label} | " + " | ".join(cell(i) for _, _, i in runs) + " |"
-
-    def ready(i: dict[str, Any]) -> str:
-        return f"{statistics.fmean(s['ready'] for s in i['per_seed']):.1f} ({i['never_ready']})"
-
-    return "\n".join([
-        "| 12 services, 3 seeds | " + " | ".join(f"{band}: {names[k]}" for band, k, _ in runs) + " |",
-        "|---|" + "---|" * len(runs),
-        row("PortLLM's drop on the fleet (points)", lambda i: f"{i['portllm_drop_points']:.1f}"),
-        row("CPU-s to all final (mean ± std)", lambda i: f"{i['compute_s_mean']:.0f} ± {i['compute_s_std']:.0f}"),
-        row("ready of 12 (never ready, of 36 rollouts)", ready),
-        row("ready at zero training steps", lambda i: f"{i['zero_step_share']:.0%}"),
-        row("false publishes on test", lambda i: f"{i['false_publishes_test']} of {i['services_tested']}"),
-        row("update retention, mean (worst service)", lambda i: f"{i['retention_mean']:.2f} ({i['retention_min']:.2f})"),
-    ])
-
-
-def test_the_readme_table_and_status_are_the_strengths_races() -> None:
-    quoted(README, " ".join(glance_table().split()))
+def test_the_readme_status_is_the_races_at_each_strength() -> None:
+    """The README's first screen: the default, and per strength the script, the powered candidate and relora-reuse,
+    each from its race's summary; the retention and zero-step figures of the strengths races that the method page
+    quotes."""
+    quoted(README, " ".join(band_table().split()))
     mild, moderate = (load(f"fleet-strengths-{b}/summary.json")["methods"] for b in ("mild", "moderate"))
     ft, reuse = (mild["portllm-ft"], moderate["portllm-ft"]), (mild["relora-reuse"], moderate["relora-reuse"])
-    quoted(README, f"after a mild base update (PortLLM loses {ft[0]['portllm_drop_points']:.1f} points) and a moderate "
-                   f"one ({ft[1]['portllm_drop_points']:.1f} points)")
-    quoted(README, f"kept the update (retention {ft[0]['retention_mean']:.2f} and {ft[1]['retention_mean']:.2f}). "
-                   f"It published {ft[0]['zero_step_share']:.0%} and {ft[1]['zero_step_share']:.0%} of services with "
-                   "zero training steps")
-    quoted(README, f"took {reuse[0]['compute_vs_portllm_ft']:.2f}× and {reuse[1]['compute_vs_portllm_ft']:.2f}× of that "
-                   f"compute, mostly by starting from the revert point: it kept {reuse[0]['retention_mean']:.2f} and "
-                   f"{reuse[1]['retention_mean']:.2f} of the update")
     assert all(i["false_publishes_test"] == 0 and i["services_tested"] == 36 for i in (*ft, *reuse))
     quoted(METHOD_DOC, f"(75% cleared their gate this way after the mild update, 17% after the moderate one)")
     assert (f"{ft[0]['zero_step_share']:.0%}", f"{ft[1]['zero_step_share']:.0%}") == ("75%", "17%")
-    split = {b: load(f"fleet-strengths-{b}/compute-split.json") for b in ("mild", "moderate")}
-    outside = statistics.fmean((c["cpu_s"] - c["train_s"]) / c["cpu_s"] for c in split["mild"]["portllm-ft"].values())
-    quoted(README, f"what the script spends outside training is {outside:.0%} of its compute")
-    m = split["moderate"]
-    without = statistics.fmean((m["relora-reuse"][s]["cpu_s"] - m["relora-reuse"][s]["old_scoring_cpu_s"]) /
-                               (m["portllm-ft"][s]["cpu_s"] - m["portllm-ft"][s]["old_scoring_cpu_s"]) for s in "012")
-    quoted(README, f"relora-reuse's spending without that scoring is still {without:.2f}× the script's")
     retained = sorted(f"{i['retention_mean']:.2f}" for i in reuse)
     quoted(METHOD_DOC, f"kept {retained[0]}–{retained[1]} of the update |")
+    quoted(README, "The default is `portllm-ft`**, the simple script")
 
 
 def test_the_fleet_guide_quotes_the_old_service_scoring_of_both_races() -> None:

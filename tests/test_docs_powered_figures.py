@@ -1,5 +1,6 @@
-"""The powered-screen races' figures (docs/results/fleet-strengths-*-powered): the results page, the method page and
-the README quote each summary, and each summary agrees with its ledgers."""
+"""The powered-screen races' figures (docs/results/fleet-strengths-*-powered): the results page and the method page
+quote each summary (the README's table is band_table's, in test_docs_figures.py), and each summary agrees with its
+ledgers."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import statistics
 
 import pytest
 
-from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_services, load, quoted, strength_row
+from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_services, load, per_seed_ratio, quoted, strength_row
 
 RACE = "fleet-strengths-moderate-powered"
 MILD = "fleet-strengths-mild-powered"
-RACES = {RACE: "fleet-strengths-moderate", MILD: "fleet-strengths-mild"}  # the race's folder: its profile
+STRONG = "fleet-strengths-strong-powered"
+RACES = {RACE: "fleet-strengths-moderate", MILD: "fleet-strengths-mild", STRONG: "fleet-strengths-strong"}  # folder: profile
 METHODS = ("portllm-ft", "portllm-ft-powered")
 
 
@@ -21,9 +23,7 @@ def _methods(race: str = RACE) -> dict:
 
 def _per_seed_ratio(key: str, race: str = RACE) -> tuple[float, float]:
     """The powered method over the script, seed by seed: mean and std of the ratios."""
-    ft, powered = (_methods(race)[m]["per_seed"] for m in METHODS)
-    ratios = [p[key] / f[key] for f, p in zip(ft, powered, strict=True)]
-    assert [f["seed"] for f in ft] == [p["seed"] for p in powered]
+    ratios = per_seed_ratio(_methods(race), key, "portllm-ft-powered")
     return statistics.fmean(ratios), statistics.stdev(ratios)
 
 
@@ -36,7 +36,6 @@ def test_the_race_table_is_its_summary(race: str) -> None:
     seeds = ",".join(str(s["seed"]) for s in methods["portllm-ft"]["per_seed"])
     if len(methods["portllm-ft"]["per_seed"]) < 3:  # a partial race says so where its figures stand
         quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
-        quoted(README, "two seeds, short of the three a comparison needs")
     quoted(RESULTS_README, f"relora lab race --profile {RACES[race]} --seeds {seeds} "
                            f"--methods portllm-ft,portllm-ft-powered --out runs/{race}")
 
@@ -97,14 +96,15 @@ def test_the_results_page_prose_is_the_summary(race: str) -> None:
     quoted(RESULTS_README, f"{f['looks']}")
 
 
-def test_the_readme_and_method_page_quote_the_race() -> None:
+def test_the_method_page_quotes_the_races() -> None:
+    """(The README's status table is test_docs_figures.py's band_table.)"""
     f = _figures()
-    quoted(README, f"`portllm-ft-powered` took {f['cpu']} of the script's CPU-s and scored {f['scored']} of its "
-                   f"examples, with {f['never']} services never ready")
     quoted(METHOD_DOC, f"{f['cpu']} of `portllm-ft`'s CPU-s at the moderate update")
     mild = _figures(MILD)
-    quoted(README, f"After the mild update it took {mild['cpu']} of the CPU-s, with {mild['never']} never ready")
     quoted(METHOD_DOC, f"At the mild update it took {mild['cpu']} of the CPU-s with {mild['never'].replace(' against', ' never ready against')}")
+    strong = _figures(STRONG)
+    quoted(METHOD_DOC, f"At the strong update it took {strong['cpu']} of the CPU-s with "
+                       f"{strong['never'].replace(' against', ' never ready against')}")
 
 
 def test_the_services_the_script_left_behind_at_the_mild_update_are_their_ledger_rows() -> None:
@@ -131,3 +131,33 @@ def test_the_mild_band_bullets_are_the_summary() -> None:
     cpu, _ = _per_seed_ratio("compute_s", MILD)
     assert cpu <= 1.0 and powered["never_ready"] <= ft["never_ready"]  # the band's target, as the page says
     quoted(RESULTS_README, "The mild band's target is met")
+
+
+def test_the_strong_band_bullets_are_the_ledgers_and_the_compute_split() -> None:
+    services = ledger_services(RESULTS / STRONG / "ledgers.md")
+    script_left = {(seed, name) for (seed, method), rows in services.items() if method == "portllm-ft"
+                   for name, row in rows.items() if row["state"] != "ready"}
+    cheap = [(3, "is-food", "20"), (4, "is-communication", "15")]
+    for seed, name, steps in cheap:  # three looks spent early: training stopped there
+        row = services[(seed, "portllm-ft")][name]
+        assert (seed, name) in script_left and row["gate_looks"] == "3" and row["steps"] == steps
+    assert services[(3, "portllm-ft-powered")]["is-food"]["state"] == "ready"
+    communication = services[(4, "portllm-ft-powered")]["is-communication"]
+    assert communication["state"] != "ready" and communication["steps"] == "35" and communication["gate_looks"] == "3"
+    quoted(RESULTS_README, "is-food (seed 3) and is-communication (seed 4) stopped at steps 20 and 15")
+    quoted(RESULTS_README, "trained is-communication to step 35 before its third look failed")
+    for rows in services.values():  # left behind by both methods in every rollout
+        assert all(rows[name]["state"] != "ready" for name in ("wn-topic", "wn-relation"))
+        topic = rows["wn-topic"]
+        assert (topic["val_accuracy"], topic["old_service_val_accuracy"], topic["gate_looks"]) == ("0.750", "0.672", "3")
+        assert int(topic["steps"]) <= 15 and -0.014 <= float(topic["test_diff"]) <= -0.004
+    quoted(RESULTS_README, "(0.750 against 0.672 at its last screen in every rollout)")
+    split = load(f"{STRONG}/compute-split.json")["portllm-ft"]
+    share = statistics.fmean(c["old_scoring_cpu_s"] / c["cpu_s"] for c in split.values())
+    assert sorted(split) == [str(s["seed"]) for s in _methods(STRONG)["portllm-ft"]["per_seed"]]
+    quoted(RESULTS_README, f"was {share:.0%} of the script's CPU-s")
+    quoted(RESULTS_README, f"would have to cut everything else the script spends by {1 - (0.5 - share) / (1 - share):.0%}")
+    quoted(README, f"is {share:.0%} of the script's compute")
+    cpu, _ = _per_seed_ratio("compute_s", STRONG)
+    quoted(RESULTS_README, f"The strong band's target is 0.5×; this is {cpu:.2f}×")
+    assert cpu > 0.5

@@ -102,14 +102,11 @@ def _strong_units() -> float:
                             _forward_equivalent(replay["portllm-ft"][s]["totals"], "upfront") for s in "01")
 
 
-def test_the_readme_status_quotes_the_strong_seed_and_the_replay() -> None:
+def test_the_readme_status_gives_the_strong_reuse_race_in_work_units() -> None:
+    """Its CPU seconds were measured while tests shared the cores (provenance.md): the README says so beside them."""
     ft, reuse = (load("fleet-strengths-strong/summary.json")["methods"][k] for k in STRENGTH_METHODS)
-    quoted(README, f"After the strong update ({ft['portllm_drop_points']:.1f} points, two seeds so far), relora-reuse "
-                   f"took {_strong_units():.2f}× the script's work and left one more service never ready")
-    assert reuse["never_ready"] == ft["never_ready"] + 1
-    mild = [load("fleet-strengths-mild/old-scoring-replay.json")["portllm-ft"][s]["totals"] for s in "012"]
-    ratio = statistics.fmean(t["cpu_s_as_needed"] for t in mild) / statistics.fmean(t["cpu_s"] for t in mild)
-    quoted(README, f"replayed, that makes the script {ratio:.2f}× as costly after the mild update")
+    quoted(README, f"relora-reuse's strong figure is {_strong_units():.2f} in work units")
+    assert reuse["compute_vs_portllm_ft"] < _strong_units()  # the shared machine flattered it
 
 
 def _forward_equivalent(totals: dict, mode: str) -> float:

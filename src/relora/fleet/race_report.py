@@ -122,6 +122,8 @@ def _plot(summary: dict[str, Any], path: Path) -> None:
                 ax.scatter([i] * len(values), values, color="navy", s=12, zorder=3)
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_title(title, fontsize=10)
+        if key == "zero_step_share":  # a share: all zeros would otherwise draw an axis around 0, negatives included
+            ax.set_ylim(0, 1.05)
     fig.tight_layout()
     with path.open("wb") as fh:  # written whole by savefig, then the report names it
         fig.savefig(fh, dpi=110, format="png")

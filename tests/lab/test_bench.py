@@ -115,7 +115,8 @@ def test_bench_pipeline_writes_results_report_and_plots_and_resumes(world, tmp_p
     check_backbones_report(tmp_path / "bench", tmp_path)
     summary = "\n".join(demo_summary(results, tmp_path / "bench"))
     assert f"{relora_cell['metrics']['test_accuracy']:.3f}" in summary and "time_to_readiness.png" in summary
-    assert summary.count("\n") < 20  # a summary, not the report
+    # a summary, not the report: a line per method (the bench runs them all) and a handful around them
+    assert summary.count("\n") <= len(ALL_METHODS) + 8
 
 
 def check_backbones_report(bench: Path, tmp_path: Path) -> None:

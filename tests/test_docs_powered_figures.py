@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_services, load, per_seed_ratio, quoted, strength_row
+from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_services, load, mean_std, per_seed_ratio, quoted, strength_row
 
 RACE = "fleet-strengths-moderate-powered"
 MILD = "fleet-strengths-mild-powered"
@@ -67,13 +67,13 @@ def test_the_services_the_powered_screen_left_behind_are_their_ledger_rows() -> 
 
 def _figures(race: str = RACE) -> dict[str, str]:
     ft, powered = (_methods(race)[m] for m in METHODS)
-    cpu, cpu_sd = _per_seed_ratio("compute_s", race)
-    scored, scored_sd = _per_seed_ratio("examples_scored", race)
-    tokens, tokens_sd = _per_seed_ratio("train_tokens", race)
+
+    def ratio(key: str) -> str:  # the README's band table formats the same per-seed ratios the same way
+        return mean_std(per_seed_ratio(_methods(race), key, "portllm-ft-powered"))
+
     return {
         "drop": f"{ft['portllm_drop_points']:.1f}",
-        "cpu": f"{cpu:.2f} ± {cpu_sd:.2f}", "scored": f"{scored:.2f} ± {scored_sd:.2f}",
-        "tokens": f"{tokens:.2f} ± {tokens_sd:.2f}",
+        "cpu": ratio("compute_s"), "scored": ratio("examples_scored"), "tokens": ratio("train_tokens"),
         "never": f"{powered['never_ready']} against {ft['never_ready']}",
         "retention": f"{powered['retention_mean']:.2f} (worst {powered['retention_min']:.2f}) against "
                      f"{ft['retention_mean']:.2f} ({ft['retention_min']:.2f})",

@@ -76,6 +76,7 @@ def test_powered_screen_sets_a_stricter_bar_and_every_look_clears_it(world, tmp_
     assert powered.screen_bar == pytest.approx(powered.old_dval_accuracy - slack)
     assert powered.screen_bar > plain.screen_bar  # the tiny gate certifies no margin near 0.3: a stricter bar
     assert plain.futility is None and powered.futility == 0.01
+    assert plain.screen_bar_end is None and powered.screen_bar_end is None  # fixed bars: none falls over the budget
     for gate in (plain, powered):
         assert all(look.screen_accuracy >= gate.screen_bar for look in gate.looks)
 

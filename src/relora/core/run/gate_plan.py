@@ -87,8 +87,8 @@ def readiness_for(cfg: ReadaptConfig, loaded: Loaded, record: GateRecord | None,
         # the screen plan_gate recorded from the method (one lookup, and the record says what ran)
         policy = LookPolicy(screen=record.screen)
         record.screen_bar = record.old_dval_accuracy - policy.screen_slack(gate.margin, record.certifiable_margin)
-        if policy.screen == "sliding":
-            record.screen_bar_end = record.old_dval_accuracy - policy.end_slack(gate.margin, record.certifiable_margin)
+        end = record.old_dval_accuracy - policy.end_slack(gate.margin, record.certifiable_margin)
+        record.screen_bar_end = end if end != record.screen_bar else None  # None: the bar stays where it starts
     return Readiness(gate=gate, record=record, items=loaded.ready, old=old, pad_id=loaded.pad_id,
                      eval_batch_size=cfg.training.eval_batch_size)
 

@@ -118,3 +118,24 @@ def band_table() -> str:
                                                               f"{reuse[b]['portllm-ft']['retention_mean']:.2f}"),
         row("false publishes on test, every method", tested),
     ])
+
+
+def candidate_figures(methods: dict[str, Any], candidate: str) -> dict[str, str]:
+    """A candidate against the script in one race, as the results page words it: the per-seed ratios (formatted as
+    the README's band table formats them), never ready, retention, false publishes on test and looks."""
+    ft, mine = methods["portllm-ft"], methods[candidate]
+
+    def ratio(key: str) -> str:
+        return mean_std(per_seed_ratio(methods, key, candidate))
+
+    return {
+        "drop": f"{ft['portllm_drop_points']:.1f}",
+        "cpu": ratio("compute_s"), "scored": ratio("examples_scored"), "tokens": ratio("train_tokens"),
+        "never": f"{mine['never_ready']} against {ft['never_ready']}",
+        "retention": f"{mine['retention_mean']:.2f} (worst {mine['retention_min']:.2f}) against "
+                     f"{ft['retention_mean']:.2f} ({ft['retention_min']:.2f})",
+        "false": f"{mine['false_publishes_test']} of {mine['services_tested']} and "
+                 f"{ft['false_publishes_test']} of {ft['services_tested']}",
+        "looks": f"{sum(s['gate_looks'] for s in mine['per_seed'])} looks against "
+                 f"{sum(s['gate_looks'] for s in ft['per_seed'])}",
+    }

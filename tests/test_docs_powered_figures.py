@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from figures import METHOD_DOC, README, RESULTS, RESULTS_README, ledger_services, load, mean_std, per_seed_ratio, quoted, strength_row
+from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, candidate_figures, ledger_services, load, per_seed_ratio,
+                     quoted, strength_row)
 
 RACE = "fleet-strengths-moderate-powered"
 MILD = "fleet-strengths-mild-powered"
@@ -66,22 +67,7 @@ def test_the_services_the_powered_screen_left_behind_are_their_ledger_rows() -> 
 
 
 def _figures(race: str = RACE) -> dict[str, str]:
-    ft, powered = (_methods(race)[m] for m in METHODS)
-
-    def ratio(key: str) -> str:  # the README's band table formats the same per-seed ratios the same way
-        return mean_std(per_seed_ratio(_methods(race), key, "portllm-ft-powered"))
-
-    return {
-        "drop": f"{ft['portllm_drop_points']:.1f}",
-        "cpu": ratio("compute_s"), "scored": ratio("examples_scored"), "tokens": ratio("train_tokens"),
-        "never": f"{powered['never_ready']} against {ft['never_ready']}",
-        "retention": f"{powered['retention_mean']:.2f} (worst {powered['retention_min']:.2f}) against "
-                     f"{ft['retention_mean']:.2f} ({ft['retention_min']:.2f})",
-        "false": f"{powered['false_publishes_test']} of {powered['services_tested']} and "
-                 f"{ft['false_publishes_test']} of {ft['services_tested']}",
-        "looks": f"{sum(s['gate_looks'] for s in powered['per_seed'])} looks against "
-                 f"{sum(s['gate_looks'] for s in ft['per_seed'])}",
-    }
+    return candidate_figures(_methods(race), "portllm-ft-powered")
 
 
 @pytest.mark.parametrize("race", RACES)

@@ -67,6 +67,7 @@ def strength_row(method: str, info: dict[str, Any]) -> str:
 
 BANDS = ("mild", "moderate", "strong")
 CANDIDATE = "portllm-ft-powered"
+SLIDING = "portllm-ft-sliding"  # the second candidate, raced on seeds 6-8 band by band
 
 
 def per_seed_ratio(methods: dict[str, Any], key: str, method: str, over: str = "portllm-ft") -> list[float]:
@@ -82,9 +83,15 @@ def mean_std(values: list[float]) -> str:
 
 def band_table() -> str:
     """The README's status table: per update strength, the script (from the powered race, seeds 3-5), the powered
-    candidate over the script in that race, and relora-reuse over the script in the strengths race (seeds 0-2)."""
+    candidate over the script in that race, the sliding candidate over the script in its own race (seeds 6-8) where
+    that band has one, and relora-reuse over the script in the strengths race (seeds 0-2)."""
     powered = {b: load(f"fleet-strengths-{b}-powered/summary.json")["methods"] for b in BANDS}
     reuse = {b: load(f"fleet-strengths-{b}/summary.json")["methods"] for b in BANDS}
+    sliding = {b: load(f"fleet-strengths-{b}-sliding/summary.json")["methods"] for b in BANDS
+               if (RESULTS / f"fleet-strengths-{b}-sliding" / "summary.json").exists()}
+
+    def if_raced(cell):  # a band with no sliding race says so
+        return lambda b: cell(b) if b in sliding else "not raced"
 
     def row(label: str, cell) -> str:
         return f"| {label} | " + " | ".join(cell(b) for b in BANDS) + " |"
@@ -94,7 +101,7 @@ def band_table() -> str:
         return "" if n >= 3 else f" ({n} seeds)"
 
     def tested(b: str) -> str:
-        races = [*powered[b].values(), *reuse[b].values()]
+        races = [*powered[b].values(), *reuse[b].values(), *sliding.get(b, {}).values()]
         return f"{sum(i['false_publishes_test'] for i in races)} of {sum(i['services_tested'] for i in races)}"
 
     def never(info: dict[str, Any]) -> str:
@@ -112,6 +119,10 @@ def band_table() -> str:
         row(f"`{CANDIDATE}` ÷ the script, CPU-s", lambda b: mean_std(per_seed_ratio(powered[b], "compute_s", CANDIDATE))
             + seeds(powered[b])),
         row("… never ready", lambda b: never(powered[b][CANDIDATE])),
+        row(f"`{SLIDING}` ÷ the script in its race, CPU-s", if_raced(
+            lambda b: mean_std(per_seed_ratio(sliding[b], "compute_s", SLIDING)) + seeds(sliding[b]))),
+        row("… never ready vs the script's", if_raced(
+            lambda b: f"{never(sliding[b][SLIDING])} vs {sliding[b]['portllm-ft']['never_ready']}")),
         row("`relora-reuse` ÷ the script in its race, CPU-s", lambda b: f"{reuse[b]['relora-reuse']['compute_vs_portllm_ft']:.2f}"
             + seeds(reuse[b])),
         row("… update kept (retention) vs the script's", lambda b: f"{reuse[b]['relora-reuse']['retention_mean']:.2f} vs "

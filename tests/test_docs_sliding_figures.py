@@ -1,0 +1,109 @@
+"""The sliding screen's race (docs/results/fleet-strengths-moderate-sliding, seeds 6-8): the results page and the
+method page quote its summary, the summary agrees with its ledgers, and what the slide itself did is read from the
+race's looks (scripts/screen_looks.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, candidate_figures, ledger_services, load,
+                     per_seed_ratio, quoted, strength_row)
+
+RACE = "fleet-strengths-moderate-sliding"
+METHODS = ("portllm-ft", "portllm-ft-sliding")
+
+
+def _methods() -> dict:
+    return load(f"{RACE}/summary.json")["methods"]
+
+
+def test_the_race_table_and_command_are_its_summary() -> None:
+    methods = _methods()
+    for method in METHODS:
+        quoted(RESULTS_README, strength_row(method, methods[method]))
+        assert methods[method]["unfinished_seeds"] == []
+    seeds = ",".join(str(s["seed"]) for s in methods["portllm-ft"]["per_seed"])
+    if len(methods["portllm-ft"]["per_seed"]) < 3:  # a partial race says so where its figures stand
+        quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
+    quoted(RESULTS_README, f"relora lab race --profile fleet-strengths-moderate --seeds {seeds} "
+                           f"--methods portllm-ft,portllm-ft-sliding --out runs/{RACE}")
+    assert load(f"{RACE}/summary.json")["run_revisions"] == ["5c7930cdd4ffc3b17ae41bd55e55718bad51e885"]
+    quoted(RESULTS_README, "from one frozen revision, 5c7930c")
+
+
+def test_the_race_summary_agrees_with_its_ledgers() -> None:
+    services = ledger_services(RESULTS / RACE / "ledgers.md")
+    for method, info in _methods().items():
+        for seed in info["per_seed"]:
+            rows = services[(seed["seed"], method)].values()
+            assert len(rows) == seed["services"] == 12
+            assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
+            assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]
+
+
+def test_the_results_and_method_pages_quote_the_summary() -> None:
+    f = candidate_figures(_methods(), "portllm-ft-sliding")
+    quoted(RESULTS_README, f"PortLLM lost {f['drop']} points on this fleet")
+    quoted(RESULTS_README, f"CPU-s {f['cpu']} of the script's, examples scored {f['scored']}, training tokens "
+                           f"{f['tokens']} (per-seed ratios, mean ± std)")
+    quoted(RESULTS_README, f"never ready: {f['never']}")
+    quoted(RESULTS_README, f"retention {f['retention']}")
+    quoted(RESULTS_README, f"false publishes on test: {f['false']}")
+    quoted(RESULTS_README, f['looks'])
+    quoted(METHOD_DOC, f"At the moderate update, on seeds 6–8, it took {f['cpu']} of the script's CPU-s with "
+                       f"{f['never'].replace(' against', ' never ready against')}")
+
+
+def test_the_moderate_target_verdict_is_the_summary() -> None:
+    methods = _methods()
+    ft, sliding = (methods[m] for m in METHODS)
+    cpu = per_seed_ratio(methods, "compute_s", "portllm-ft-sliding")
+    met = sum(cpu) / len(cpu) <= 0.8 and sliding["never_ready"] <= ft["never_ready"]
+    quoted(RESULTS_README, "The moderate band's target is met on these seeds" if met
+           else "The moderate band's target is missed on these seeds")
+    assert sliding["false_publishes_test"] == 0 and sliding["retention_mean"] >= 0.9
+
+
+def _looks() -> dict:
+    return json.loads((RESULTS / RACE / "looks.json").read_text())
+
+
+def test_what_the_slide_let_through_is_the_races_looks() -> None:
+    """A look whose D_val is below the step-0 (powered) bar is one only the slide sent to the gate."""
+    looks = [look for services in _looks()["portllm-ft-sliding"].values() for service in services.values()
+             for look in service]
+    slid = [look for look in looks if look["screen_accuracy"] < look["step0_bar"] - 1e-9]
+    assert all(look["screen_accuracy"] >= look["bar"] - 1e-9 for look in looks)  # every look cleared its own bar
+    assert len(looks) == sum(s["gate_looks"] for s in _methods()["portllm-ft-sliding"]["per_seed"])
+    passed = sum(look["verdict"] == "publish" for look in slid)
+    quoted(RESULTS_README, f"{len(slid)} of its {len(looks)} looks had a D_val below the powered bar, so only the "
+                           f"slide sent them to the gate, and {passed} of those passed")
+    quoted(METHOD_DOC, f"the slide itself sent only {len(slid)} of {len(looks)} looks to the gate and "
+                       f"{'none' if passed == 0 else passed} of them passed")
+
+
+def test_the_looks_script_reads_a_race_folder(tmp_path) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))  # the script is development tooling, not the library
+    from screen_looks import looks
+
+    record = tmp_path / "seed6" / "portllm-ft-sliding" / "rollout" / "runs" / "is-act" / "relora.json"
+    record.parent.mkdir(parents=True)
+    look = {"step": 40, "screen_accuracy": 0.7, "bar": 0.69, "examples": 448, "verdict": "publish"}
+    record.write_text(json.dumps({"cpu_s": 1.0, "gate": {"screen_bar": 0.72, "looks": [look]}}))
+    assert looks(tmp_path) == {"portllm-ft-sliding": {"6": {"is-act": [
+        {"step": 40, "screen_accuracy": 0.7, "bar": 0.69, "step0_bar": 0.72, "verdict": "publish"}]}}}
+
+
+def test_the_readme_says_what_the_sliding_race_showed() -> None:
+    """(Its row of the status table is band_table's, in test_docs_figures.py.)"""
+    methods = _methods()
+    ft, sliding = (methods[m] for m in METHODS)
+    cpu = per_seed_ratio(methods, "compute_s", "portllm-ft-sliding")
+    assert max(cpu) < 1.0 and sliding["never_ready"] <= ft["never_ready"]
+    slid = [look for services in _looks()["portllm-ft-sliding"].values() for service in services.values()
+            for look in service if look["screen_accuracy"] < look["step0_bar"] - 1e-9]
+    assert len(slid) <= 3  # "rarely"
+    quoted(README, "at the moderate update, on other seeds, it was cheaper and left no more behind, but the slide "
+                   "itself rarely sent a look, and it is not raced at the other two")
+    quoted(README, "`portllm-ft-sliding`'s from its own at the moderate update (seeds 6–8)")

@@ -101,9 +101,38 @@ def test_the_readme_says_what_the_sliding_race_showed() -> None:
     ft, sliding = (methods[m] for m in METHODS)
     cpu = per_seed_ratio(methods, "compute_s", "portllm-ft-sliding")
     assert max(cpu) < 1.0 and sliding["never_ready"] <= ft["never_ready"]
-    slid = [look for services in _looks()["portllm-ft-sliding"].values() for service in services.values()
-            for look in service if look["screen_accuracy"] < look["step0_bar"] - 1e-9]
-    assert len(slid) <= 3  # "rarely"
+    looks = [look for services in _looks()["portllm-ft-sliding"].values() for service in services.values()
+             for look in service]
+    slid = [look for look in looks if look["screen_accuracy"] < look["step0_bar"] - 1e-9]
+    assert not any(look["verdict"] == "publish" for look in slid)
     quoted(README, "at the moderate update, on other seeds, it was cheaper and left no more behind, but the slide "
-                   "itself rarely sent a look, and it is not raced at the other two")
+                   f"itself sent {len(slid)} of its {len(looks)} looks and none passed, and it is not raced at the "
+                   "other two")
     quoted(README, "`portllm-ft-sliding`'s from its own at the moderate update (seeds 6–8)")
+
+
+def test_the_service_only_the_sliding_screen_published_is_its_looks() -> None:
+    services = ledger_services(RESULTS / RACE / "ledgers.md")
+    left = {method: {(seed, name) for (seed, m), rows in services.items() if m == method
+                     for name, row in rows.items() if row["state"] != "ready"} for method in METHODS}
+    assert left["portllm-ft"] - left["portllm-ft-sliding"] == {(7, "is-animal")}
+    assert left["portllm-ft-sliding"] <= left["portllm-ft"]
+    script, sliding = (_looks()[m]["7"]["is-animal"] for m in METHODS)
+    assert [look["step"] for look in script] == [0, 5, 10] and all(look["verdict"] == "reject" for look in script)
+    assert [look["step"] for look in sliding] == [10, 15, 25] and sliding[-1]["verdict"] == "publish"
+    assert sliding[0]["screen_accuracy"] >= sliding[0]["step0_bar"]  # its first look cleared the powered bar itself
+    quoted(RESULTS_README, "is-animal in seed 7 is the one service it published and the script did not: the "
+                           "script's margin screen sent it to the gate at steps 0, 5 and 10")
+    quoted(RESULTS_README, "published it at step 25, at its third look")
+
+
+def test_the_per_seed_compute_ratios_and_the_never_ready_spread() -> None:
+    methods = _methods()
+    ratios = per_seed_ratio(methods, "compute_s", "portllm-ft-sliding")
+    assert sum(ratios) / len(ratios) <= 0.8 < max(ratios)
+    worst = methods["portllm-ft-sliding"]["per_seed"][ratios.index(max(ratios))]["seed"]
+    quoted(RESULTS_README, f"The mean is within the band's 0.8×; seed {worst}'s ratio alone "
+                           f"is not ({max(ratios):.2f})")
+    powered = load("fleet-strengths-moderate-powered/summary.json")["methods"]["portllm-ft"]["never_ready"]
+    quoted(RESULTS_README, f"(the script's own: {powered} of 36 at seeds 3–5, {methods['portllm-ft']['never_ready']} "
+                           "of 36 here)")

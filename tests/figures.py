@@ -150,3 +150,28 @@ def candidate_figures(methods: dict[str, Any], candidate: str) -> dict[str, str]
         "looks": f"{sum(s['gate_looks'] for s in mine['per_seed'])} looks against "
                  f"{sum(s['gate_looks'] for s in ft['per_seed'])}",
     }
+
+
+def check_race_table(race: str, *, profile: str, methods: tuple[str, ...]) -> None:
+    """The results page's table rows and command for a candidate's race are its summary's (a race short of three
+    seeds says so where its figures stand)."""
+    info = load(f"{race}/summary.json")["methods"]
+    for method in methods:
+        quoted(RESULTS_README, strength_row(method, info[method]))
+        assert info[method]["unfinished_seeds"] == []
+    seeds = ",".join(str(s["seed"]) for s in info["portllm-ft"]["per_seed"])
+    if len(info["portllm-ft"]["per_seed"]) < 3:
+        quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
+    quoted(RESULTS_README, f"relora lab race --profile {profile} --seeds {seeds} --methods {','.join(methods)} "
+                           f"--out runs/{race}")
+
+
+def check_summary_against_ledgers(race: str) -> None:
+    """Each seed's services, ready count and gate examples per service in a race's summary are its ledgers' rows."""
+    services = ledger_services(RESULTS / race / "ledgers.md")
+    for method, info in load(f"{race}/summary.json")["methods"].items():
+        for seed in info["per_seed"]:
+            rows = services[(seed["seed"], method)].values()
+            assert len(rows) == seed["services"] == 12
+            assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
+            assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]

@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, candidate_figures, ledger_services, load, per_seed_ratio,
-                     quoted, strength_row)
+from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, candidate_figures, check_race_table,
+                     check_summary_against_ledgers, ledger_services, load, per_seed_ratio, quoted)
 
 RACE = "fleet-strengths-moderate-powered"
 MILD = "fleet-strengths-mild-powered"
@@ -30,26 +30,12 @@ def _per_seed_ratio(key: str, race: str = RACE) -> tuple[float, float]:
 
 @pytest.mark.parametrize("race", RACES)
 def test_the_race_table_is_its_summary(race: str) -> None:
-    methods = _methods(race)
-    for method in METHODS:
-        quoted(RESULTS_README, strength_row(method, methods[method]))
-        assert methods[method]["unfinished_seeds"] == []
-    seeds = ",".join(str(s["seed"]) for s in methods["portllm-ft"]["per_seed"])
-    if len(methods["portllm-ft"]["per_seed"]) < 3:  # a partial race says so where its figures stand
-        quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
-    quoted(RESULTS_README, f"relora lab race --profile {RACES[race]} --seeds {seeds} "
-                           f"--methods portllm-ft,portllm-ft-powered --out runs/{race}")
+    check_race_table(race, profile=RACES[race], methods=METHODS)
 
 
 @pytest.mark.parametrize("race", RACES)
 def test_the_race_summary_agrees_with_its_ledgers(race: str) -> None:
-    services = ledger_services(RESULTS / race / "ledgers.md")
-    for method, info in _methods(race).items():
-        for seed in info["per_seed"]:
-            rows = services[(seed["seed"], method)].values()
-            assert len(rows) == seed["services"] == 12
-            assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
-            assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]
+    check_summary_against_ledgers(race)
 
 
 def test_the_services_the_powered_screen_left_behind_are_their_ledger_rows() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, candidate_figures, ledger_services, load,
-                     per_seed_ratio, quoted, strength_row)
+from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, candidate_figures, check_race_table,
+                     check_summary_against_ledgers, ledger_services, load, per_seed_ratio, quoted)
 
 RACE = "fleet-strengths-moderate-sliding"
 METHODS = ("portllm-ft", "portllm-ft-sliding")
@@ -19,27 +19,13 @@ def _methods() -> dict:
 
 
 def test_the_race_table_and_command_are_its_summary() -> None:
-    methods = _methods()
-    for method in METHODS:
-        quoted(RESULTS_README, strength_row(method, methods[method]))
-        assert methods[method]["unfinished_seeds"] == []
-    seeds = ",".join(str(s["seed"]) for s in methods["portllm-ft"]["per_seed"])
-    if len(methods["portllm-ft"]["per_seed"]) < 3:  # a partial race says so where its figures stand
-        quoted(RESULTS_README, "two seeds, short of the three a comparison needs")
-    quoted(RESULTS_README, f"relora lab race --profile fleet-strengths-moderate --seeds {seeds} "
-                           f"--methods portllm-ft,portllm-ft-sliding --out runs/{RACE}")
+    check_race_table(RACE, profile="fleet-strengths-moderate", methods=METHODS)
     assert load(f"{RACE}/summary.json")["run_revisions"] == ["5c7930cdd4ffc3b17ae41bd55e55718bad51e885"]
     quoted(RESULTS_README, "from one frozen revision, 5c7930c")
 
 
 def test_the_race_summary_agrees_with_its_ledgers() -> None:
-    services = ledger_services(RESULTS / RACE / "ledgers.md")
-    for method, info in _methods().items():
-        for seed in info["per_seed"]:
-            rows = services[(seed["seed"], method)].values()
-            assert len(rows) == seed["services"] == 12
-            assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
-            assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]
+    check_summary_against_ledgers(RACE)
 
 
 def test_the_results_and_method_pages_quote_the_summary() -> None:

@@ -175,3 +175,17 @@ def check_summary_against_ledgers(race: str) -> None:
             assert len(rows) == seed["services"] == 12
             assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
             assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]
+
+
+def check_candidate_prose(race: str, candidate: str) -> dict[str, str]:
+    """The results page's bullets on a candidate's race quote its figures (candidate_figures); returns them for
+    the page-specific checks."""
+    f = candidate_figures(load(f"{race}/summary.json")["methods"], candidate)
+    quoted(RESULTS_README, f"PortLLM lost {f['drop']} points on this fleet")
+    quoted(RESULTS_README, f"CPU-s {f['cpu']} of the script's, examples scored {f['scored']}, training tokens "
+                           f"{f['tokens']} (per-seed ratios, mean ± std)")
+    quoted(RESULTS_README, f"never ready: {f['never']}")
+    quoted(RESULTS_README, f"retention {f['retention']}")
+    quoted(RESULTS_README, f"false publishes on test: {f['false']}")
+    quoted(RESULTS_README, f["looks"])
+    return f

@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, candidate_figures, check_race_table,
-                     check_summary_against_ledgers, ledger_services, load, per_seed_ratio, quoted)
+from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, candidate_figures, check_candidate_prose,
+                     check_race_table, check_summary_against_ledgers, ledger_services, load, per_seed_ratio, quoted)
 
 RACE = "fleet-strengths-moderate-powered"
 MILD = "fleet-strengths-mild-powered"
@@ -58,14 +58,7 @@ def _figures(race: str = RACE) -> dict[str, str]:
 
 @pytest.mark.parametrize("race", RACES)
 def test_the_results_page_prose_is_the_summary(race: str) -> None:
-    f = _figures(race)
-    quoted(RESULTS_README, f"PortLLM lost {f['drop']} points on this fleet")
-    quoted(RESULTS_README, f"CPU-s {f['cpu']} of the script's, examples scored {f['scored']}, training tokens "
-                           f"{f['tokens']} (per-seed ratios, mean ± std)")
-    quoted(RESULTS_README, f"never ready: {f['never']}")
-    quoted(RESULTS_README, f"retention {f['retention']}")
-    quoted(RESULTS_README, f"false publishes on test: {f['false']}")
-    quoted(RESULTS_README, f"{f['looks']}")
+    check_candidate_prose(race, "portllm-ft-powered")
 
 
 def test_the_method_page_quotes_the_races() -> None:

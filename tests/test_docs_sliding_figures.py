@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, candidate_figures, check_race_table,
+from figures import (METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, check_candidate_prose, check_race_table,
                      check_summary_against_ledgers, ledger_services, load, per_seed_ratio, quoted)
 
 RACE = "fleet-strengths-moderate-sliding"
@@ -29,14 +29,7 @@ def test_the_race_summary_agrees_with_its_ledgers() -> None:
 
 
 def test_the_results_and_method_pages_quote_the_summary() -> None:
-    f = candidate_figures(_methods(), "portllm-ft-sliding")
-    quoted(RESULTS_README, f"PortLLM lost {f['drop']} points on this fleet")
-    quoted(RESULTS_README, f"CPU-s {f['cpu']} of the script's, examples scored {f['scored']}, training tokens "
-                           f"{f['tokens']} (per-seed ratios, mean ± std)")
-    quoted(RESULTS_README, f"never ready: {f['never']}")
-    quoted(RESULTS_README, f"retention {f['retention']}")
-    quoted(RESULTS_README, f"false publishes on test: {f['false']}")
-    quoted(RESULTS_README, f['looks'])
+    f = check_candidate_prose(RACE, "portllm-ft-sliding")
     quoted(METHOD_DOC, f"At the moderate update, on seeds 6–8, it took {f['cpu']} of the script's CPU-s with "
                        f"{f['never'].replace(' against', ' never ready against')}")
 

@@ -73,3 +73,29 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+# A stop signal's handler raises Interrupted wherever the main thread happens to be. Inside a __del__ (the regex
+# package's Group.__del__ was seen) Python swallows it ("Exception ignored in ..."), and the stop would be lost. So
+# the handler also records it here, and the safe points (each claim, each training step) raise it again.
+_STOP_PENDING: list[int] = []
+
+
+def request_stop(signum: int) -> None:
+    """Record a stop signal for the safe points (only the first counts)."""
+    if not _STOP_PENDING:
+        _STOP_PENDING.append(signum)
+
+
+def stop_requested() -> bool:
+    return bool(_STOP_PENDING)
+
+
+def clear_stop() -> None:
+    _STOP_PENDING.clear()
+
+
+def raise_if_stopped() -> None:
+    """At a safe point: raise Interrupted for a recorded stop signal, even if its first raise was swallowed."""
+    if _STOP_PENDING:
+        raise Interrupted(_STOP_PENDING[0])

@@ -17,7 +17,7 @@ from typing import Any
 
 from relora.core.model.adapter import LINEAGE_FILE
 from relora.core.run.outputs import MARKER, check_replaceable
-from relora.errors import InputError, Interrupted, RolloutStopped, cannot_write, stopped
+from relora.errors import InputError, Interrupted, RolloutStopped, cannot_write, raise_if_stopped, stopped
 from relora.fleet.config import AdapterEntry, FleetConfig
 from relora.fleet.ledger import Ledger
 from relora.fleet.signals import interruptible
@@ -202,6 +202,7 @@ def _claim_until_final(fleet: FleetConfig, ledger: Ledger, worker: str, retry_fa
     done, retry = 0, retry_failed
     while True:
         for entry in fleet.adapters:
+            raise_if_stopped()  # a safe point: a stop whose first raise was swallowed claims nothing more
             if ledger.claim(entry.name, worker, fleet.lease_s, retry):
                 process(fleet, ledger, entry, worker)
                 done += 1

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from relora.core.model.adapter import lora_parameters
 from relora.core.model.data import ScoringItem, tokens_in
 from relora.core.method.measures import Event
-from relora.errors import TrainingDiverged
+from relora.errors import TrainingDiverged, raise_if_stopped
 from relora.core.math.ops import anchor_penalty, decoupled_anchor_step, scheduled_lambda, scheduled_lr
 from relora.core.method.readiness import Readiness
 from relora.core.model.scoring import answer_nll, evaluate
@@ -137,6 +137,7 @@ def train(model: torch.nn.Module, data: TrainData, schedule: Schedule, *, seed: 
     model.train()
     bar = tqdm(total=schedule.steps, desc="train", disable=not watch.progress, leave=False)
     for step, idx in enumerate(batch_order(len(data.train), schedule.batch_size, schedule.steps, seed)):
+        raise_if_stopped()  # a safe point: a stop signal whose first raise was swallowed (in a __del__) ends here
         for group in optimizer.param_groups:
             group["lr"] = scheduled_lr(step, schedule.e1, schedule.steps, schedule.lr, schedule.lr_min)
         optimizer.zero_grad(set_to_none=True)

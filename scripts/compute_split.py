@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 def race_runs(race: Path) -> Iterator[tuple[str, str, Path, dict]]:
@@ -33,9 +33,14 @@ def split(race: Path) -> dict:
     return out
 
 
-if __name__ == "__main__":
+def print_for_race_folder(script: str, figures: Callable[[Path], dict]) -> None:
+    """The scripts' command line: one race's --out folder in, its figures out as JSON; anything else exits 2."""
     if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        print(f"compute_split.py: error: {' '.join(sys.argv[1:]) or 'no folder given'}: give one race's --out folder, holding "
+        print(f"{script}: error: {' '.join(sys.argv[1:]) or 'no folder given'}: give one race's --out folder, holding "
               "seed*/METHOD/rollout", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps(split(Path(sys.argv[1])), indent=1, sort_keys=True))
+    print(json.dumps(figures(Path(sys.argv[1])), indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    print_for_race_folder("compute_split.py", split)

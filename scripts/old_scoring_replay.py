@@ -13,11 +13,9 @@ training examples.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-from compute_split import race_runs  # the scripts folder is on the path when a script runs
+from compute_split import print_for_race_folder, race_runs  # the scripts folder is on the path when a script runs
 
 
 def replay_run(run: dict, screens: int) -> dict[str, float]:
@@ -59,8 +57,4 @@ def replay(race: Path) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        print(f"old_scoring_replay.py: error: {' '.join(sys.argv[1:]) or 'no folder given'}: give one race's --out folder, holding "
-              "seed*/METHOD/rollout", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(replay(Path(sys.argv[1])), indent=1, sort_keys=True))
+    print_for_race_folder("old_scoring_replay.py", replay)

@@ -8,11 +8,9 @@ slide let through: the powered screen, whose bar stays at step 0's, would have t
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-from compute_split import race_runs
+from compute_split import print_for_race_folder, race_runs
 
 
 def looks(race: Path) -> dict:
@@ -27,8 +25,4 @@ def looks(race: Path) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        print(f"screen_looks.py: error: {' '.join(sys.argv[1:]) or 'no folder given'}: give one race's --out folder, "
-              "holding seed*/METHOD/rollout", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(looks(Path(sys.argv[1])), indent=1, sort_keys=True))
+    print_for_race_folder("screen_looks.py", looks)

@@ -90,3 +90,14 @@ def test_the_bullets_are_the_ledgers_and_the_summary() -> None:
                            f"{seed['relora']['train_tokens'] / seed['portllm-ft']['train_tokens']:.2f} of its tokens")
     assert seed["relora"]["compute_s"] > seed["portllm-ft"]["compute_s"]  # "it still took more CPU-s"
     assert all(seed[m]["retention_mean"] < seed["portllm-ft"]["retention_mean"] for m in FUSED)
+
+
+def test_seed_4s_relora_bullet_is_its_row() -> None:
+    relora = next(s for s in _finished("relora") if s["seed"] == 4)
+    script = next(s for s in _finished("portllm-ft") if s["seed"] == 4)
+    assert relora["zero_step_share"] == 0.5
+    quoted(RESULTS_README, f"Seed 4's `relora` did the same: half at zero steps, {relora['never_ready']} left behind "
+                           f"against the script's {script['never_ready']}, "
+                           f"{relora['train_tokens'] / script['train_tokens']:.2f} of its tokens, "
+                           f"{relora['examples_scored'] / script['examples_scored']:.2f} of its examples scored")
+    quoted(RESULTS_README, f"Seed 4's `relora` CPU-s ({relora['compute_s'] / script['compute_s']:.2f}×) are inflated")

@@ -166,12 +166,16 @@ def check_race_table(race: str, *, profile: str, methods: tuple[str, ...]) -> No
                            f"--out runs/{race}")
 
 
-def check_summary_against_ledgers(race: str) -> None:
-    """Each seed's services, ready count and gate examples per service in a race's summary are its ledgers' rows."""
-    services = ledger_services(RESULTS / race / "ledgers.md")
+def check_summary_against_ledgers(race: str, *, ledgers_of: dict[str, str] | None = None) -> None:
+    """Each seed's services, ready count and gate examples per service in a race's summary are its ledgers' rows.
+    ledgers_of: for methods whose seeds a summary took from another race (--earlier-summary), that race."""
+    def services(method: str) -> dict[tuple[int, str], dict[str, dict[str, str]]]:
+        return ledger_services(RESULTS / (ledgers_of or {}).get(method, race) / "ledgers.md")
+
     for method, info in load(f"{race}/summary.json")["methods"].items():
+        rows_of = services(method)
         for seed in info["per_seed"]:
-            rows = services[(seed["seed"], method)].values()
+            rows = rows_of[(seed["seed"], method)].values()
             assert len(rows) == seed["services"] == 12
             assert sum(r["state"] == "ready" for r in rows) == seed["ready"]
             assert sum(int(r["gate_examples_scored"]) for r in rows) / 12 == seed["examples_per_decision"]

@@ -5,7 +5,7 @@ summary agrees with the ledgers of both races."""
 
 from __future__ import annotations
 
-from figures import RESULTS, RESULTS_README, ledger_services, load, quoted
+from figures import RESULTS, RESULTS_README, check_summary_against_ledgers, ledger_services, load, quoted
 
 RACE = "fleet-strengths-strong-relora"
 POWERED = "fleet-strengths-strong-powered"
@@ -22,6 +22,10 @@ def _finished(method: str) -> list[dict]:
     return _summary()["methods"][method]["per_seed"]
 
 
+def _seed(method: str, seed: int) -> dict:
+    return next(s for s in _finished(method) if s["seed"] == seed)
+
+
 def seed_row(method: str, seed: dict, script: dict) -> str:
     """One rollout's row of the results page's per-seed table, with its CPU-s and work units over the script's in
     the same seed (one seed is an anecdote: no means until three)."""
@@ -36,9 +40,10 @@ def test_the_per_seed_table_and_the_command_are_the_summary() -> None:
     assert summary["run_revisions"] == [REVISION]
     assert sorted(summary["seeds_from_earlier"]["methods"]) == sorted(TAKEN)
     scripts = {s["seed"]: s for s in _finished("portllm-ft")}
+    shown = {s["seed"] for s in _finished("relora")}  # the table's seeds: those a fused method finished
     for method in (*TAKEN, *FUSED):
         for seed in _finished(method):
-            if seed["seed"] in {s["seed"] for s in _finished("relora")}:
+            if seed["seed"] in shown:
                 quoted(RESULTS_README, seed_row(method, seed, scripts[seed["seed"]]))
     finished = {m: [s["seed"] for s in _finished(m)] for m in FUSED}
     unfinished = {m: summary["methods"][m]["unfinished_seeds"] for m in FUSED}
@@ -60,16 +65,11 @@ def test_the_stand_in_seeds_are_the_powered_races_own() -> None:
 
 
 def test_the_summary_agrees_with_the_ledgers_of_both_races() -> None:
-    services = {m: ledger_services(RESULTS / (RACE if m in FUSED else POWERED) / "ledgers.md") for m in (*TAKEN, *FUSED)}
-    for method, info in _summary()["methods"].items():
-        for seed in info["per_seed"]:
-            rows = services[method][(seed["seed"], method)]
-            assert len(rows) == seed["services"] == 12
-            assert sum(r["state"] == "ready" for r in rows.values()) == seed["ready"]
-            assert sum(int(r["gate_examples_scored"]) for r in rows.values()) / 12 == seed["examples_per_decision"]
+    check_summary_against_ledgers(RACE, ledgers_of={m: POWERED for m in TAKEN})
     # the same fleet: each service's old quality and PortLLM's step-0 quality are the powered race's, seed by seed
-    for (seed, method), rows in services["relora"].items():
-        theirs = services["portllm-ft"][(seed, "portllm-ft")]
+    scripts = ledger_services(RESULTS / POWERED / "ledgers.md")
+    for (seed, method), rows in ledger_services(RESULTS / RACE / "ledgers.md").items():
+        theirs = scripts[(seed, "portllm-ft")]
         for name, row in rows.items():
             assert (row["old_service_val_accuracy"], row["fallback_val_accuracy"]) == (
                 theirs[name]["old_service_val_accuracy"], theirs[name]["fallback_val_accuracy"]), (seed, method, name)
@@ -83,7 +83,7 @@ def test_the_bullets_are_the_ledgers_and_the_summary() -> None:
     assert len(zero) == 6 and len(reverted) == 5 and others == ["-0.902"]
     quoted(RESULTS_README, "Five of `relora`'s six zero-step services started at α = −1, β = 1")
     quoted(RESULTS_README, "and the sixth at α = −0.90 (`ledgers.md`)")
-    seed = {m: next(s for s in _finished(m) if s["seed"] == 3) for m in (*TAKEN, *FUSED)}
+    seed = {m: _seed(m, 3) for m in (*TAKEN, *FUSED)}
     assert seed["relora"]["zero_step_share"] == 0.5 and seed["portllm-ft"]["zero_step_share"] == 0
     assert (seed["relora"]["never_ready"], seed["portllm-ft"]["never_ready"], seed["relora-paper"]["never_ready"]) == (2, 4, 1)
     quoted(RESULTS_README, "left 2 services behind against the script's 4, and trained on "
@@ -93,8 +93,7 @@ def test_the_bullets_are_the_ledgers_and_the_summary() -> None:
 
 
 def test_seed_4s_relora_bullet_is_its_row() -> None:
-    relora = next(s for s in _finished("relora") if s["seed"] == 4)
-    script = next(s for s in _finished("portllm-ft") if s["seed"] == 4)
+    relora, script = _seed("relora", 4), _seed("portllm-ft", 4)
     assert relora["zero_step_share"] == 0.5
     quoted(RESULTS_README, f"Seed 4's `relora` did the same: half at zero steps, {relora['never_ready']} left behind "
                            f"against the script's {script['never_ready']}, "

@@ -38,7 +38,9 @@ def seed_row(method: str, seed: dict, script: dict) -> str:
 def test_the_per_seed_table_and_the_command_are_the_summary() -> None:
     summary = _summary()
     assert summary["run_revisions"] == [REVISION]
-    assert sorted(summary["seeds_from_earlier"]["methods"]) == sorted(TAKEN)
+    # session 2 took session 1's summary as --earlier-summary: the stand-ins, and the fused seeds finished then
+    assert summary["seeds_from_earlier"] == {"file": f"docs/results/{RACE}/summary.json", "methods": {
+        **{m: [3, 4, 5] for m in TAKEN}, "relora": [3, 4], "relora-paper": [3]}}
     scripts = {s["seed"]: s for s in _finished("portllm-ft")}
     shown = {s["seed"] for s in _finished("relora")}  # the table's seeds: those a fused method finished
     for method in (*TAKEN, *FUSED):
@@ -50,8 +52,9 @@ def test_the_per_seed_table_and_the_command_are_the_summary() -> None:
     assert all(sorted(finished[m] + unfinished[m]) == [3, 4, 5] for m in FUSED)
     quoted(RESULTS_README, f"relora lab race --profile fleet-strengths-strong --seeds 3,4,5 --methods "
                            f"{','.join(FUSED)} --out runs/{RACE}")
-    quoted(RESULTS_README, f"--methods {','.join((*TAKEN, *FUSED))} --summary-only --earlier-summary "
-                           f"docs/results/{POWERED}/summary.json")
+    for earlier in (POWERED, RACE):  # session 1's summary, then session 2's
+        quoted(RESULTS_README, f"--methods {','.join((*TAKEN, *FUSED))} --summary-only --earlier-summary "
+                               f"docs/results/{earlier}/summary.json")
     state = "; ".join(f"`{m}` seed{'s' if len(finished[m]) > 1 else ''} "
                       f"{', '.join(map(str, finished[m]))}" for m in FUSED)
     quoted(RESULTS_README, f"State: partial ({state} of 3, 4 and 5)")
@@ -100,3 +103,16 @@ def test_seed_4s_relora_bullet_is_its_row() -> None:
                            f"{relora['train_tokens'] / script['train_tokens']:.2f} of its tokens, "
                            f"{relora['examples_scored'] / script['examples_scored']:.2f} of its examples scored")
     quoted(RESULTS_README, f"Seed 4's `relora` CPU-s ({relora['compute_s'] / script['compute_s']:.2f}×) are inflated")
+
+
+def test_seed_5s_relora_bullet_is_its_row_and_its_ledger() -> None:
+    relora, script = _seed("relora", 5), _seed("portllm-ft", 5)
+    rows = ledger_services(RESULTS / RACE / "ledgers.md")[(5, "relora")]
+    zero = [r for r in rows.values() if r["state"] == "ready" and r["steps"] == "0"]
+    assert len(zero) == relora["zero_step_share"] * 12 == 5
+    assert all((r["alpha"], r["beta"]) == ("-1.000", "1.000") for r in zero)  # "all five at the revert point"
+    quoted(RESULTS_README, f"Seed 5's `relora` published 5 of 12 at zero steps, all five at the revert point, but left "
+                           f"{relora['never_ready']} behind against the script's {script['never_ready']}, with "
+                           f"{relora['train_tokens'] / script['train_tokens']:.2f} of its tokens, "
+                           f"{relora['examples_scored'] / script['examples_scored']:.2f} of its examples scored and "
+                           f"{relora['compute_s'] / script['compute_s']:.2f}× its CPU-s")

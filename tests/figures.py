@@ -68,6 +68,7 @@ def strength_row(method: str, info: dict[str, Any]) -> str:
 BANDS = ("mild", "moderate", "strong")
 CANDIDATE = "portllm-ft-powered"
 SLIDING = "portllm-ft-sliding"  # the second candidate, raced on seeds 6-8 band by band
+FUSED = ("relora", "relora-paper")  # relora's fused inits, raced at the strong update on the powered race's seeds
 
 
 def per_seed_ratio(methods: dict[str, Any], key: str, method: str, over: str = "portllm-ft") -> list[float]:
@@ -89,6 +90,10 @@ def band_table() -> str:
     reuse = {b: load(f"fleet-strengths-{b}/summary.json")["methods"] for b in BANDS}
     sliding = {b: load(f"fleet-strengths-{b}-sliding/summary.json")["methods"] for b in BANDS
                if (RESULTS / f"fleet-strengths-{b}-sliding" / "summary.json").exists()}
+    fused = load("fleet-strengths-strong-relora/summary.json")["methods"]  # raced at the strong update only
+
+    def strong_only(cell):
+        return lambda b: cell() if b == "strong" else "not raced"
 
     def if_raced(cell):  # a band with no sliding race says so
         return lambda b: cell(b) if b in sliding else "not raced"
@@ -101,7 +106,8 @@ def band_table() -> str:
         return "" if n >= 3 else f" ({n} seeds)"
 
     def tested(b: str) -> str:
-        races = [*powered[b].values(), *reuse[b].values(), *sliding.get(b, {}).values()]
+        races = [*powered[b].values(), *reuse[b].values(), *sliding.get(b, {}).values(),
+                 *([fused[m] for m in FUSED] if b == "strong" else [])]  # the fused race's script is the powered one's
         return f"{sum(i['false_publishes_test'] for i in races)} of {sum(i['services_tested'] for i in races)}"
 
     def never(info: dict[str, Any]) -> str:
@@ -123,6 +129,10 @@ def band_table() -> str:
             lambda b: mean_std(per_seed_ratio(sliding[b], "compute_s", SLIDING)) + seeds(sliding[b]))),
         row("… never ready vs the script's", if_raced(
             lambda b: f"{never(sliding[b][SLIDING])} vs {sliding[b]['portllm-ft']['never_ready']}")),
+        row(" / ".join(f"`{m}`" for m in FUSED) + " ÷ the script, CPU-s", strong_only(
+            lambda: " / ".join(mean_std(per_seed_ratio(fused, "compute_s", m)) for m in FUSED))),
+        row("… never ready; retention", strong_only(
+            lambda: " / ".join(never(fused[m]) for m in FUSED) + "; " + " / ".join(f"{fused[m]['retention_mean']:.2f}" for m in FUSED))),
         row("`relora-reuse` ÷ the script in its race, CPU-s", lambda b: f"{reuse[b]['relora-reuse']['compute_vs_portllm_ft']:.2f}"
             + seeds(reuse[b])),
         row("… update kept (retention) vs the script's", lambda b: f"{reuse[b]['relora-reuse']['retention_mean']:.2f} vs "

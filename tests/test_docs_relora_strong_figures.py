@@ -105,6 +105,8 @@ def test_the_verdict_is_the_summary() -> None:
     quoted(RESULTS_README, "No fused init reached the script's compute, let alone half of it")
     quoted(RESULTS_README, f"`relora-paper` left {m['relora-paper']['never_ready']} of 36 against the script's "
                            f"{ft['never_ready']}, the fewest of the four")
+    quoted(RESULTS_README, f"retention below the issue's 0.9 ({m['relora']['retention_mean']:.2f} and "
+                           f"{m['relora-paper']['retention_mean']:.2f} against the script's {ft['retention_mean']:.2f})")
 
 
 def test_the_method_page_quotes_the_race() -> None:

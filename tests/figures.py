@@ -52,6 +52,11 @@ def ledger_services(path: Path) -> dict[tuple[int, str], dict[str, dict[str, str
             for key, rows in ledger_rows(path).items()}
 
 
+def at_revert_point(row: dict[str, str]) -> bool:
+    """A ledger row whose start was α = −1, β = 1: the rank-r projection of the base delta taken back out."""
+    return (row["alpha"], row["beta"]) == ("-1.000", "1.000")
+
+
 def strength_row(method: str, info: dict[str, Any]) -> str:
     """One row of the results page's table for a strengths race, from its summary."""
     seeds = info["per_seed"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, band_table,
-                     ledger_services, load, quoted, strength_row)
+from figures import (ARCHIVE_README, METHOD_DOC, README, RESULTS, RESULTS_README, ROOT, STRENGTH_METHODS, at_revert_point,
+                     band_table, ledger_services, load, quoted, strength_row)
 
 
 RACE_METHODS = ("portllm-ft", "relora", "relora-paper")
@@ -176,7 +176,7 @@ def test_the_mild_race_is_its_summary_its_ledgers_and_its_compute_split() -> Non
     assert reuse["never_ready"] == 0
     ledgers = ledger_services(RESULTS / "fleet-strengths-mild" / "ledgers.md")
     assert sorted(ledgers) == [(s, k) for s in (0, 1, 2) for k in STRENGTH_METHODS]
-    reverts = sum(r["alpha"] == "-1.000" and r["beta"] == "1.000" for s in (0, 1, 2)
+    reverts = sum(at_revert_point(r) for s in (0, 1, 2)
                   for r in ledgers[(s, "relora-reuse")].values())
     quoted(RESULTS_README, f"it published {reverts} of its 36 service rollouts at the revert point")
     quoted(RESULTS_README, f"Its mean retention is {reuse['retention_mean']:.2f} (worst {reuse['retention_min']:.2f})")
@@ -221,7 +221,7 @@ def test_the_moderate_race_is_its_summary_its_ledgers_and_its_compute_split() ->
                            f"ready against {ready[1]:.1f}, and {reuse['zero_step_share']:.0%} at zero steps against "
                            f"{ft['zero_step_share']:.0%}")
     ledgers = ledger_services(RESULTS / "fleet-strengths-moderate" / "ledgers.md")
-    reverts = sum(r["alpha"] == "-1.000" and r["beta"] == "1.000" for s in (0, 1, 2)
+    reverts = sum(at_revert_point(r) for s in (0, 1, 2)
                   for r in ledgers[(s, "relora-reuse")].values())
     assert not any(r["alpha"] != "0.000" for s in (0, 1, 2) for r in ledgers[(s, "portllm-ft")].values())
     quoted(RESULTS_README, f"It started {reverts} of its 36 service rollouts at α = −1, β = 1 and kept "

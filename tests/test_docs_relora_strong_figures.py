@@ -5,8 +5,8 @@ race's own, and the summary agrees with the ledgers of both races."""
 
 from __future__ import annotations
 
-from figures import (FUSED, METHOD_DOC, RESULTS, RESULTS_README, check_candidate_prose, check_summary_against_ledgers,
-                     ledger_services, load, mean_std, per_seed_ratio, quoted, strength_row)
+from figures import (FUSED, METHOD_DOC, RESULTS, RESULTS_README, at_revert_point, check_candidate_prose,
+                     check_summary_against_ledgers, ledger_services, load, mean_std, per_seed_ratio, quoted, strength_row)
 
 RACE = "fleet-strengths-strong-relora"
 POWERED = "fleet-strengths-strong-powered"
@@ -75,11 +75,11 @@ def test_the_zero_step_publications_are_the_ledgers_coefficients() -> None:
         zero = _zero_step(method)
         assert len(zero) == round(_methods()[method]["zero_step_share"] * 36)
     relora, paper = _zero_step("relora"), _zero_step("relora-paper")
-    reverted = [r for r in relora if (r["alpha"], r["beta"]) == ("-1.000", "1.000")]
+    reverted = [r for r in relora if at_revert_point(r)]
     quoted(RESULTS_README, f"`relora` published {len(relora)} of 36 at zero steps, {len(reverted)} of them at the "
                            "revert point (α = −1, β = 1,")
     alphas, betas = sorted(float(r["alpha"]) for r in paper), sorted(float(r["beta"]) for r in paper)
-    assert not any((r["alpha"], r["beta"]) == ("-1.000", "1.000") for r in paper) and alphas[-1] < 0 < betas[0] - 1
+    assert not any(at_revert_point(r) for r in paper) and alphas[-1] < 0 < betas[0] - 1
     low, high = (f"{a:.2f}".replace("-", "−") for a in (alphas[0], alphas[-1]))  # the page's minus sign
     quoted(RESULTS_README, f"`relora-paper` published {len(paper)} of 36 at zero steps, 0 of them at the revert point, "
                            f"but all at α between {low} and {high} with β of {betas[0]:.2f} to {betas[-1]:.2f}")

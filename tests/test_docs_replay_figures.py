@@ -7,7 +7,8 @@ import statistics
 
 import pytest
 
-from figures import README, RESULTS, RESULTS_README, STRENGTH_METHODS, ledger_services, load, quoted, strength_row
+from figures import (README, RESULTS, RESULTS_README, STRENGTH_METHODS, at_revert_point, ledger_services, load, quoted,
+                     strength_row)
 
 
 def test_the_old_scoring_replay_is_its_files_and_adds_up_to_the_races() -> None:
@@ -85,7 +86,7 @@ def test_the_strong_race_is_seeds_0_and_1_of_its_summary_and_ledgers() -> None:
                            f"{ft['never_ready']}")
     ledgers = ledger_services(RESULTS / "fleet-strengths-strong" / "ledgers.md")
     assert sorted(ledgers) == [(s, k) for s in (0, 1) for k in STRENGTH_METHODS]
-    reverts = sum(r["alpha"] == "-1.000" and r["beta"] == "1.000" for s in (0, 1)
+    reverts = sum(at_revert_point(r) for s in (0, 1)
                   for r in ledgers[(s, "relora-reuse")].values())
     quoted(RESULTS_README, f"It started {reverts} of its 24 service rollouts at the revert point and kept "
                            f"{reuse['retention_mean']:.2f} of the update, against {ft['retention_mean']:.2f}")

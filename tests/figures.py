@@ -95,13 +95,10 @@ def band_table() -> str:
     reuse = {b: load(f"fleet-strengths-{b}/summary.json")["methods"] for b in BANDS}
     sliding = {b: load(f"fleet-strengths-{b}-sliding/summary.json")["methods"] for b in BANDS
                if (RESULTS / f"fleet-strengths-{b}-sliding" / "summary.json").exists()}
-    fused = load("fleet-strengths-strong-relora/summary.json")["methods"]  # raced at the strong update only
+    fused = {"strong": load("fleet-strengths-strong-relora/summary.json")["methods"]}  # raced at the strong update only
 
-    def strong_only(cell):
-        return lambda b: cell() if b == "strong" else "not raced"
-
-    def if_raced(cell):  # a band with no sliding race says so
-        return lambda b: cell(b) if b in sliding else "not raced"
+    def if_raced(races: dict[str, Any], cell):  # a band with no such race says so
+        return lambda b: cell(b) if b in races else "not raced"
 
     def row(label: str, cell) -> str:
         return f"| {label} | " + " | ".join(cell(b) for b in BANDS) + " |"
@@ -112,7 +109,7 @@ def band_table() -> str:
 
     def tested(b: str) -> str:
         races = [*powered[b].values(), *reuse[b].values(), *sliding.get(b, {}).values(),
-                 *([fused[m] for m in FUSED] if b == "strong" else [])]  # the fused race's script is the powered one's
+                 *(fused[b][m] for m in FUSED if b in fused)]  # the fused race's script is the powered one's
         return f"{sum(i['false_publishes_test'] for i in races)} of {sum(i['services_tested'] for i in races)}"
 
     def never(info: dict[str, Any]) -> str:
@@ -130,14 +127,14 @@ def band_table() -> str:
         row(f"`{CANDIDATE}` ÷ the script, CPU-s", lambda b: mean_std(per_seed_ratio(powered[b], "compute_s", CANDIDATE))
             + seeds(powered[b])),
         row("… never ready", lambda b: never(powered[b][CANDIDATE])),
-        row(f"`{SLIDING}` ÷ the script in its race, CPU-s", if_raced(
+        row(f"`{SLIDING}` ÷ the script in its race, CPU-s", if_raced(sliding, 
             lambda b: mean_std(per_seed_ratio(sliding[b], "compute_s", SLIDING)) + seeds(sliding[b]))),
-        row("… never ready vs the script's", if_raced(
+        row("… never ready vs the script's", if_raced(sliding, 
             lambda b: f"{never(sliding[b][SLIDING])} vs {sliding[b]['portllm-ft']['never_ready']}")),
-        row(" / ".join(f"`{m}`" for m in FUSED) + " ÷ the script, CPU-s", strong_only(
-            lambda: " / ".join(mean_std(per_seed_ratio(fused, "compute_s", m)) for m in FUSED))),
-        row("… never ready; retention", strong_only(
-            lambda: " / ".join(never(fused[m]) for m in FUSED) + "; " + " / ".join(f"{fused[m]['retention_mean']:.2f}" for m in FUSED))),
+        row(" / ".join(f"`{m}`" for m in FUSED) + " ÷ the script, CPU-s", if_raced(fused, lambda b: " / ".join(
+            mean_std(per_seed_ratio(fused[b], "compute_s", m)) for m in FUSED))),
+        row("… never ready; retention", if_raced(fused, lambda b: " / ".join(never(fused[b][m]) for m in FUSED) + "; "
+                                                 + " / ".join(f"{fused[b][m]['retention_mean']:.2f}" for m in FUSED))),
         row("`relora-reuse` ÷ the script in its race, CPU-s", lambda b: f"{reuse[b]['relora-reuse']['compute_vs_portllm_ft']:.2f}"
             + seeds(reuse[b])),
         row("… update kept (retention) vs the script's", lambda b: f"{reuse[b]['relora-reuse']['retention_mean']:.2f} vs "
